@@ -1,0 +1,1 @@
+"""Acquisition: ingest ID lists, probe and fetch videos with yt-dlp, verify media."""

@@ -1,0 +1,147 @@
+"""One YAML file per job, loaded into typed models; `--set a.b=value` overrides.
+
+Every section forbids unknown keys, so a typo fails before any work starts with the key's
+path and the keys that are allowed there. The content hash of the resolved config is
+stored with every output row.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from pipeline.acquire.config import FetchConfig, InputConfig, Section
+from pipeline.segment.config import SegmentConfig, SelectConfig
+
+
+class DemoConfig(Section):
+    """Make sample videos with known cuts and use them as (extra) input: offline demo."""
+
+    videos: int = Field(4, ge=1, description="how many good sample videos to generate")
+    scene_seconds: list[float] = Field(default_factory=lambda: [4.0, 6.0, 5.0, 5.0],
+                                       description="scene durations of each sample video")
+    fps: int = Field(24, ge=1)
+    width: int = Field(320, ge=16)
+    height: int = Field(180, ge=16)
+    include_bad: bool = Field(True, description="also add a corrupt file, a too-short video and a malformed ID")
+
+
+class OutputConfig(Section):
+    """How the dataset directory is committed."""
+
+    commit_every: int = Field(64, ge=1, description="videos per crash-safe commit (one shard per config)")
+    compression: str = Field("zstd", description="Parquet compression codec")
+
+
+class RayConfig(Section):
+    """Where the plan runs. Not part of the config hash: it does not change the data."""
+
+    address: str | None = Field(None, description="cluster address; None: RAY_ADDRESS or a local Ray sized to the machine")
+    num_cpus: int | None = Field(None, ge=1, description="local Ray only: CPUs to use (default: all)")
+    object_store_memory_mb: int | None = Field(None, ge=64, description="local Ray only")
+    log_to_driver: bool = Field(False, description="forward worker logs to the console")
+
+
+class JobConfig(Section):
+    """A whole curation job. See jobs/*.yaml and the README's configuration reference."""
+
+    name: str = Field("job", description="job name, shown in summaries and the dataset card")
+    work_dir: str = Field(".curate", description="caches (downloads, demo media); relative to the current directory")
+    input: InputConfig = Field(default_factory=InputConfig)
+    demo: DemoConfig | None = Field(None, description="generate offline sample inputs")
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    def content_hash(self) -> str:
+        """16 hex chars of sha256 over everything that shapes the data (not `ray`)."""
+        payload = self.model_dump(mode="json", exclude={"ray"})
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the key and what is allowed."""
+
+
+def parse_overrides(pairs: Iterable[str]) -> list[tuple[list[str], Any]]:
+    """`a.b=value` strings -> (path, YAML-parsed value)."""
+    out = []
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: value is not valid YAML: {exc}") from None
+        out.append((key.strip().split("."), value))
+    return out
+
+
+def _apply(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    node = raw
+    for depth, part in enumerate(path[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {'.'.join(path)}: {'.'.join(path[:depth + 1])} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: Any = JobConfig
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def _explain(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid job config ({origin}):"]
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        key = ".".join(str(p) for p in loc) or "<root>"
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            allowed = ", ".join(parent.model_fields) if parent else "?"
+            lines.append(f"  {key}: unknown key; allowed here: {allowed}")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> JobConfig:
+    """Read a job YAML (or defaults when None), apply overrides, validate everything."""
+    raw: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        origin = str(path)
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+    for key_path, value in parse_overrides(overrides):
+        _apply(raw, key_path, value)
+    try:
+        return JobConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, origin)) from None

@@ -1,0 +1,210 @@
+"""One run of a job: ingest, skip what is committed, stream through the stages, commit.
+
+Plain orchestration; the Ray specifics live in `pipeline/runner.py`.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from pipeline.card import write_card
+from pipeline.config import JobConfig
+from pipeline.records import Reason, VideoTask, video_row
+from pipeline.stage import Stage
+from pipeline.store import DatasetStore, LedgerEntry, new_run_id, utc_now
+
+log = logging.getLogger("curate")
+
+# Rejections worth retrying on the next run: the cause is outside the video itself.
+RETRYABLE_REASONS = frozenset({Reason.rate_limited.value, Reason.network.value,
+                               Reason.bot_check.value, Reason.stage_error.value})
+
+
+def pipeline_fingerprint(stages: Sequence[Stage]) -> str:
+    """Identifies the code that made a row; a changed stage version reprocesses videos."""
+    blob = "|".join(s.describe() for s in stages)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def select_pending(tasks: Iterable[VideoTask], ledger: dict[str, LedgerEntry], fingerprint: str,
+                   *, force: bool = False) -> tuple[list[VideoTask], int]:
+    """Tasks that still need work, and how many were skipped as already committed."""
+    pending, skipped = [], 0
+    for task in tasks:
+        entry = ledger.get(task.video_id)
+        done = (entry is not None and entry.fingerprint == fingerprint
+                and not (entry.status == "rejected" and entry.reason in RETRYABLE_REASONS))
+        if done and not force:
+            skipped += 1
+        else:
+            pending.append(task)
+    return pending, skipped
+
+
+@dataclass
+class RunSummary:
+    """What a run did; printed at the end and stored under `_runs/`."""
+
+    run_id: str
+    job: str
+    out: str
+    config_hash: str
+    fingerprint: str
+    started_at: str
+    inputs: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    processed: int = 0
+    committed: Counter = field(default_factory=Counter)
+    status: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+    stage_counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    stage_seconds: Counter = field(default_factory=Counter)
+    quarantined: int = 0
+    chunks: int = 0
+    reconcile: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def record(self, task: VideoTask) -> None:
+        self.processed += 1
+        self.status[task.status if task.rejected else "accepted"] += 1
+        if task.rejected:
+            self.reasons[task.reject_reason] += 1
+            self.stage_counts[task.reject_stage or "?"]["rejected"] += 1
+        for timing in task.stage_timings:
+            self.stage_counts[timing.stage]["processed"] += 1
+            self.stage_seconds[timing.stage] += timing.seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "job": self.job, "out": self.out, "config_hash": self.config_hash,
+            "pipeline_fingerprint": self.fingerprint, "started_at": self.started_at,
+            "finished_at": utc_now(), "wall_s": round(self.wall_s, 2),
+            "inputs": self.inputs, "duplicates": self.duplicates, "skipped_committed": self.skipped,
+            "processed": self.processed, "status": dict(self.status),
+            "rejects_by_reason": dict(self.reasons.most_common()),
+            "stages": {name: {"processed": c["processed"], "rejected": c["rejected"],
+                              "seconds": round(self.stage_seconds[name], 3)}
+                       for name, c in self.stage_counts.items()},
+            "committed_rows": dict(self.committed), "quarantined": self.quarantined,
+            "chunks": self.chunks, "reconcile": self.reconcile, "notes": self.notes,
+        }
+
+    def render(self) -> str:
+        d = self.as_dict()
+        lines = [f"run {self.run_id} of job '{self.job}' -> {self.out}",
+                 f"  inputs {self.inputs} (duplicates collapsed {self.duplicates}), "
+                 f"already committed {self.skipped}, processed {self.processed} in {d['wall_s']} s",
+                 f"  accepted {self.status.get('accepted', 0)}, rejected {self.status.get('rejected', 0)}"]
+        if self.reasons:
+            lines.append("  rejects by reason: " + ", ".join(f"{k} {v}" for k, v in self.reasons.most_common()))
+        if d["stages"]:
+            lines.append("  stage            videos  rejected  seconds")
+            for name, s in d["stages"].items():
+                lines.append(f"  {name:<16} {s['processed']:>6}  {s['rejected']:>8}  {s['seconds']:>7.2f}")
+        lines.append("  committed rows: " + (", ".join(f"{k} {v}" for k, v in sorted(self.committed.items())) or "none")
+                     + f" in {self.chunks} chunk(s); quarantined {self.quarantined}")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+StageFactory = Callable[[JobConfig, Path], list[Stage]]
+RowBuilder = Callable[[VideoTask], dict[str, list[dict[str, Any]]]]
+
+
+def rows_for(task: VideoTask) -> dict[str, list[dict[str, Any]]]:
+    """Output rows of one finished task, per config. Later stages add sft/rl/distill."""
+    rows: dict[str, list[dict[str, Any]]] = {"videos": [video_row(task)]}
+    for config in ("sft", "rl", "distill", "rejects"):
+        extra = task.extra.get(f"rows_{config}")
+        if extra:
+            rows[config] = list(extra)
+    return rows
+
+
+def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tuple[list[VideoTask], int]],
+            stage_factory: StageFactory, force: bool = False, progress: bool = True,
+            echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> RunSummary:
+    """Run `cfg` into the dataset at `out`; safe to re-run after any crash."""
+    from pipeline.runner import init_ray, run_plan
+
+    started = time.perf_counter()
+    run_id = new_run_id()
+    work_dir = Path(cfg.work_dir).resolve()
+    stages = stage_factory(cfg, work_dir)
+    fingerprint = pipeline_fingerprint(stages)
+    summary = RunSummary(run_id=run_id, job=cfg.name, out=out, config_hash=cfg.content_hash(),
+                         fingerprint=fingerprint, started_at=utc_now())
+    store = DatasetStore(out, compression=cfg.output.compression)
+    store.init()
+    store.acquire_lock(run_id)
+    try:
+        summary.reconcile = store.reconcile()
+        if summary.reconcile:
+            echo(f"recovered an interrupted run: {summary.reconcile}")
+        tasks, summary.duplicates = ingest(cfg, work_dir)
+        summary.inputs = len(tasks)
+        t0 = time.perf_counter()
+        ledger = store.ledger()
+        pending, summary.skipped = select_pending(tasks, ledger, fingerprint, force=force)
+        echo(f"{summary.inputs} inputs: {summary.skipped} already committed (ledger of {len(ledger)} read in "
+             f"{time.perf_counter() - t0:.2f} s), {len(pending)} to process; stages: "
+             + " -> ".join(s.describe() for s in stages))
+        provenance = {"config_hash": summary.config_hash, "pipeline_fingerprint": fingerprint, "run_id": run_id}
+        ready = [t for t in pending if t.rejected]  # rejected at ingest: nothing to run
+        todo = [t for t in pending if not t.rejected]
+        buffer: list[VideoTask] = []
+        seq = 0
+
+        def flush() -> None:
+            nonlocal seq
+            if not buffer:
+                return
+            rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for task in buffer:
+                for config, config_rows in rows_for(task).items():
+                    rows[config].extend(config_rows)
+            result = store.commit(f"{run_id}-{seq:06d}", rows, provenance={**provenance, "processed_at": utc_now()})
+            seq += 1
+            summary.chunks += 1
+            summary.quarantined += result.quarantined
+            summary.committed.update(result.counts)
+            buffer.clear()
+            done = summary.processed
+            rate = done / max(1e-9, time.perf_counter() - started)
+            echo(f"committed {done}/{len(pending)} videos ({summary.status.get('rejected', 0)} rejected), "
+                 f"{rate:.2f} videos/s")
+
+        def take(task: VideoTask) -> None:
+            summary.record(task)
+            buffer.append(task)
+            if len(buffer) >= cfg.output.commit_every:
+                flush()
+
+        for task in ready:
+            take(task)
+        if todo:
+            where = init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_memory_mb, cfg.ray.log_to_driver)
+            echo(f"running on {where}")
+            for task in run_plan(todo, stages, progress=progress):
+                take(task)
+        flush()
+        stale = store.reconcile()  # drop rows superseded by this run (force / new versions)
+        if stale.get("stale_rows_removed"):
+            summary.notes.append(f"replaced {stale['stale_rows_removed']} rows of earlier runs")
+        missing = len(pending) - summary.processed
+        if missing:  # a bug, never expected: say it loudly rather than lose inputs silently
+            raise RuntimeError(f"{missing} tasks did not come back from the plan; re-run to complete")
+        summary.wall_s = time.perf_counter() - started
+        store.write_run(run_id, summary.as_dict())
+        write_card(store, cfg.name)
+        return summary
+    finally:
+        store.release_lock()

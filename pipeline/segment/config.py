@@ -1,0 +1,79 @@
+"""Typed configuration of segmentation, frame sampling and selection."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from pipeline.acquire.config import Section
+
+
+class SegmentConfig(Section):
+    """Scene detection and frame sampling, done in one decoding pass."""
+
+    # detection
+    detector: Literal["content", "adaptive", "histogram", "hash"] = Field(
+        "content", description="PySceneDetect detector: content | adaptive | histogram | hash")
+    threshold: float | None = Field(
+        None, description="detector threshold (None: the detector's default; adaptive: adaptive_threshold)")
+    min_scene_len: int = Field(15, ge=1, description="minimum scene length in frames, as PySceneDetect")
+    analysis_width: int | None = Field(
+        None, ge=16, description="analysis width in px; None = PySceneDetect's auto downscale "
+        "(width/256 factor), which reproduces its goldens bit-for-bit")
+    analysis_downscale: int | None = Field(
+        None, ge=1, description="fixed integer downscale factor (video2dataset uses width//64); "
+        "overrides analysis_width")
+    fast: bool = Field(
+        False, description="fast path: frames whose raw-plane difference to the previous frame is "
+        "below fast_gate skip colour conversion and reuse the last analysis image")
+    fast_gate: float = Field(
+        0.5, ge=0, description="fast path: mean abs Y/U/V difference (0-255, on 1/8-res planes) "
+        "below which a frame counts as unchanged")
+    fast_max_gap: int = Field(
+        4, ge=1, description="fast path: analyse at least every Nth frame so slow drift is never "
+        "summed into one spurious jump")
+    # decoding
+    decoder_threads: int = Field(0, ge=0, description="FFmpeg decoder threads (0 = auto)")
+    thread_type: Literal["AUTO", "FRAME", "SLICE", "NONE"] = Field(
+        "AUTO", description="PyAV codec thread_type")
+    max_decode_error_ratio: float = Field(
+        0.2, ge=0, le=1, description="reject with decode_error when more than this fraction of "
+        "packets fail to decode")
+    # sampling
+    sample_fps: float = Field(1.0, gt=0, description="frames per second kept for the models")
+    max_frames: int = Field(
+        512, ge=1, description="at most this many frames per video; longer videos are sampled "
+        "uniformly at a lower rate")
+    min_pixels: int = Field(16 * 28 * 28, ge=28 * 28, description="Qwen-VL smart_resize lower pixel bound")
+    max_pixels: int = Field(256 * 28 * 28, ge=28 * 28, description="Qwen-VL smart_resize upper pixel bound")
+    size_factor: int = Field(28, ge=1, description="sampled frame sides are multiples of this")
+    jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality of sampled frames")
+    # scene post-processing
+    min_scene_s: float = Field(
+        0.0, ge=0, description="merge scenes shorter than this into a neighbour (0 = off)")
+    max_scene_s: float | None = Field(
+        None, gt=0, description="split scenes longer than this into equal windows (None = off)")
+    mark_gradual: bool = Field(True, description="label cuts that ramp over several frames 'gradual'")
+    gradual_window: int = Field(8, ge=2, description="frames before a cut inspected for a ramp")
+    gradual_min_frames: int = Field(
+        4, ge=1, description="frames in the window with a luma change >= gradual_diff to call it gradual")
+    gradual_diff: float = Field(2.0, ge=0, description="per-frame mean luma change (0-255) counted as ramping")
+
+    @model_validator(mode="after")
+    def _pixels(self) -> "SegmentConfig":
+        if self.min_pixels > self.max_pixels:
+            raise ValueError("min_pixels must not exceed max_pixels")
+        return self
+
+
+class SelectConfig(Section):
+    """Video- and scene-level duration bounds."""
+
+    min_duration_s: float = Field(60.0, ge=0, description="reject videos shorter than this (too_short)")
+    max_duration_s: float = Field(3600.0, gt=0, description="reject videos longer than this (too_long)")
+    max_scenes: int = Field(256, ge=1, description="maximum scenes per video")
+    max_scenes_action: Literal["truncate", "reject"] = Field(
+        "truncate", description="over max_scenes: keep max_scenes evenly spread scenes, or reject the video with reason too_long")
+    scene_min_s: float = Field(0.0, ge=0, description="drop scenes shorter than this")
+    scene_max_s: float | None = Field(None, gt=0, description="drop scenes longer than this (None = no bound)")
+    min_scenes: int = Field(1, ge=0, description="reject with too_few_scenes when fewer scenes remain")

@@ -1,0 +1,135 @@
+"""One threaded PyAV decoding pass that yields frames in presentation order with exact times.
+
+Frame numbers follow PySceneDetect's PyAV backend: round(seconds_from_stream_start * rate)
+with the nominal (guessed) rate, so VFR files get numbers in the nominal timebase and
+cuts line up with its goldens.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Iterator
+
+import av
+
+log = logging.getLogger(__name__)
+
+
+class MediaError(Exception):
+    """The file cannot be decoded; `reason` is a records.Reason value."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class VideoInfo:
+    """What the container says before decoding (refined by the decode)."""
+
+    width: int
+    height: int
+    rate: Fraction
+    time_base: Fraction
+    start_pts: int
+    duration_s: float | None
+    frame_count: int | None
+    rotation: int
+    codec: str
+
+
+@dataclass
+class DecodeStats:
+    """Counters of one decode, to judge damaged media."""
+
+    packets: int = 0
+    decode_errors: int = 0
+    frames: int = 0
+    missing_pts: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DecodedFrame:
+    """One frame: `number` in the nominal timebase, `pts`/`seconds` exact from the stream."""
+
+    number: int
+    pts: int
+    time_base: Fraction
+    seconds: float
+    frame: av.VideoFrame
+
+
+def open_video(path: str, thread_type: str = "AUTO", threads: int = 0):
+    """Open `path` and return (container, stream, VideoInfo); raise MediaError if unusable."""
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:  # truncated moov, random bytes, missing file
+        raise MediaError("corrupt_media", f"cannot open: {exc}") from exc
+    if not container.streams.video:
+        container.close()
+        raise MediaError("no_video_stream", "the file has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = thread_type
+    if threads:
+        stream.codec_context.thread_count = threads
+    cc = stream.codec_context
+    rate = stream.guessed_rate or stream.average_rate or cc.framerate
+    if not rate or float(rate) <= 0:
+        container.close()
+        raise MediaError("corrupt_media", "no frame rate")
+    rate = Fraction(rate).limit_denominator(10000)
+    time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
+    duration_s = None
+    if stream.duration:
+        duration_s = float(stream.duration * time_base)
+    elif container.duration:
+        duration_s = container.duration / av.time_base
+    info = VideoInfo(width=cc.width, height=cc.height, rate=rate, time_base=time_base,
+                     start_pts=stream.start_time or 0, duration_s=duration_s,
+                     frame_count=stream.frames or None, rotation=0,
+                     codec=cc.name)
+    return container, stream, info
+
+
+def iter_frames(container, stream, info: VideoInfo, stats: DecodeStats,
+                max_consecutive_errors: int = 200) -> Iterator[DecodedFrame]:
+    """Decode packet by packet so one bad packet costs one packet, not the whole stream.
+
+    Frames come out of the decoder in presentation order; frames without a PTS get
+    one extrapolated from the previous frame and the nominal rate.
+    """
+    consecutive = 0
+    last_pts: int | None = None
+    step = max(1, round(1 / (info.rate * info.time_base)))
+    for packet in container.demux(stream):
+        if packet.size:
+            stats.packets += 1
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            stats.decode_errors += 1
+            consecutive += 1
+            if len(stats.errors) < 5:
+                stats.errors.append(str(exc)[:200])
+            if consecutive >= max_consecutive_errors:
+                raise MediaError("decode_error", f"{consecutive} consecutive undecodable packets") from exc
+            continue
+        consecutive = 0
+        for frame in frames:
+            pts = frame.pts
+            if pts is None:
+                stats.missing_pts += 1
+                pts = info.start_pts if last_pts is None else last_pts + step
+            if last_pts is not None and pts <= last_pts:  # duplicate/out-of-order PTS
+                pts = last_pts + 1
+            last_pts = pts
+            tb = Fraction(frame.time_base) if frame.time_base else info.time_base
+            rel = pts - (info.start_pts if tb == info.time_base else 0)
+            seconds = float(max(rel, 0) * tb)
+            if stats.frames == 0 and frame.rotation:
+                info.rotation = int(frame.rotation) % 360
+            stats.frames += 1
+            yield DecodedFrame(number=round(seconds * float(info.rate)), pts=max(rel, 0),
+                               time_base=tb, seconds=seconds, frame=frame)

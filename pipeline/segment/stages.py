@@ -1,0 +1,109 @@
+"""SegmentStage: one decode feeds scene detection and frame sampling; plus `segment_video`."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from pipeline.records import Frame, Reason, Scene, StageTiming, VideoTask
+from pipeline.segment.config import SegmentConfig
+from pipeline.segment.decode import DecodeStats, MediaError, iter_frames, open_video
+from pipeline.segment.detect import Cut, SceneAnalyzer
+from pipeline.segment.sample import FrameSampler
+from pipeline.segment.scenes import assign_frames, mark_gradual, merge_short, scenes_from_cuts, split_long
+from pipeline.stage import Resources, Stage
+
+
+@dataclass
+class SegmentResult:
+    """Scenes, sampled frames (JPEG bytes) and what the decode measured."""
+
+    scenes: list[Scene]
+    frames: list[Frame]
+    cuts: list[Cut]
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+    duration_s: float
+    rotation: int
+    codec: str
+    stats: dict = field(default_factory=dict)
+
+
+def segment_video(path: str, cfg: SegmentConfig | None = None) -> SegmentResult:
+    """Decode `path` once; detect cuts, sample frames, post-process scenes.
+
+    Raises MediaError(reason, message) for files that cannot be used.
+    """
+    cfg = cfg or SegmentConfig()
+    container, stream, info = open_video(path, cfg.thread_type, cfg.decoder_threads)
+    stats = DecodeStats()
+    try:
+        analyzer = SceneAnalyzer(cfg, info.width, info.height, info.rate)
+        sampler: FrameSampler | None = None
+        numbers: list[int] = []
+        last = None
+        for df in iter_frames(container, stream, info, stats):
+            if sampler is None:  # rotation is known from the first frame
+                sampler = FrameSampler(cfg, info.width, info.height, info.rotation, info.duration_s)
+            analyzer.push(df)
+            sampler.push(df)
+            numbers.append(df.number)
+            last = df
+    except MediaError:
+        raise
+    finally:
+        container.close()
+    if last is None or sampler is None:
+        raise MediaError("corrupt_media", f"no decodable video frames ({stats.decode_errors} bad packets)")
+    if stats.packets and stats.decode_errors / stats.packets > cfg.max_decode_error_ratio:
+        raise MediaError("decode_error", f"{stats.decode_errors}/{stats.packets} packets failed: "
+                         + "; ".join(stats.errors[:2]))
+    cuts = analyzer.finish()
+    end_frame = last.number + 1
+    duration_s = last.seconds + 1.0 / float(info.rate)
+    kinds = mark_gradual(cuts, analyzer.luma_diff, numbers, cfg, analyzer.luma_mean)
+    scenes = scenes_from_cuts(cuts, end_frame, duration_s, kinds)
+    scenes = split_long(merge_short(scenes, cfg.min_scene_s), cfg.max_scene_s, float(info.rate))
+    frames = [Frame(timestamp_s=f.timestamp_s, image=f.image, width=f.width, height=f.height)
+              for f in sampler.frames]
+    assign_frames(scenes, frames)
+    rot = info.rotation
+    w, h = (info.height, info.width) if rot in (90, 270) else (info.width, info.height)
+    return SegmentResult(
+        scenes=scenes, frames=frames, cuts=cuts, width=w, height=h, fps=float(info.rate),
+        frame_count=stats.frames, duration_s=duration_s, rotation=rot, codec=info.codec,
+        stats={"packets": stats.packets, "decode_errors": stats.decode_errors,
+               "frames": stats.frames, "missing_pts": stats.missing_pts,
+               "analysed_frames": analyzer.analysed, "analysis_size": list(analyzer.size),
+               "errors": stats.errors})
+
+
+class SegmentStage(Stage):
+    """Fills scenes, frames and decoded media facts of a task; rejects unusable media."""
+
+    name = "segment"
+    version = "1"
+
+    def __init__(self, cfg: SegmentConfig | None = None, resources: Resources | None = None):
+        self.cfg = cfg or SegmentConfig()
+        # PyAV frame threading uses both cores of a 2-core worker
+        self.resources = resources or Resources(cpus=2.0, concurrency=(1, 8))
+
+    def process(self, task: VideoTask) -> VideoTask:
+        if task.rejected:
+            return task
+        if not task.video_path:
+            return task.reject(Reason.corrupt_media, "no local video file", stage=self.name)
+        t0 = time.perf_counter()
+        try:
+            res = segment_video(task.video_path, self.cfg)
+        except MediaError as exc:
+            return task.reject(exc.reason, str(exc), stage=self.name)
+        task.scenes, task.frames = res.scenes, res.frames
+        task.width, task.height, task.fps = res.width, res.height, res.fps
+        task.frame_count, task.duration_s, task.rotation = res.frame_count, res.duration_s, res.rotation
+        task.codec = task.codec or res.codec
+        task.extra["segment_stats"] = res.stats
+        task.stage_timings.append(StageTiming(self.name, time.perf_counter() - t0))
+        return task

@@ -1,0 +1,1 @@
+"""JSON Schemas of every output config: the single source of truth for written rows."""

@@ -1,0 +1,1 @@
+"""QA synthesis and cross-verification (teacher / verifier backends)."""

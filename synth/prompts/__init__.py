@@ -1,0 +1,1 @@
+"""Versioned prompt files; loaded with importlib.resources."""

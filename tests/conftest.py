@@ -1,0 +1,27 @@
+"""Shared fixtures: one local Ray for the whole session, offline Hugging Face."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_VIDEOS = REPO.parent / "shared" / "real_videos"
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray instance shared by the tests that need one (~6 s to start)."""
+    import ray
+
+    from pipeline.runner import init_ray
+
+    init_ray(None, num_cpus=2, object_store_mb=512)
+    yield ray
+    ray.shutdown()

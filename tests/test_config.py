@@ -1,0 +1,46 @@
+"""Job configs: typed, overridable, bad keys fail early with the allowed keys named."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, load_config
+from tests.conftest import REPO
+
+
+def test_demo_job_loads_and_hash_is_stable():
+    a = load_config(REPO / "jobs" / "demo.yaml")
+    b = load_config(REPO / "jobs" / "demo.yaml")
+    assert a.content_hash() == b.content_hash() and len(a.content_hash()) == 16
+    assert a.demo is not None
+
+
+def test_overrides_change_values_and_hash_but_not_for_ray_settings():
+    base = load_config(REPO / "jobs" / "demo.yaml")
+    moved = load_config(REPO / "jobs" / "demo.yaml", ["fetch.max_height=480"])
+    assert moved.fetch.max_height == 480 and moved.content_hash() != base.content_hash()
+    elsewhere = load_config(REPO / "jobs" / "demo.yaml", ["ray.address=ray://head:10001"])
+    assert elsewhere.content_hash() == base.content_hash()
+
+
+@pytest.mark.parametrize("override, words", [
+    (["fetch.max_hieght=480"], ["fetch.max_hieght", "unknown key", "max_height"]),
+    (["fetch.max_height=tall"], ["fetch.max_height", "integer"]),
+    (["output.commit_every=0"], ["output.commit_every", "greater than or equal to 1"]),
+    (["nonsense=1"], ["nonsense", "allowed here", "fetch"]),
+    (["fetch"], ["key=value"]),
+])
+def test_bad_keys_and_values_name_the_key(override, words):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, override)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_bad_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")

@@ -1,0 +1,62 @@
+"""Accuracy on real clips: PySceneDetect goldens, Data-Juicer counts, video2dataset cuts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.segment import SegmentConfig, segment_video
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real_videos"
+PATHS = [False, True]  # default path, fast path
+
+
+def cuts(path: Path, **kw) -> list[int]:
+    return [c.frame for c in segment_video(str(path), SegmentConfig(**kw)).cuts]
+
+
+def within_one(found: list[int], expected: list[int]) -> bool:
+    return len(found) == len(expected) and all(abs(a - b) <= 1 for a, b in zip(found, expected))
+
+
+@pytest.mark.parametrize("fast", PATHS)
+@pytest.mark.parametrize("video,detector,expected", [
+    ("testvideo.mp4", "content", [30, 180, 394]),
+    ("testvideo.mp4", "adaptive", [30, 180, 394, 691]),
+    ("goldeneye-vfr-drop3.mp4", "content", [90, 210]),
+    ("goldeneye-vfr-drop3.mp4", "adaptive", [90, 210]),
+])
+def test_pyscenedetect_goldens(video, detector, expected, fast):
+    found = cuts(REAL / "pyscenedetect" / video, detector=detector, fast=fast)
+    assert within_one(found, expected), found
+
+
+@pytest.mark.parametrize("fast", PATHS)
+def test_vfr_cut_seconds(fast):
+    res = segment_video(str(REAL / "pyscenedetect" / "goldeneye-vfr-drop3.mp4"), SegmentConfig(fast=fast))
+    assert [round(c.seconds, 3) for c in res.cuts] == [3.754, 8.759]
+    assert res.frame_count == 160
+
+
+@pytest.mark.parametrize("fast", PATHS)
+@pytest.mark.parametrize("detector,threshold,counts", [
+    ("content", 27.0, {"video1": 3, "video2": 1, "video3": 2}),
+    ("adaptive", 3.0, {"video1": 3, "video2": 1, "video3": 8}),
+])
+def test_data_juicer_scene_counts(detector, threshold, counts, fast):
+    for name, n in counts.items():
+        res = segment_video(str(REAL / "data_juicer" / f"{name}.mp4"),
+                            SegmentConfig(detector=detector, threshold=threshold, min_scene_len=15, fast=fast))
+        assert len(res.scenes) == n, (name, [c.frame for c in res.cuts])
+
+
+@pytest.mark.parametrize("fast", PATHS)
+def test_video2dataset_expectations(fast):
+    # CutDetectionSubsampler: ContentDetector(5, 15), downscale = width // 64 = 30
+    res = segment_video(str(REAL / "video2dataset" / "test_video.mp4"),
+                        SegmentConfig(threshold=5.0, min_scene_len=15, analysis_downscale=30,
+                                      fast=fast, sample_fps=0.25))
+    assert within_one([c.frame for c in res.cuts], [2096, 2698, 2785, 3015])
+    assert (res.scenes[0].start_frame, res.scenes[0].end_frame) == (0, 2096) or \
+        abs(res.scenes[0].end_frame - 2096) <= 1
+    assert res.scenes[-1].end_frame == 3678

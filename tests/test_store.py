@@ -1,0 +1,94 @@
+"""Crash-safe commits, quarantine, reconcile and the ledger, on a real local directory."""
+from __future__ import annotations
+
+import os
+
+import datasets
+import pyarrow.parquet as pq
+
+from pipeline.card import write_card
+from pipeline.store import DatasetStore
+from tests.helpers import PROV, accepted_row
+
+
+def _store(tmp_path):
+    store = DatasetStore(str(tmp_path / "out"))
+    store.init()
+    return store
+
+
+def test_commit_is_visible_and_loadable_with_datasets(tmp_path):
+    store = _store(tmp_path)
+    store.commit("r1-000000", {"videos": [accepted_row("aaaaaaaaaaa", 0), accepted_row("bbbbbbbbbbb", 1)]},
+                 provenance=PROV)
+    write_card(store, "t")
+    ds = datasets.load_dataset(store.root, "videos", split="train")
+    assert sorted(ds["video_id"]) == ["aaaaaaaaaaa", "bbbbbbbbbbb"]
+    assert ds[0]["scenes"][1]["transition"] == "cut"
+    assert ds[0]["config_hash"] == PROV["config_hash"]
+    assert not os.listdir(store.path("_staging")), "staging is emptied after a commit"
+
+
+def test_invalid_row_is_quarantined_with_its_path_and_video_still_counted(tmp_path):
+    store = _store(tmp_path)
+    bad = accepted_row("ccccccccccc", 2)
+    bad["fps"] = -3.0
+    result = store.commit("r1-000000", {"videos": [accepted_row("aaaaaaaaaaa"), bad]}, provenance=PROV)
+    assert result.quarantined == 1
+    rejects = store.read_table("rejects").to_pylist()
+    assert len(rejects) == 1 and rejects[0]["path"] == "$.fps" and rejects[0]["target_config"] == "videos"
+    assert '"fps": -3.0' in rejects[0]["row_json"]
+    videos = {r["video_id"]: r for r in store.read_table("videos").to_pylist()}
+    assert set(videos) == {"aaaaaaaaaaa", "ccccccccccc"}
+    assert videos["ccccccccccc"]["status"] == "rejected"
+    assert videos["ccccccccccc"]["reject_reason"] == "schema_invalid"
+    assert "$.fps" in videos["ccccccccccc"]["reject_message"]
+
+
+def test_interrupted_commit_leaves_orphans_that_reconcile_removes(tmp_path):
+    store = _store(tmp_path)
+    store.commit("r1-000000", {"videos": [accepted_row("aaaaaaaaaaa")]}, provenance=PROV)
+    # simulate a crash after the non-video shards moved but before the videos shard did
+    reject = {"video_id": "bbbbbbbbbbb", "target_config": "sft", "reason": "x", "path": "$",
+              "message": "m", "row_json": "{}", **PROV}
+    store.commit("r1-000001", {"rejects": [reject]}, provenance=PROV)
+    os.makedirs(store.path("_staging", "r1-000002"))
+    (tmp_path / "out" / "_staging" / "r1-000002" / "videos.parquet").write_bytes(b"half a file")
+    stats = store.reconcile()
+    assert stats == {"staging_removed": 1, "orphan_shards_removed": 1}
+    assert store.read_table("rejects").num_rows == 0
+    assert store.chunks("videos") == ["r1-000000"]
+
+
+def test_newest_chunk_wins_and_older_rows_are_rewritten(tmp_path):
+    store = _store(tmp_path)
+    store.commit("r1-000000", {"videos": [accepted_row("aaaaaaaaaaa"), accepted_row("bbbbbbbbbbb", 1)]},
+                 provenance=PROV)
+    newer = accepted_row("aaaaaaaaaaa")
+    newer["title"] = "second take"
+    store.commit("r2-000000", {"videos": [newer]}, provenance={**PROV, "run_id": "r2"})
+    assert store.read_table("videos").num_rows == 3  # both versions visible until reconcile
+    stats = store.reconcile()
+    assert stats["stale_rows_removed"] == 1
+    rows = {r["video_id"]: r for r in store.read_table("videos").to_pylist()}
+    assert len(rows) == 2 and rows["aaaaaaaaaaa"]["title"] == "second take"
+    assert rows["aaaaaaaaaaa"]["run_id"] == "r2"
+
+
+def test_ledger_reads_ids_and_fingerprints(tmp_path):
+    store = _store(tmp_path)
+    store.commit("r1-000000", {"videos": [accepted_row("aaaaaaaaaaa")]}, provenance=PROV)
+    ledger = store.ledger()
+    assert ledger["aaaaaaaaaaa"].fingerprint == "fp1" and ledger["aaaaaaaaaaa"].status == "accepted"
+
+
+def test_empty_configs_have_typed_schema_shards_and_card_lists_only_loadable_ones(tmp_path):
+    store = _store(tmp_path)
+    for config in ("videos", "sft", "rl", "distill", "rejects"):
+        schema = pq.read_schema(store.path("data", config, "_schema.parquet"))
+        assert len(schema) > 5
+    store.commit("r1-000000", {"videos": [accepted_row("aaaaaaaaaaa")]}, provenance=PROV)
+    write_card(store, "t")
+    card = open(store.path("README.md")).read()
+    assert "config_name: videos" in card and "config_name: sft" not in card
+    assert "Empty so far" in card and "sft" in card
