@@ -6,28 +6,57 @@ Two facts of `datasets` (5.x) shape it:
 - its cache key for a local folder is the folder name + config name + the card's config
   parameters, not the files' contents. With a glob, a re-run's new shards would be served
   from a stale cache, so the card lists every shard file explicitly (shard names are
-  unique, and rewritten shards get new names).
+  unique, and rewritten shards get new names). Listing files also means a reader never
+  sees an orphan shard of an interrupted commit.
+
+The card is rewritten after every commit from an in-memory `CardState`, so a run killed
+at any moment leaves a loadable dataset without re-reading every shard per commit.
 """
 from __future__ import annotations
 
 import posixpath
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from pipeline.schema import CONFIGS, load_json_schema
-from pipeline.store import DatasetStore
+from pipeline.store import CommitResult, DatasetStore
 
 DEFAULT_CONFIG = "videos"
 
 
-def render_card(store: DatasetStore, job_name: str, extra_sections: list[str] | None = None) -> str:
-    counts = store.counts()
+@dataclass
+class CardState:
+    """What the card shows: shard files and row counts per config, video outcomes."""
+
+    files: dict[str, list[str]] = field(default_factory=dict)
+    rows: Counter = field(default_factory=Counter)
+    status: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+
+    @classmethod
+    def from_store(cls, store: DatasetStore) -> "CardState":
+        counts = store.counts()
+        return cls(files={c: store.shard_paths(c) for c in CONFIGS}, rows=Counter(counts.rows),
+                   status=Counter(counts.status), reasons=Counter(counts.reasons))
+
+    def add(self, result: CommitResult) -> None:
+        for config, path in result.files.items():
+            self.files.setdefault(config, []).append(path)
+        self.rows.update(result.counts)
+        self.status.update(result.video_status)
+        self.reasons.update(result.video_reasons)
+
+
+def render_card(store: DatasetStore, state: CardState, job_name: str,
+                extra_sections: list[str] | None = None) -> str:
     configs: list[dict[str, Any]] = []
     for config in CONFIGS:
-        if counts.rows.get(config, 0) == 0:
+        files = sorted(posixpath.relpath(p, store.root) for p in state.files.get(config, []))
+        if not files or state.rows.get(config, 0) == 0:
             continue
-        files = [posixpath.relpath(p, store.root) for p in store.shard_paths(config)]
         entry: dict[str, Any] = {"config_name": config, "data_files": [{"split": "train", "path": files}]}
         if config == DEFAULT_CONFIG:
             entry["default"] = True
@@ -40,20 +69,23 @@ def render_card(store: DatasetStore, job_name: str, extra_sections: list[str] | 
              *[f'{c["config_name"]} = load_dataset(PATH, "{c["config_name"]}", split="train")' for c in configs],
              "```", "", "| config | rows | what it holds |", "|---|---:|---|"]
     for config in CONFIGS:
-        lines.append(f"| {config} | {counts.rows.get(config, 0)} | {load_json_schema(config)['description']} |")
-    empty = [c for c in CONFIGS if counts.rows.get(c, 0) == 0]
+        lines.append(f"| {config} | {state.rows.get(config, 0)} | {load_json_schema(config)['description']} |")
+    empty = [c for c in CONFIGS if state.rows.get(c, 0) == 0]
     if empty:
         lines += ["", f"Empty so far (not loadable until they hold rows): {', '.join(empty)}."]
     lines += ["", "## Videos", "", "| status | count |", "|---|---:|"]
-    lines += [f"| {k} | {v} |" for k, v in sorted(counts.status.items())]
-    if counts.reasons:
+    lines += [f"| {k} | {v} |" for k, v in sorted(state.status.items())]
+    if state.reasons:
         lines += ["", "| reject reason | count |", "|---|---:|"]
-        lines += [f"| {k} | {v} |" for k, v in sorted(counts.reasons.items(), key=lambda kv: -kv[1])]
+        lines += [f"| {k} | {v} |" for k, v in state.reasons.most_common()]
     for section in extra_sections or []:
         lines += ["", section]
-    lines += ["", "Schemas: JSON Schema per config (`schemas/` in the pipeline); every row was validated before it was written.", ""]
+    lines += ["", "Every row was validated against its config's JSON Schema (`schemas/` in the pipeline) "
+              "before it was written.", ""]
     return "\n".join(lines)
 
 
-def write_card(store: DatasetStore, job_name: str, extra_sections: list[str] | None = None) -> None:
-    store.write_text("README.md", render_card(store, job_name, extra_sections))
+def write_card(store: DatasetStore, job_name: str, state: CardState | None = None,
+               extra_sections: list[str] | None = None) -> None:
+    state = state or CardState.from_store(store)
+    store.write_text("README.md", render_card(store, state, job_name, extra_sections))

@@ -1,9 +1,7 @@
 """`curate`: run a job, inspect a dataset, re-validate it."""
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
 from collections import Counter
 from pathlib import Path

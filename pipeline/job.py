@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from pipeline.card import write_card
+from pipeline.card import CardState, write_card
 from pipeline.config import JobConfig
 from pipeline.records import Reason, VideoTask, video_row
 from pipeline.stage import Stage
@@ -149,6 +149,8 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
         summary.reconcile = store.reconcile()
         if summary.reconcile:
             echo(f"recovered an interrupted run: {summary.reconcile}")
+        card = CardState.from_store(store)
+        write_card(store, cfg.name, card)
         tasks, summary.duplicates = ingest(cfg, work_dir)
         summary.inputs = len(tasks)
         t0 = time.perf_counter()
@@ -176,6 +178,8 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
             summary.chunks += 1
             summary.quarantined += result.quarantined
             summary.committed.update(result.counts)
+            card.add(result)
+            write_card(store, cfg.name, card)  # readable after every commit
             buffer.clear()
             done = summary.processed
             rate = done / max(1e-9, time.perf_counter() - started)
@@ -204,7 +208,7 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
             raise RuntimeError(f"{missing} tasks did not come back from the plan; re-run to complete")
         summary.wall_s = time.perf_counter() - started
         store.write_run(run_id, summary.as_dict())
-        write_card(store, cfg.name)
+        write_card(store, cfg.name, CardState.from_store(store) if stale else card)
         return summary
     finally:
         store.release_lock()

@@ -14,10 +14,7 @@ def build_stages(cfg: JobConfig, work_dir: Path) -> list[Stage]:
     from pipeline.segment.select import SelectStage
     from pipeline.segment.stages import SegmentStage
 
-    cache = Path(cfg.fetch.cache_dir)
-    if not cache.is_absolute():
-        cache = work_dir / cache
-    return [FetchStage(cfg.fetch, cache_root=cache), SegmentStage(cfg.segment), SelectStage(cfg.select)]
+    return [FetchStage(cfg.fetch, cache_root=work_dir), SegmentStage(cfg.segment), SelectStage(cfg.select)]
 
 
 def ingest(cfg: JobConfig, work_dir: Path) -> tuple[list[VideoTask], int]:

@@ -70,12 +70,13 @@ def run_plan(tasks: Sequence[VideoTask], stages: Sequence[Stage], *,
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), cpus * 4)))
     for stage in stages:
         res = stage.resources
+        lo, hi = res.concurrency if isinstance(res.concurrency, tuple) else (res.concurrency, res.concurrency)
         ds = ds.map_batches(
             _StageActor,
             fn_constructor_kwargs={"stage": stage},
             batch_size=res.batch_size,
             batch_format="numpy",
-            concurrency=res.concurrency,
+            compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
             num_cpus=res.cpus,
             num_gpus=res.gpus or None,
             zero_copy_batch=True,

@@ -27,7 +27,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any
 
 import fsspec
 import pyarrow as pa
@@ -52,6 +52,9 @@ class CommitResult:
     chunk_id: str
     counts: dict[str, int]
     quarantined: int
+    files: dict[str, str] = field(default_factory=dict)  # config -> published shard path
+    video_status: Counter = field(default_factory=Counter)
+    video_reasons: Counter = field(default_factory=Counter)
 
 
 @dataclass
@@ -161,7 +164,10 @@ class DatasetStore:
         self._atomic_write_text(self.path("_manifest", f"{chunk_id}.json"), json.dumps(
             {"chunk_id": chunk_id, "counts": counts, "committed_at": utc_now(), **provenance}))
         self.fs.rm(staging, recursive=True)
-        return CommitResult(chunk_id=chunk_id, counts=counts, quarantined=quarantined)
+        return CommitResult(chunk_id=chunk_id, counts=counts, quarantined=quarantined,
+                            files={config: final for config, _, final in staged},
+                            video_status=Counter(r["status"] for r in out["videos"]),
+                            video_reasons=Counter(r["reject_reason"] for r in out["videos"] if r["reject_reason"]))
 
     # -- recovery ----------------------------------------------------------
     def reconcile(self) -> dict[str, int]:
@@ -278,11 +284,14 @@ class DatasetStore:
         reasons = table.column("reject_reason").to_pylist()
         return {v: LedgerEntry(f, s, r) for v, f, s, r in zip(ids, fps, status, reasons)}
 
+    def num_rows(self, path: str) -> int:
+        with self.fs.open(path, "rb") as fh:
+            return pq.ParquetFile(fh).metadata.num_rows
+
     def counts(self) -> StoreCounts:
         out = StoreCounts()
         for config in CONFIGS:
-            out.rows[config] = sum(pq.ParquetFile(self.fs.open(p, "rb")).metadata.num_rows
-                                   for p in self.shard_paths(config))
+            out.rows[config] = sum(self.num_rows(p) for p in self.shard_paths(config))
         videos = self.read_table("videos", ["status", "reject_reason"])
         out.status = dict(Counter(videos.column("status").to_pylist()))
         out.reasons = dict(Counter(r for r in videos.column("reject_reason").to_pylist() if r))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datasets
-import pytest
 
 from pipeline.config import load_config
 from pipeline.job import run_job, select_pending

@@ -76,7 +76,7 @@ def test_max_frames_without_duration_decimates(clip, monkeypatch):
 
 
 def test_smart_resize():
-    assert smart_resize(1080, 1920, 28, 4 * 28 * 28, 256 * 28 * 28) == (336, 616)
+    assert smart_resize(1080, 1920, 28, 4 * 28 * 28, 256 * 28 * 28) == (336, 588)
     h, w = smart_resize(50, 30, 28, 16 * 28 * 28, 256 * 28 * 28)
     assert h * w >= 16 * 28 * 28 and h % 28 == 0 and w % 28 == 0
 

@@ -14,7 +14,7 @@ def _scenes(bounds_s, fps=10):
 
 def test_merge_short():
     sc = merge_short(_scenes([0, 0.5, 5, 5.4, 10]), 1.0)
-    assert [(s.start_s, s.end_s) for s in sc] == [(0, 5), (5, 10)]
+    assert [(s.start_s, s.end_s) for s in sc] == [(0, 5.4), (5.4, 10)]
     assert [s.index for s in sc] == [0, 1] and sc[0].transition == "start"
 
 

@@ -58,7 +58,8 @@ class FetchStage(Stage):
         if not cache.is_absolute() and cache_root is not None:
             cache = Path(cache_root) / cache
         self.cache_dir = cache.resolve()
-        self.resources = Resources(cpus=1.0, concurrency=cfg.concurrency)
+        # I/O-bound: several downloaders share a core; verification decodes only a few frames
+        self.resources = Resources(cpus=0.2, concurrency=(1, cfg.concurrency))
         self._sleep = sleep
 
     def setup(self) -> None:

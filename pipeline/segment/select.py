@@ -47,7 +47,7 @@ class SelectStage(Stage):
 
     name = "select"
     version = "1"
-    resources = Resources(cpus=0.25, concurrency=1, batch_size=16)
+    resources = Resources(cpus=0.05, concurrency=1, batch_size=16)  # bookkeeping only
 
     def __init__(self, cfg: SelectConfig | None = None):
         self.cfg = cfg or SelectConfig()

@@ -1,10 +1,9 @@
 """SegmentStage: one decode feeds scene detection and frame sampling; plus `segment_video`."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
-from pipeline.records import Frame, Reason, Scene, StageTiming, VideoTask
+from pipeline.records import Frame, Reason, Scene, VideoTask
 from pipeline.segment.config import SegmentConfig
 from pipeline.segment.decode import DecodeStats, MediaError, iter_frames, open_video
 from pipeline.segment.detect import Cut, SceneAnalyzer
@@ -88,14 +87,14 @@ class SegmentStage(Stage):
     def __init__(self, cfg: SegmentConfig | None = None, resources: Resources | None = None):
         self.cfg = cfg or SegmentConfig()
         # PyAV frame threading uses both cores of a 2-core worker
-        self.resources = resources or Resources(cpus=2.0, concurrency=(1, 8))
+        # one CPU per replica; the pool grows with the cluster (min 1 so a 2-core box runs it)
+        self.resources = resources or Resources(cpus=1.0, concurrency=(1, 64))
 
     def process(self, task: VideoTask) -> VideoTask:
         if task.rejected:
             return task
         if not task.video_path:
             return task.reject(Reason.corrupt_media, "no local video file", stage=self.name)
-        t0 = time.perf_counter()
         try:
             res = segment_video(task.video_path, self.cfg)
         except MediaError as exc:
@@ -105,5 +104,4 @@ class SegmentStage(Stage):
         task.frame_count, task.duration_s, task.rotation = res.frame_count, res.duration_s, res.rotation
         task.codec = task.codec or res.codec
         task.extra["segment_stats"] = res.stats
-        task.stage_timings.append(StageTiming(self.name, time.perf_counter() - t0))
         return task

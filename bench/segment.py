@@ -1,0 +1,139 @@
+"""Benchmark: one-decode segmentation vs scenedetect CLI + a separate frame pass, vs decode floor.
+
+(a) baseline: `scenedetect -i V detect-content` (subprocess; CPU from RUSAGE_CHILDREN) plus a
+    second PyAV decode that keeps frames at sample_fps as JPEGs (same sampler code);
+(b) this stage: `segment_video` (default path, and the fast path);
+(c) floor: a threaded PyAV decode that does nothing with the frames.
+Usage: python bench/segment.py [--quick] [--cache bench/.cache]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _spec import bench_video  # noqa: E402
+
+from pipeline.segment import SegmentConfig, segment_video  # noqa: E402
+from pipeline.segment.decode import DecodeStats, iter_frames, open_video  # noqa: E402
+from pipeline.segment.sample import FrameSampler  # noqa: E402
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real_videos"
+
+
+def _self_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def measure(fn):
+    c0, k0, w0 = _self_cpu(), _child_cpu(), time.perf_counter()
+    out = fn()
+    return out, (_self_cpu() - c0) + (_child_cpu() - k0), time.perf_counter() - w0
+
+
+def cli_cuts(path: Path) -> list[float]:
+    """scenedetect CLI detect-content; cut seconds read from its scene-list CSV."""
+    import csv
+    import tempfile
+
+    exe = Path(sys.executable).with_name("scenedetect")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([str(exe), "-q", "-i", str(path), "-o", tmp, "detect-content",
+                        "list-scenes", "-s", "-f", "scenes.csv"], check=True, capture_output=True)
+        rows = list(csv.DictReader(open(Path(tmp) / "scenes.csv")))
+    return [float(r["Start Time (seconds)"]) for r in rows[1:]]
+
+
+def extract_frames(path: Path, cfg: SegmentConfig) -> int:
+    container, stream, info = open_video(str(path))
+    sampler = FrameSampler(cfg, info.width, info.height, 0, info.duration_s)
+    for df in iter_frames(container, stream, info, DecodeStats()):
+        if sampler.wants(df.seconds):
+            sampler.push(df)
+    container.close()
+    return len(sampler.frames)
+
+
+def decode_only(path: Path) -> int:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        return sum(1 for _ in c.decode(s))
+
+
+def pr(found: list[float], truth: list[float] | None, tol: float = 0.5) -> str:
+    if truth is None:
+        return "n/a"
+    used, tp = set(), 0
+    for f in found:
+        j = next((j for j, t in enumerate(truth) if j not in used and abs(f - t) <= tol), None)
+        if j is not None:
+            used.add(j)
+            tp += 1
+    p = tp / len(found) if found else 1.0
+    r = tp / len(truth) if truth else 1.0
+    return f"P {p:.2f} R {r:.2f}"
+
+
+def truth_for(path: Path) -> list[float] | None:
+    side = path.with_suffix(".truth.json")
+    if side.exists():
+        return json.loads(side.read_text())["cut_seconds"]
+    gt = {"testvideo.mp4": [30, 180, 394], "goldeneye-vfr-drop3.mp4": None,
+          "demo.mp4": [94, 186, 265, 388]}
+    if path.name == "goldeneye-vfr-drop3.mp4":
+        return [3.754, 8.759]
+    if path.name in gt:
+        fps = 30000 / 1001 if path.name == "testvideo.mp4" else 25
+        return [f / fps for f in gt[path.name]]
+    return None
+
+
+def bench(path: Path, cfg: SegmentConfig) -> None:
+    truth = truth_for(path)
+    (cuts_a, _), a_cpu, a_wall = measure(lambda: (cli_cuts(path), extract_frames(path, cfg)))
+    res_b, b_cpu, b_wall = measure(lambda: segment_video(str(path), cfg))
+    fast = cfg.model_copy(update={"fast": True})
+    res_f, f_cpu, f_wall = measure(lambda: segment_video(str(path), fast))
+    _, c_cpu, c_wall = measure(lambda: decode_only(path))
+    cuts_b = [c.seconds for c in res_b.cuts]
+    cuts_f = [c.seconds for c in res_f.cuts]
+    print(f"\n{path.name}  ({res_b.width}x{res_b.height}, {res_b.frame_count} frames, "
+          f"{res_b.duration_s:.1f}s, {len(res_b.frames)} sampled frames)")
+    print(f"  (a) CLI detect-content + frame pass  CPU {a_cpu:7.2f}s  wall {a_wall:7.2f}s  cuts {pr(cuts_a, truth)}")
+    print(f"  (b) segment (default)                CPU {b_cpu:7.2f}s  wall {b_wall:7.2f}s  cuts {pr(cuts_b, truth)}")
+    print(f"  (b') segment (fast)                  CPU {f_cpu:7.2f}s  wall {f_wall:7.2f}s  cuts {pr(cuts_f, truth)}")
+    print(f"  (c) decode only                      CPU {c_cpu:7.2f}s  wall {c_wall:7.2f}s")
+    print(f"  b/a {b_cpu / a_cpu:.2f}  b/c {b_cpu / c_cpu:.2f}  b'/a {f_cpu / a_cpu:.2f}  b'/c {f_cpu / c_cpu:.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="2-minute synthetic video instead of 10")
+    ap.add_argument("--cache", default=str(Path(__file__).resolve().parent / ".cache"))
+    ap.add_argument("--no-real", action="store_true", help="skip ../shared/real_videos")
+    args = ap.parse_args()
+    cfg = SegmentConfig(sample_fps=1.0)
+    videos = [bench_video(Path(args.cache), 2 if args.quick else 10)]
+    if not args.no_real and REAL.exists():
+        videos += [REAL / "pyscenedetect" / "testvideo.mp4", REAL / "pyscenedetect" / "goldeneye-vfr-drop3.mp4",
+                   REAL / "transition_detect" / "demo.mp4"]
+    for v in videos:
+        bench(v, cfg)
+
+
+if __name__ == "__main__":
+    main()

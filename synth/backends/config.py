@@ -1,0 +1,124 @@
+"""Typed configuration of a model backend (teacher or verifier), one section per kind.
+
+Secrets never live here: the OpenAI-compatible backend reads its key at runtime from the
+environment variable named by `openai.api_key_env`, and a field called `api_key` is
+rejected with a message saying so.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_SECRET_FIELDS = ("api_key", "openai_api_key", "api_token")
+
+
+def _reject_secrets(data: Any, where: str) -> Any:
+    if isinstance(data, dict):
+        for name in _SECRET_FIELDS:
+            if name in data:
+                raise ValueError(
+                    f"{where}.{name}: API keys must not be stored in the config; set "
+                    "`openai.api_key_env` to the name of an environment variable that holds "
+                    "the key (default OPENAI_API_KEY)"
+                )
+    return data
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class OpenAIConfig(_Strict):
+    """An OpenAI-compatible endpoint (vLLM, SGLang, LMDeploy servers or a hosted API)."""
+
+    base_url: str = Field("http://127.0.0.1:8000/v1",
+                          description="Endpoint root; `/chat/completions` is appended.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY",
+        description="Name of the env var holding the API key, read at setup(). None: send "
+        "no Authorization header (local servers without auth).")
+    concurrency: int = Field(8, ge=1, description="Max requests in flight per backend instance.")
+    timeout_s: float = Field(120.0, gt=0, description="Total time limit of one HTTP attempt.")
+    max_retries: int = Field(4, ge=0, description="Retries after the first attempt, for 429, "
+                             "5xx, timeouts, connection errors and malformed bodies.")
+    backoff_base_s: float = Field(1.0, ge=0, description="First backoff; doubles per retry, "
+                                  "with jitter in [50%, 100%].")
+    backoff_max_s: float = Field(60.0, ge=0, description="Cap on one backoff, Retry-After included.")
+    extra_headers: dict[str, str] = Field(default_factory=dict,
+                                          description="Extra HTTP headers (never Authorization).")
+    extra_body: dict[str, Any] = Field(default_factory=dict,
+                                       description="Extra JSON fields merged into each request "
+                                       "(e.g. top_p, seed, chat_template_kwargs).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key(cls, data: Any) -> Any:
+        return _reject_secrets(data, "openai")
+
+    @field_validator("extra_headers")
+    @classmethod
+    def _no_auth_header(cls, v: dict[str, str]) -> dict[str, str]:
+        if any(k.lower() in ("authorization", "api-key", "x-api-key") for k in v):
+            raise ValueError("extra_headers must not carry credentials; use api_key_env")
+        return v
+
+
+class TransformersConfig(_Strict):
+    """An in-process Hugging Face model (run inside a Ray actor by the runner)."""
+
+    model_path: str | None = Field(None, description="Local checkpoint directory; default: "
+                                   "BackendConfig.model.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype; 'auto' keeps the checkpoint's.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto': cuda if "
+                                                   "available, else cpu.")
+    attn_implementation: str | None = Field(None, description="e.g. 'sdpa', "
+                                            "'flash_attention_2'; None: transformers' default.")
+    trust_remote_code: bool = Field(False, description="Run the checkpoint's own modeling code "
+                                    "(needed for the M2LA verifier); off unless asked for.")
+    max_frames: int = Field(32, ge=1, description="Frames per request; more are subsampled "
+                            "uniformly (timestamps kept).")
+    batch_size: int = Field(4, ge=1, description="Requests per generate() call.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per Ray actor (0 = CPU actor).")
+
+
+class VLLMConfig(_Strict):
+    """In-cluster vLLM engines through ray.data.llm (GPU nodes only)."""
+
+    model_source: str | None = Field(None, description="Model id or path; default: "
+                                     "BackendConfig.model.")
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=lambda: {"tensor_parallel_size": 1, "max_model_len": 32768,
+                                 "gpu_memory_utilization": 0.9},
+        description="vLLM engine args (tensor_parallel_size, max_model_len, "
+        "limit_mm_per_prompt, gpu_memory_utilization, ...).")
+    max_images_per_prompt: int = Field(32, ge=1, description="Sets limit_mm_per_prompt.image "
+                                       "unless engine_kwargs sets it.")
+    trust_remote_code: bool = Field(False, description="Passed to vLLM and the tokenizer stages.")
+    concurrency: int | tuple[int, int] = Field(1, description="Engine replicas (n) or an "
+                                               "autoscaling range (m, n).")
+    batch_size: int = Field(16, ge=1, description="Rows per engine batch.")
+    accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. 'H100'.")
+    has_image: bool = Field(True, description="Enable the multimodal preparation stage.")
+    continue_on_error: bool = Field(True, description="Failed rows carry an error instead of "
+                                    "failing the job (row failures are data).")
+
+
+class BackendConfig(_Strict):
+    """Which backend runs a model (teacher or verifier), and its settings."""
+
+    kind: Literal["openai", "transformers", "vllm"] = Field(
+        "openai", description="openai: HTTP endpoint; transformers: in-process; vllm: "
+        "ray.data.llm engines.")
+    model: str = Field("Qwen/Qwen2.5-VL-7B-Instruct", description="Model name sent to the "
+                       "endpoint / loaded; recorded as provenance.")
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="kind=openai settings.")
+    transformers: TransformersConfig = Field(default_factory=TransformersConfig,
+                                             description="kind=transformers settings.")
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig, description="kind=vllm settings.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key(cls, data: Any) -> Any:
+        return _reject_secrets(data, "backend")

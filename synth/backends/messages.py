@@ -1,0 +1,68 @@
+"""One place that turns a `ChatRequest` into chat messages, for every backend.
+
+The OpenAI-style form (`image_url` parts with base64 data URLs) is what OpenAI-compatible
+servers and ray.data.llm's vLLM processor both accept; the Hugging Face form uses
+`{"type": "image"}` placeholders with the PIL images passed separately. Both use the same
+timestamp marker so every backend shows the model the same prompt.
+"""
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from synth.backends.types import ChatRequest, frame_mime
+
+
+def frame_marker(timestamp_s: float) -> str:
+    """The text placed before each frame so the model sees its timestamp."""
+    return f"Frame at {timestamp_s:.1f} s:"
+
+
+def data_url(image: bytes, mime: str = "image/jpeg") -> str:
+    """A base64 data URL for encoded image bytes."""
+    return f"data:{mime};base64,{base64.b64encode(image).decode('ascii')}"
+
+
+def _system(req: ChatRequest) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": req.system}] if req.system else []
+
+
+def request_to_messages(req: ChatRequest) -> list[dict[str, Any]]:
+    """OpenAI chat messages: per frame a timestamp text part then an `image_url` part.
+
+    Text-only requests get a plain string content (the most widely accepted form).
+    """
+    if not req.frames:
+        return _system(req) + [{"role": "user", "content": req.prompt}]
+    parts: list[dict[str, Any]] = []
+    for fr in req.frames:
+        parts.append({"type": "text", "text": frame_marker(float(fr.timestamp_s))})
+        parts.append({"type": "image_url",
+                      "image_url": {"url": data_url(bytes(fr.image), frame_mime(fr))}})
+    parts.append({"type": "text", "text": req.prompt})
+    return _system(req) + [{"role": "user", "content": parts}]
+
+
+def request_to_hf_messages(req: ChatRequest, frames: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Hugging Face chat-template messages: `{"type": "image"}` placeholders, same markers.
+
+    `frames` overrides `req.frames` (e.g. after subsampling to max_frames).
+    """
+    frames = req.frames if frames is None else frames
+    parts: list[dict[str, Any]] = []
+    for fr in frames:
+        parts.append({"type": "text", "text": frame_marker(float(fr.timestamp_s))})
+        parts.append({"type": "image"})
+    parts.append({"type": "text", "text": req.prompt})
+    system = [{"role": "system", "content": [{"type": "text", "text": req.system}]}] if req.system else []
+    return system + [{"role": "user", "content": parts}]
+
+
+def request_to_plain_prompt(req: ChatRequest, image_token: str | None, frames: list[Any] | None = None) -> str:
+    """A template-free prompt for processors without a chat template."""
+    frames = req.frames if frames is None else frames
+    lines = [req.system] if req.system else []
+    for fr in frames:
+        lines.append(f"{frame_marker(float(fr.timestamp_s))} {image_token or ''}".rstrip())
+    lines.append(req.prompt)
+    return "\n".join(lines) + "\n"

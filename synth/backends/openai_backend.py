@@ -1,0 +1,206 @@
+"""OpenAI-compatible chat backend: bounded concurrency, timeouts, retries with backoff.
+
+Works against vLLM / SGLang / LMDeploy servers and hosted APIs. Every request ends as a
+`ChatResult`: transient failures (429, 5xx, timeouts, connection errors, malformed bodies)
+are retried with exponential backoff and jitter (Retry-After honoured, capped at
+backoff_max_s); 401/403 and other 4xx are final at once. The API key is read from the
+environment at setup(), never from the config.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import aiohttp
+
+from synth.backends.config import BackendConfig
+from synth.backends.messages import request_to_messages
+from synth.backends.types import ChatRequest, ChatResult, ErrorReason
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Attempt:
+    """What one HTTP attempt produced: a result, or a (possibly retryable) failure."""
+
+    result: ChatResult | None = None
+    reason: str | None = None
+    message: str = ""
+    retry_after_s: float | None = None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def build_payload(cfg: BackendConfig, req: ChatRequest) -> dict[str, Any]:
+    """The JSON body of one /chat/completions request."""
+    body: dict[str, Any] = {
+        "model": cfg.model,
+        "messages": request_to_messages(req),
+        "max_tokens": req.max_tokens,
+        "temperature": req.temperature,
+    }
+    if req.n != 1:
+        body["n"] = req.n
+    if req.json_mode:
+        body["response_format"] = {"type": "json_object"}
+    body.update(cfg.openai.extra_body)
+    return body
+
+
+def _parse_ok_body(key: str, text: str, attempts: int) -> _Attempt:
+    """Turn a 200 body into a result; a body that is not the OpenAI shape is retryable."""
+    try:
+        data = json.loads(text)
+        choices = data["choices"]
+        if not isinstance(choices, list):
+            raise TypeError("choices is not a list")
+    except (ValueError, KeyError, TypeError) as e:
+        return _Attempt(reason=ErrorReason.malformed_response,
+                        message=f"unparseable response body ({e}): {text[:200]!r}")
+    texts = [((c or {}).get("message") or {}).get("content") or "" for c in choices]
+    if not texts or not any(t.strip() for t in texts):
+        return _Attempt(result=ChatResult.failure(
+            key, ErrorReason.empty_response, "no choices or empty content", attempts=attempts))
+    usage = data.get("usage") or {}
+    details = usage.get("prompt_tokens_details") or {}
+    return _Attempt(result=ChatResult(
+        key=key, texts=texts, ok=True,
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        # Not standard OpenAI usage: reported by some servers; 0 when absent.
+        visual_tokens=int(details.get("image_tokens") or 0),
+        attempts=attempts))
+
+
+def _classify_status(status: int, body: str, retry_after: str | None) -> _Attempt:
+    """Map a non-200 status to a failure reason (retryable or final)."""
+    snippet = body[:300]
+    if status == 429:
+        return _Attempt(reason=ErrorReason.rate_limited, message=f"HTTP 429: {snippet}",
+                        retry_after_s=parse_retry_after(retry_after))
+    if status == 408:
+        return _Attempt(reason=ErrorReason.timeout, message=f"HTTP 408: {snippet}")
+    if status >= 500:
+        return _Attempt(reason=ErrorReason.server_error, message=f"HTTP {status}: {snippet}",
+                        retry_after_s=parse_retry_after(retry_after))
+    if status in (401, 403):
+        return _Attempt(reason=ErrorReason.auth, message=f"HTTP {status}: {snippet}")
+    return _Attempt(reason=ErrorReason.bad_request, message=f"HTTP {status}: {snippet}")
+
+
+class OpenAIBackend:
+    """Chat completions over HTTP with aiohttp; `generate` is synchronous for callers."""
+
+    def __init__(self, cfg: BackendConfig, *, rng: random.Random | None = None) -> None:
+        if cfg.kind != "openai":
+            raise ValueError(f"OpenAIBackend needs kind='openai', got {cfg.kind!r}")
+        self.cfg = cfg
+        self.name = cfg.model
+        self.url = cfg.openai.base_url.rstrip("/") + "/chat/completions"
+        self._headers: dict[str, str] | None = None
+        self._rng = rng or random.Random()
+
+    def setup(self) -> None:
+        """Read the API key from the environment (fails loudly when it is missing)."""
+        headers = {"Content-Type": "application/json", **self.cfg.openai.extra_headers}
+        env = self.cfg.openai.api_key_env
+        if env:
+            key = os.environ.get(env)
+            if not key:
+                raise RuntimeError(
+                    f"environment variable {env} (openai.api_key_env) is not set; export the "
+                    "API key there (in Ray, pass it through runtime_env env_vars), or set "
+                    "api_key_env: null for a server without auth")
+            headers["Authorization"] = f"Bearer {key}"
+        self._headers = headers
+
+    def close(self) -> None:
+        self._headers = None
+
+    def backoff_s(self, retry: int, retry_after_s: float | None = None) -> float:
+        """Delay before retry number `retry` (1-based): exponential with jitter, or Retry-After."""
+        o = self.cfg.openai
+        if retry_after_s is not None:
+            return min(o.backoff_max_s, retry_after_s)
+        base = min(o.backoff_max_s, o.backoff_base_s * (2 ** (retry - 1)))
+        return base * (0.5 + 0.5 * self._rng.random())
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """Answer all requests (same order). Safe inside Ray actors and worker threads."""
+        if self._headers is None:
+            self.setup()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.agenerate(requests))
+        # Called from inside a running loop (async actor): run our loop on a side thread.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, self.agenerate(requests)).result()
+
+    async def agenerate(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """Async form of `generate` for callers that already run an event loop."""
+        if self._headers is None:
+            self.setup()
+        sem = asyncio.Semaphore(self.cfg.openai.concurrency)
+        connector = aiohttp.TCPConnector(limit=self.cfg.openai.concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            return list(await asyncio.gather(*(self._one(session, sem, r) for r in requests)))
+
+    async def _one(self, session: aiohttp.ClientSession, sem: asyncio.Semaphore,
+                   req: ChatRequest) -> ChatResult:
+        """One request with its retries; the semaphore is held only while on the wire."""
+        t0 = time.monotonic()
+        payload = build_payload(self.cfg, req)
+        max_attempts = self.cfg.openai.max_retries + 1
+        last = _Attempt()
+        for attempt in range(1, max_attempts + 1):
+            async with sem:
+                last = await self._attempt(session, req.key, payload, attempt)
+            if last.result is not None:
+                last.result.latency_s = time.monotonic() - t0
+                return last.result
+            if last.reason not in ErrorReason.TRANSIENT or attempt == max_attempts:
+                break
+            delay = self.backoff_s(attempt, last.retry_after_s)
+            log.debug("retry %s of %s after %s (%.2fs)", attempt, req.key, last.reason, delay)
+            await asyncio.sleep(delay)
+        return ChatResult.failure(req.key, last.reason or ErrorReason.network, last.message,
+                                  attempts=attempt, latency_s=time.monotonic() - t0)
+
+    async def _attempt(self, session: aiohttp.ClientSession, key: str,
+                       payload: dict[str, Any], attempt: int) -> _Attempt:
+        timeout = aiohttp.ClientTimeout(total=self.cfg.openai.timeout_s)
+        try:
+            async with session.post(self.url, json=payload, headers=self._headers,
+                                    timeout=timeout) as resp:
+                body = await resp.text(errors="replace")
+                if resp.status == 200:
+                    return _parse_ok_body(key, body, attempt)
+                return _classify_status(resp.status, body, resp.headers.get("Retry-After"))
+        except asyncio.TimeoutError:
+            return _Attempt(reason=ErrorReason.timeout,
+                            message=f"no answer within {self.cfg.openai.timeout_s}s")
+        except aiohttp.ClientError as e:
+            return _Attempt(reason=ErrorReason.network, message=f"{type(e).__name__}: {e}")

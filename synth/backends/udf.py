@@ -1,0 +1,36 @@
+"""A Ray-free callable class that runs any `ModelBackend` over a batch of rows.
+
+The runner passes it to `Dataset.map_batches(GenerateUDF, fn_constructor_kwargs=...,
+compute=ActorPoolStrategy(...), num_gpus=...)`: the model loads once per actor in
+`__init__`, each batch's `request` column (ChatRequest dicts) becomes a `result` column
+(ChatResult dicts); every other column passes through, so no row is dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Mapping
+
+from synth.backends.base import make_backend
+from synth.backends.config import BackendConfig
+from synth.backends.types import ChatRequest
+
+
+class GenerateUDF:
+    """Per-actor backend: `setup()` once, `generate()` per batch."""
+
+    def __init__(self, backend_config: Mapping[str, Any] | BackendConfig,
+                 request_column: str = "request", result_column: str = "result") -> None:
+        cfg = backend_config if isinstance(backend_config, BackendConfig) \
+            else BackendConfig.model_validate(dict(backend_config))
+        self.backend = make_backend(cfg)
+        self.backend.setup()
+        self.request_column = request_column
+        self.result_column = result_column
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        requests = [r if isinstance(r, ChatRequest) else ChatRequest(**dict(r))
+                    for r in batch[self.request_column]]
+        results = self.backend.generate(requests)
+        out = {k: list(v) for k, v in batch.items()}
+        out[self.result_column] = [asdict(r) for r in results]
+        return out

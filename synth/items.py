@@ -1,0 +1,190 @@
+"""A synthesized QA item, and turning a teacher's JSON into checked items.
+
+Row-level problems are data: every raw item ends as a kept `QAItem` or a `RejectedItem`
+with a reason from `ItemReason`. Trivial formatting is repaired (a letter given instead
+of the option text, options prefixed "A. ", spans as strings or reversed, category
+spelled differently); anything else is rejected.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from synth.taxonomy import CATEGORIES, FORMATS, LETTERS, TYPE_TO_CATEGORY, ItemReason
+
+SPAN_TOLERANCE_S = 0.5
+_HEDGE = re.compile(r"\b(not (shown|visible|mentioned|specified|stated|clear|provided)|cannot be (determined|seen|known)|"
+                    r"can't (tell|be determined)|unclear|no information|impossible to (tell|determine)|unknown|"
+                    r"not enough information)\b", re.IGNORECASE)
+_OPTION_PREFIX = re.compile(r"^\s*\(?([A-Da-d])[\).:]\s+")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclass
+class QAItem:
+    """One kept item; `verifiable` items have answers from measured structure (RL-ready)."""
+
+    category: str
+    qa_type: str
+    format: str
+    question: str
+    answer: str
+    evidence_start_s: float
+    evidence_end_s: float
+    options: list[str] = field(default_factory=list)
+    source: str = "teacher"  # teacher | composed
+    verifiable: bool = False
+    prompt_version: str = ""
+    index: int = 0
+
+    @property
+    def answer_letter(self) -> str | None:
+        if self.format != "multiple_choice":
+            return None
+        return LETTERS[self.options.index(self.answer)]
+
+
+@dataclass
+class RejectedItem:
+    reason: str
+    message: str
+    raw: Any
+
+
+def _norm_words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _category_for(raw_category: Any, qa_type: str) -> str | None:
+    if isinstance(raw_category, str):
+        key = raw_category.strip().lower().replace("-", "_").replace(" ", "_").replace("/", "_")
+        aliases = {"perception_and_recognition": "perception", "spatial_temporal": "spatio_temporal",
+                   "spatiotemporal": "spatio_temporal", "event": "event_action",
+                   "event_and_action_reasoning": "event_action", "holistic_semantics": "holistic"}
+        key = aliases.get(key, key)
+        if key in CATEGORIES:
+            return key
+    return TYPE_TO_CATEGORY.get(qa_type)
+
+
+def _span(value: Any) -> tuple[float, float] | None:
+    if isinstance(value, str):
+        nums = re.findall(r"-?\d+(?:\.\d+)?", value)
+        value = nums[:2]
+    if isinstance(value, dict):
+        value = [value.get("start"), value.get("end")]
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return None
+    try:
+        a, b = float(value[0]), float(value[1])
+    except (TypeError, ValueError):
+        return None
+    return (min(a, b), max(a, b))
+
+
+def check_item(raw: Any, duration_s: float, prompt_version: str) -> QAItem | RejectedItem:
+    """Validate and repair one raw item from the teacher."""
+    if not isinstance(raw, dict):
+        return RejectedItem(ItemReason.unparseable, f"item is {type(raw).__name__}, not an object", raw)
+    missing = [k for k in ("question", "answer", "format") if not str(raw.get(k) or "").strip()]
+    if "evidence" not in raw and raw.get("format") != "grounding":
+        missing.append("evidence")
+    if missing:
+        return RejectedItem(ItemReason.missing_field, f"missing {', '.join(missing)}", raw)
+    fmt = str(raw["format"]).strip().lower().replace("-", "_").replace(" ", "_")
+    fmt = {"mcq": "multiple_choice", "mc": "multiple_choice", "open": "open_ended",
+           "temporal_grounding": "grounding"}.get(fmt, fmt)
+    if fmt not in FORMATS or fmt == "description":
+        return RejectedItem(ItemReason.invalid_value, f"unknown format {raw['format']!r}", raw)
+    qa_type = str(raw.get("type") or "").strip().lower().replace(" ", "_").replace("-", "_")
+    category = _category_for(raw.get("category"), qa_type)
+    if category is None:
+        return RejectedItem(ItemReason.invalid_value, f"unknown category {raw.get('category')!r}", raw)
+    if qa_type not in CATEGORIES[category]:
+        qa_type = qa_type or "unspecified"
+    question = " ".join(str(raw["question"]).split())
+    answer = " ".join(str(raw["answer"]).split()) if not isinstance(raw["answer"], list) else raw["answer"]
+    span = _span(raw.get("evidence") if raw.get("evidence") is not None else raw.get("answer"))
+    if span is None:
+        return RejectedItem(ItemReason.missing_field, "evidence span is not [start, end]", raw)
+    if span[0] < -SPAN_TOLERANCE_S or span[1] > duration_s + SPAN_TOLERANCE_S or span[1] - span[0] <= 0:
+        return RejectedItem(ItemReason.span_out_of_range,
+                            f"evidence {list(span)} outside 0-{duration_s:.1f} s or empty", raw)
+    span = (max(0.0, span[0]), min(duration_s, span[1]))
+    options: list[str] = []
+    if fmt == "grounding":
+        target = _span(raw["answer"]) or span
+        if target[0] < -SPAN_TOLERANCE_S or target[1] > duration_s + SPAN_TOLERANCE_S or target[1] <= target[0]:
+            return RejectedItem(ItemReason.span_out_of_range, f"answer span {list(target)} outside the video", raw)
+        span = (max(0.0, target[0]), min(duration_s, target[1]))
+        answer = format_span(*span)
+    elif fmt == "multiple_choice":
+        raw_options = raw.get("options")
+        if not isinstance(raw_options, list) or len(raw_options) != 4:
+            return RejectedItem(ItemReason.missing_field, "multiple choice needs exactly 4 options", raw)
+        options = [_OPTION_PREFIX.sub("", " ".join(str(o).split())) for o in raw_options]
+        if len({o.lower() for o in options}) != 4:
+            return RejectedItem(ItemReason.invalid_value, "options are not distinct", raw)
+        answer = str(answer)
+        letter = answer.strip().rstrip(".").strip("()").upper()
+        if len(letter) == 1 and letter in LETTERS:
+            answer = options[LETTERS.index(letter)]
+        else:
+            answer = _OPTION_PREFIX.sub("", answer)
+        match = [o for o in options if o.lower() == answer.lower()]
+        if not match:
+            return RejectedItem(ItemReason.answer_not_in_options, f"answer {answer!r} is not one of the options", raw)
+        answer = match[0]
+    answer = str(answer)
+    if _HEDGE.search(answer):
+        return RejectedItem(ItemReason.hedge_answer, f"hedging answer {answer!r}", raw)
+    if fmt == "open_ended" and _leaks(answer, question):
+        return RejectedItem(ItemReason.answer_leaked_in_question, "the answer is spelled out in the question", raw)
+    if fmt == "multiple_choice" and _leaks(answer, question) and not any(
+            _leaks(o, question) for o in options if o != answer):
+        return RejectedItem(ItemReason.answer_leaked_in_question, "only the correct option appears in the question", raw)
+    return QAItem(category=category, qa_type=qa_type, format=fmt, question=question, answer=answer,
+                  evidence_start_s=round(span[0], 3), evidence_end_s=round(span[1], 3), options=options,
+                  prompt_version=prompt_version)
+
+
+def _leaks(answer: str, question: str) -> bool:
+    words = _norm_words(answer)
+    if len(words) < 2 or words in (["yes"], ["no"]):
+        return False
+    return f" {' '.join(words)} " in f" {' '.join(_norm_words(question))} "
+
+
+def format_span(start: float, end: float) -> str:
+    return f"{start:.1f} - {end:.1f} seconds"
+
+
+def drop_near_duplicates(items: list[QAItem], threshold: float = 0.8) -> tuple[list[QAItem], list[RejectedItem]]:
+    """Keep the first of any questions whose word sets overlap >= threshold (Jaccard)."""
+    kept: list[QAItem] = []
+    seen: list[set[str]] = []
+    dropped: list[RejectedItem] = []
+    for item in items:
+        words = set(_norm_words(item.question))
+        dup = next((i for i, s in enumerate(seen)
+                    if words and len(words & s) / len(words | s) >= threshold), None)
+        if dup is None:
+            kept.append(item)
+            seen.append(words)
+        else:
+            dropped.append(RejectedItem(ItemReason.duplicate_question,
+                                        f"near-duplicate of {kept[dup].question!r}", item.question))
+    return kept, dropped
+
+
+def balance_letters(items: list[QAItem], offset: int = 0) -> None:
+    """Move each multiple-choice answer to positions cycling A, B, C, D (no letter bias)."""
+    k = offset
+    for item in items:
+        if item.format != "multiple_choice":
+            continue
+        target = k % len(LETTERS)
+        k += 1
+        others = [o for o in item.options if o != item.answer]
+        item.options = others[:target] + [item.answer] + others[target:]

@@ -1,0 +1,190 @@
+"""The transformers backend on tiny models built offline inside the test (no hub access).
+
+A Qwen-VL processor needs torchvision, which does not install on this CPU machine
+(DESIGN.md), so the multimodal stand-in is a tiny LLaVA-style model: CLIP vision tower +
+Llama text model, a locally trained BPE tokenizer and the PIL CLIP image processor.
+"""
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from synth.backends import BackendConfig, ChatRequest, FrameRef, make_backend
+from synth.backends.transformers_backend import TransformersBackend, subsample_frames
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<s>{{ m['role'] }}: "
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+)
+CORPUS = ["Frame at 12.0 s: a cat jumps on the table.", "Describe the video as JSON.",
+          "What happens after the dog runs? The question and the answer.",
+          "system user assistant 0 1 2 3 4 5 6 7 8 9 { } [ ] : , \""] * 10
+
+
+def _tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320,
+                                  special_tokens=["<unk>", "<s>", "</s>", "<pad>", "<image>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>", pad_token="<pad>")
+
+
+@pytest.fixture(scope="module")
+def tiny_llava(tmp_path_factory) -> Path:
+    import torch
+    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig,
+                              LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor)
+
+    out = tmp_path_factory.mktemp("tiny_llava")
+    tok = _tokenizer()
+    image_id = tok.convert_tokens_to_ids("<image>")
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, image_size=28, patch_size=14)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                       max_position_embeddings=1024, bos_token_id=tok.bos_token_id,
+                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=image_id,
+                      vision_feature_layer=-1, vision_feature_select_strategy="default")
+    torch.manual_seed(0)
+    LlavaForConditionalGeneration(cfg).save_pretrained(out)
+    image_proc = CLIPImageProcessorPil(size={"shortest_edge": 28},
+                                       crop_size={"height": 28, "width": 28})
+    LlavaProcessor(image_processor=image_proc, tokenizer=tok, patch_size=14,
+                   vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                   image_token="<image>", chat_template=CHAT_TEMPLATE).save_pretrained(out)
+    return out
+
+
+def _jpeg(color: tuple[int, int, int], size=(64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _backend(path: Path, **settings) -> TransformersBackend:
+    cfg = BackendConfig(kind="transformers", model="tiny-llava",
+                        transformers={"model_path": str(path), "device": "cpu", **settings})
+    backend = make_backend(cfg)
+    assert isinstance(backend, TransformersBackend)
+    backend.setup()
+    return backend
+
+
+def test_frames_in_text_out(tiny_llava):
+    backend = _backend(tiny_llava, batch_size=2)
+    frames = [FrameRef(t, _jpeg((40 * i, 80, 200 - 40 * i))) for i, t in enumerate((1.0, 5.5, 9.0))]
+    reqs = [
+        ChatRequest(key="a", system="You write QA.", prompt="Describe the video.",
+                    frames=frames, max_tokens=6, temperature=0.0),
+        ChatRequest(key="b", system=None, prompt="What happens?", frames=frames[:2],
+                    max_tokens=6, temperature=0.0),
+        ChatRequest(key="bad", system=None, prompt="?", frames=[FrameRef(0.0, b"not a jpeg")]),
+        ChatRequest(key="c", system=None, prompt="Text only question.", max_tokens=6,
+                    temperature=0.0),
+    ]
+    results = backend.generate(reqs)
+    assert [r.key for r in results] == ["a", "b", "bad", "c"]
+    a, b, bad, c = results
+    for r in (a, b, c):
+        assert r.ok and len(r.texts) == 1 and isinstance(r.texts[0], str) and r.texts[0]
+        assert r.prompt_tokens > 0 and 0 < r.completion_tokens <= 6
+    # 28 px / 14 px patches = 4 tokens per frame (CLS dropped by the "default" strategy).
+    assert (a.visual_tokens, b.visual_tokens, c.visual_tokens) == (12, 8, 0)
+    assert a.prompt_tokens > b.prompt_tokens > a.visual_tokens - 4
+    assert not bad.ok and bad.error_reason == "bad_request"
+
+    rendered = backend.render(reqs[0], frames)
+    assert "Frame at 1.0 s:<image>Frame at 5.5 s:<image>Frame at 9.0 s:<image>" in rendered
+    assert rendered.startswith("<s>system: You write QA.")
+    # Greedy decoding is deterministic: same request alone gives the same text.
+    assert backend.generate([reqs[0]])[0].texts == a.texts
+    backend.close()
+
+
+def test_max_frames_subsamples_and_n_sequences(tiny_llava):
+    backend = _backend(tiny_llava, max_frames=2)
+    frames = [FrameRef(float(t), _jpeg((t * 20, 0, 0))) for t in range(5)]
+    [r] = backend.generate([ChatRequest(key="k", system=None, prompt="Q", frames=frames,
+                                        max_tokens=4, temperature=0.8, n=2)])
+    assert r.ok and len(r.texts) == 2 and r.visual_tokens == 8
+    assert [f.timestamp_s for f in subsample_frames(frames, 3)] == [0.0, 2.0, 4.0]
+
+
+CUSTOM_CONFIG = '''
+from transformers import LlamaConfig
+
+
+class TinyM2LAConfig(LlamaConfig):
+    model_type = "tiny_m2la"
+'''
+CUSTOM_MODELING = '''
+from transformers import LlamaForCausalLM
+
+from .configuration_tiny_m2la import TinyM2LAConfig
+
+
+class TinyM2LAForCausalLM(LlamaForCausalLM):
+    config_class = TinyM2LAConfig
+'''
+
+
+@pytest.fixture(scope="module")
+def custom_code_ckpt(tmp_path_factory) -> Path:
+    """A checkpoint that ships its own modeling code, loadable only with trust_remote_code."""
+    import importlib.util
+
+    out = tmp_path_factory.mktemp("tiny_m2la")
+    (out / "configuration_tiny_m2la.py").write_text(CUSTOM_CONFIG)
+    spec = importlib.util.spec_from_file_location("configuration_tiny_m2la",
+                                                  out / "configuration_tiny_m2la.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (out / "modeling_tiny_m2la.py").write_text(CUSTOM_MODELING)
+    tok = _tokenizer()
+    tok.chat_template = CHAT_TEMPLATE
+    cfg = mod.TinyM2LAConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id)
+    from transformers import LlamaForCausalLM
+
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    config = json.loads((out / "config.json").read_text())
+    config["architectures"] = ["TinyM2LAForCausalLM"]
+    config["auto_map"] = {"AutoConfig": "configuration_tiny_m2la.TinyM2LAConfig",
+                          "AutoModelForCausalLM": "modeling_tiny_m2la.TinyM2LAForCausalLM"}
+    (out / "config.json").write_text(json.dumps(config))
+    sys.modules.pop("configuration_tiny_m2la", None)
+    return out
+
+
+def test_trust_remote_code_only_when_configured(custom_code_ckpt, tiny_llava):
+    default = TransformersBackend(BackendConfig(kind="transformers", model=str(tiny_llava)))
+    assert default.load_kwargs() == {"trust_remote_code": False}
+    with pytest.raises(ValueError, match="contains custom code"):
+        _backend(custom_code_ckpt)  # refuses to run the checkpoint's code
+    backend = _backend(custom_code_ckpt, trust_remote_code=True)
+    assert type(backend.model).__name__ == "TinyM2LAForCausalLM"
+    [r] = backend.generate([ChatRequest(key="v", system="Verify.", prompt="Is it true?",
+                                        max_tokens=5, temperature=0.0)])
+    assert r.ok and r.texts[0] and r.prompt_tokens > 0 and r.visual_tokens == 0
+    [f] = backend.generate([ChatRequest(key="f", system=None, prompt="?",
+                                        frames=[FrameRef(0.0, _jpeg((0, 0, 0)))])])
+    assert not f.ok and f.error_reason == "bad_request"  # text-only model given frames
