@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.acquire.config import FetchConfig, InputConfig, Section
 from pipeline.segment.config import SegmentConfig, SelectConfig
+from synth.config import SynthConfig
 
 
 class DemoConfig(Section):
@@ -56,6 +57,7 @@ class JobConfig(Section):
     fetch: FetchConfig = Field(default_factory=FetchConfig)
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 

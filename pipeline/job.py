@@ -71,6 +71,9 @@ class RunSummary:
     reconcile: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    cost: Counter = field(default_factory=Counter)
+    qa_kept: int = 0
+    item_rejects: Counter = field(default_factory=Counter)
 
     def record(self, task: VideoTask) -> None:
         self.processed += 1
@@ -81,6 +84,18 @@ class RunSummary:
         for timing in task.stage_timings:
             self.stage_counts[timing.stage]["processed"] += 1
             self.stage_seconds[timing.stage] += timing.seconds
+        self.cost.update(task.extra.get("cost", {}))
+        self.qa_kept += len(task.extra.get("qa_items", ()))
+        self.item_rejects.update(task.extra.get("item_rejects", {}))
+
+    def cost_report(self) -> dict[str, Any]:
+        """Teacher requests and tokens in total, per processed video and per kept QA item."""
+        if not self.cost:
+            return {}
+        videos = max(1, self.status.get("accepted", 0))
+        return {"total": dict(self.cost),
+                "per_video": {k: round(v / videos, 1) for k, v in self.cost.items()},
+                "per_kept_item": {k: round(v / max(1, self.qa_kept), 1) for k, v in self.cost.items()}}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +110,8 @@ class RunSummary:
                        for name, c in self.stage_counts.items()},
             "committed_rows": dict(self.committed), "quarantined": self.quarantined,
             "chunks": self.chunks, "reconcile": self.reconcile, "notes": self.notes,
+            "qa_kept": self.qa_kept, "qa_rejects_by_reason": dict(self.item_rejects.most_common()),
+            "cost": self.cost_report(),
         }
 
     def render(self) -> str:
@@ -109,6 +126,12 @@ class RunSummary:
             lines.append("  stage            videos  rejected  seconds")
             for name, s in d["stages"].items():
                 lines.append(f"  {name:<16} {s['processed']:>6}  {s['rejected']:>8}  {s['seconds']:>7.2f}")
+        if self.cost:
+            c = self.cost_report()
+            lines.append(f"  QA items kept {self.qa_kept}; rejected: "
+                         + (", ".join(f"{k} {v}" for k, v in self.item_rejects.most_common()) or "none"))
+            lines.append("  teacher cost: " + ", ".join(f"{k} {v}" for k, v in c["total"].items())
+                         + f"; per video {c['per_video']}; per kept item {c['per_kept_item']}")
         lines.append("  committed rows: " + (", ".join(f"{k} {v}" for k, v in sorted(self.committed.items())) or "none")
                      + f" in {self.chunks} chunk(s); quarantined {self.quarantined}")
         lines += [f"  note: {n}" for n in self.notes]

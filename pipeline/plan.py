@@ -1,6 +1,8 @@
 """Which stages a job runs, and how its inputs become tasks. No Ray here."""
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 
 from pipeline.config import JobConfig
@@ -9,12 +11,22 @@ from pipeline.stage import Stage
 
 
 def build_stages(cfg: JobConfig, work_dir: Path) -> list[Stage]:
-    """The ordered stages of a job: fetch -> segment (+ sample) -> select."""
+    """The ordered stages of a job: fetch -> segment (+ sample) -> select -> synthesize."""
     from pipeline.acquire.stages import FetchStage
     from pipeline.segment.select import SelectStage
     from pipeline.segment.stages import SegmentStage
 
-    return [FetchStage(cfg.fetch, cache_root=work_dir), SegmentStage(cfg.segment), SelectStage(cfg.select)]
+    stages: list[Stage] = [FetchStage(cfg.fetch, cache_root=work_dir), SegmentStage(cfg.segment),
+                           SelectStage(cfg.select)]
+    if cfg.synth.teacher is None:
+        logging.getLogger("curate").warning(
+            "synthesis skipped: no teacher configured (set synth.teacher, e.g. --set synth.teacher.kind=openai "
+            "--set synth.teacher.openai.base_url=http://HOST:8000/v1 --set synth.teacher.model=NAME; see README)")
+    else:
+        from synth.synthesize import SynthesizeStage
+
+        stages.append(SynthesizeStage(cfg.synth))
+    return stages
 
 
 def ingest(cfg: JobConfig, work_dir: Path) -> tuple[list[VideoTask], int]:

@@ -21,13 +21,17 @@ log = logging.getLogger(__name__)
 class _StageActor:
     """Ray actor body: holds one stage replica (its models, clients) for many batches."""
 
-    def __init__(self, stage: Stage) -> None:
+    def __init__(self, stage: Stage, last: bool = False) -> None:
         self.stage = stage
+        self.last = last
         self.stage.setup()
 
     def __call__(self, batch: dict) -> dict:
         tasks = [pickle.loads(b) for b in batch["payload"]]
         done = apply_stage(self.stage, tasks)
+        if self.last:  # frames are for the models only: they never travel to the driver
+            for task in done:
+                task.frames = []
         return {"video_id": [t.video_id for t in done],
                 "payload": [pickle.dumps(t, protocol=pickle.HIGHEST_PROTOCOL) for t in done]}
 
@@ -68,18 +72,21 @@ def run_plan(tasks: Sequence[VideoTask], stages: Sequence[Stage], *,
             for t in tasks]
     cpus = int(ray.cluster_resources().get("CPU", 1))
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), cpus * 4)))
-    for stage in stages:
+    for position, stage in enumerate(stages):
         res = stage.resources
+        env = {name: os.environ[name] for name in getattr(stage, "env_vars", ()) if name in os.environ}
         lo, hi = res.concurrency if isinstance(res.concurrency, tuple) else (res.concurrency, res.concurrency)
         ds = ds.map_batches(
             _StageActor,
-            fn_constructor_kwargs={"stage": stage},
+            fn_constructor_kwargs={"stage": stage, "last": position == len(stages) - 1},
             batch_size=res.batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
             num_cpus=res.cpus,
             num_gpus=res.gpus or None,
             zero_copy_batch=True,
+            # secrets (API keys) reach the actors through the environment, never the config
+            **({"runtime_env": {"env_vars": env}} if env else {}),
         )
     for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=2):
         for payload in batch["payload"]:

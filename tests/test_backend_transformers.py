@@ -17,58 +17,12 @@ from PIL import Image
 from synth.backends import BackendConfig, ChatRequest, FrameRef, make_backend
 from synth.backends.transformers_backend import TransformersBackend, subsample_frames
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<s>{{ m['role'] }}: "
-    "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
-    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] }}"
-    "{% endif %}{% endfor %}{% endif %}{{ '\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}assistant: {% endif %}"
-)
-CORPUS = ["Frame at 12.0 s: a cat jumps on the table.", "Describe the video as JSON.",
-          "What happens after the dog runs? The question and the answer.",
-          "system user assistant 0 1 2 3 4 5 6 7 8 9 { } [ ] : , \""] * 10
-
-
-def _tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320,
-                                  special_tokens=["<unk>", "<s>", "</s>", "<pad>", "<image>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
-                                   eos_token="</s>", pad_token="<pad>")
+from tests.tiny_models import CHAT_TEMPLATE, build_tiny_llava, make_tokenizer as _tokenizer
 
 
 @pytest.fixture(scope="module")
 def tiny_llava(tmp_path_factory) -> Path:
-    import torch
-    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig,
-                              LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor)
-
-    out = tmp_path_factory.mktemp("tiny_llava")
-    tok = _tokenizer()
-    image_id = tok.convert_tokens_to_ids("<image>")
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                              num_attention_heads=2, image_size=28, patch_size=14)
-    text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                       num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                       max_position_embeddings=1024, bos_token_id=tok.bos_token_id,
-                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=image_id,
-                      vision_feature_layer=-1, vision_feature_select_strategy="default")
-    torch.manual_seed(0)
-    LlavaForConditionalGeneration(cfg).save_pretrained(out)
-    image_proc = CLIPImageProcessorPil(size={"shortest_edge": 28},
-                                       crop_size={"height": 28, "width": 28})
-    LlavaProcessor(image_processor=image_proc, tokenizer=tok, patch_size=14,
-                   vision_feature_select_strategy="default", num_additional_image_tokens=1,
-                   image_token="<image>", chat_template=CHAT_TEMPLATE).save_pretrained(out)
-    return out
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
 
 
 def _jpeg(color: tuple[int, int, int], size=(64, 48)) -> bytes:
@@ -188,3 +142,17 @@ def test_trust_remote_code_only_when_configured(custom_code_ckpt, tiny_llava):
     [f] = backend.generate([ChatRequest(key="f", system=None, prompt="?",
                                         frames=[FrameRef(0.0, _jpeg((0, 0, 0)))])])
     assert not f.ok and f.error_reason == "bad_request"  # text-only model given frames
+
+
+def test_custom_code_multimodal_checkpoint_loads_only_with_trust_remote_code(tmp_path):
+    from tests.tiny_models import build_tiny_m2la
+
+    ckpt = build_tiny_m2la(tmp_path)
+    with pytest.raises(ValueError, match="custom code"):
+        _backend(ckpt)
+    backend = _backend(ckpt, trust_remote_code=True)
+    assert type(backend.model).__name__ == "TinyM2LAVLForConditionalGeneration"
+    [r] = backend.generate([ChatRequest(key="m", system=None, prompt="What happens?",
+                                        frames=[FrameRef(0.5, _jpeg((9, 99, 199)))], max_tokens=4,
+                                        temperature=0.0)])
+    assert r.ok and r.visual_tokens == 4

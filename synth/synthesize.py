@@ -1,0 +1,167 @@
+"""The synthesis stage: timestamped captions -> hierarchy -> description -> QA items -> rows.
+
+One stage (one backend instance per replica) runs every round for a batch of videos:
+captions of all windows of all videos in one `generate` call, then summaries, then
+descriptions, then QA writing (text-only). Batching across videos keeps a remote
+endpoint's concurrency or an in-process model's batch full.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable, Sequence
+
+from pipeline.records import VideoTask
+from pipeline.stage import Resources, Stage
+from synth.backends.base import ModelBackend, make_backend
+from synth.backends.parsing import parse_json_reply
+from synth.backends.types import ChatRequest, ChatResult
+from synth.captions import (Window, caption_requests, describe_request, make_windows, read_subtitles,
+                            summary_requests, timestamped)
+from synth.composed import grounding_items, order_items
+from synth.config import SynthConfig
+from synth.items import QAItem, RejectedItem, balance_letters, check_item, drop_near_duplicates
+from synth.prompting import load_prompt
+from synth.rows import reject_row, rl_row, sft_row
+from synth.taxonomy import ItemReason
+
+COST_KEYS = ("requests", "failed_requests", "prompt_tokens", "visual_tokens", "output_tokens")
+
+
+def add_cost(task: VideoTask, result: ChatResult) -> None:
+    cost = task.extra.setdefault("cost", Counter())
+    cost["requests"] += 1
+    cost["failed_requests"] += 0 if result.ok else 1
+    cost["prompt_tokens"] += result.prompt_tokens
+    cost["visual_tokens"] += result.visual_tokens
+    cost["output_tokens"] += result.completion_tokens
+
+
+def prompt_versions() -> str:
+    return "+".join(load_prompt(n).tag for n in ("caption_window", "summarize", "describe_video", "write_qa"))
+
+
+class SynthesizeStage(Stage):
+    """Teacher synthesis for accepted videos; row failures become rejected items, not crashes."""
+
+    name = "synthesize"
+    version = "1"
+
+    def __init__(self, cfg: SynthConfig, backend_factory: Callable[[], ModelBackend] | None = None) -> None:
+        if cfg.teacher is None:
+            raise ValueError("SynthesizeStage needs synth.teacher")
+        self.cfg = cfg
+        teacher = cfg.teacher
+        self._factory = backend_factory or (lambda: make_backend(teacher))
+        if teacher.kind == "transformers":
+            self.resources = Resources(cpus=1.0, gpus=teacher.transformers.num_gpus,
+                                       concurrency=(1, cfg.replicas), batch_size=cfg.videos_per_batch)
+        else:  # remote endpoint: waiting on HTTP, not computing
+            self.resources = Resources(cpus=0.25, concurrency=(1, cfg.replicas), batch_size=cfg.videos_per_batch)
+        self.env_vars = tuple(n for n in [teacher.openai.api_key_env] if n and teacher.kind == "openai")
+        self.backend: ModelBackend | None = None
+
+    def setup(self) -> None:
+        self.backend = self._factory()
+        self.backend.setup()
+
+    @property
+    def model_name(self) -> str:
+        return getattr(self.backend, "name", None) or self.cfg.teacher.model
+
+    def _run(self, owners: list[VideoTask], requests: list[ChatRequest]) -> list[ChatResult]:
+        if not requests:
+            return []
+        if self.backend is None:
+            self.setup()
+        results = self.backend.generate(requests)
+        for task, result in zip(owners, results):
+            add_cost(task, result)
+        return results
+
+    def process_batch(self, tasks: Sequence[VideoTask]) -> list[VideoTask]:
+        cfg, system = self.cfg, self.cfg.system_prompt
+        windows = {t.video_id: make_windows(t, cfg.caption.window_s) for t in tasks}
+        # round 1: window captions from frames (multimodal)
+        owners, reqs, targets = [], [], []
+        for t in tasks:
+            subs = read_subtitles(t.subtitle_paths) if cfg.caption.use_subtitles else []
+            for w, r in zip(windows[t.video_id], caption_requests(t, windows[t.video_id], cfg.caption, system, subs)):
+                owners.append(t), reqs.append(r), targets.append(w)
+        for w, res in zip(targets, self._run(owners, reqs)):
+            w.caption = res.texts[0].strip() if res.ok and res.texts and res.texts[0].strip() else None
+        # round 2: summaries of caption groups (text); skipped when one group covers the video
+        summaries: dict[str, list[str]] = {}
+        owners, reqs, keys = [], [], []
+        for t in tasks:
+            s_reqs, groups = summary_requests(t, windows[t.video_id], cfg.caption, system)
+            if len(groups) <= 1:
+                summaries[t.video_id] = [timestamped(windows[t.video_id])] if groups else []
+                continue
+            summaries[t.video_id] = []
+            for r in s_reqs:
+                owners.append(t), reqs.append(r), keys.append(t.video_id)
+        for key, res in zip(keys, self._run(owners, reqs)):
+            if res.ok and res.texts:
+                summaries[key].append(res.texts[0].strip())
+        # round 3: whole-video description
+        described = [t for t in tasks if summaries[t.video_id]]
+        descriptions: dict[str, str] = {}
+        for t, res in zip(described, self._run(described, [describe_request(t, summaries[t.video_id], cfg.caption, system)
+                                                            for t in described])):
+            if res.ok and res.texts and res.texts[0].strip():
+                descriptions[t.video_id] = res.texts[0].strip()
+        # round 4: QA writing from the timestamped captions (text only)
+        writers = [t for t in tasks if any(w.caption for w in windows[t.video_id]) and cfg.qa.items_per_video]
+        qa_prompt = load_prompt("write_qa")
+        reqs = [ChatRequest(key=f"{t.video_id}/qa", system=system, json_mode=True, max_tokens=cfg.qa.max_tokens,
+                            temperature=cfg.qa.temperature,
+                            prompt=qa_prompt.render(duration=t.duration_s or 0.0, count=cfg.qa.items_per_video,
+                                                    captions=timestamped(windows[t.video_id]),
+                                                    description=descriptions.get(t.video_id, "(none)")))
+                for t in writers]
+        replies = dict(zip((t.video_id for t in writers), self._run(writers, reqs)))
+        for t in tasks:
+            self._finish(t, windows[t.video_id], descriptions.get(t.video_id), replies.get(t.video_id))
+        return list(tasks)
+
+    def _finish(self, task: VideoTask, windows: list[Window], description: str | None,
+                reply: ChatResult | None) -> None:
+        """Parse, filter and compose the items of one video; attach its output rows."""
+        cfg, versions, duration = self.cfg, prompt_versions(), float(task.duration_s or 0.0)
+        rejected: list[RejectedItem] = []
+        teacher_items: list[QAItem] = []
+        if reply is not None and not reply.ok:
+            rejected.append(RejectedItem(ItemReason.teacher_failed, f"{reply.error_reason}: {reply.error_message}", None))
+        elif reply is not None:
+            parsed, error = parse_json_reply(reply.texts[0] if reply.texts else "")
+            raw_items = parsed.get("items") if isinstance(parsed, dict) else parsed
+            if error or not isinstance(raw_items, list):
+                rejected.append(RejectedItem(ItemReason.unparseable, "teacher reply is not a JSON list of items",
+                                             (reply.texts or [""])[0][:2000]))
+                raw_items = []
+            for raw in raw_items:
+                checked = check_item(raw, duration, versions)
+                (teacher_items if isinstance(checked, QAItem) else rejected).append(checked)
+        composed = (grounding_items(windows, duration, cfg.qa.composed_grounding, cfg.qa.min_caption_words, versions)
+                    + order_items(windows, cfg.qa.composed_order, cfg.qa.min_caption_words, versions))
+        # composed items are distinct by construction (unique captions) and share the
+        # evaluators' long template, so only the teacher's questions are de-duplicated
+        teacher_items, dupes = drop_near_duplicates(teacher_items, cfg.qa.dedupe_threshold)
+        rejected += dupes
+        kept = composed + teacher_items
+        balance_letters(kept)
+        for i, item in enumerate(kept):
+            item.index = i
+        if description:
+            kept.append(QAItem(category="holistic", qa_type="summary", format="description",
+                               question="Describe this video in detail.", answer=description,
+                               evidence_start_s=0.0, evidence_end_s=duration, prompt_version=versions,
+                               index=len(kept)))
+        teacher = self.model_name
+        task.extra["qa_items"] = kept
+        task.extra["captions"] = [(w.start_s, w.end_s, w.caption) for w in windows if w.caption]
+        task.extra["rows_sft"] = [sft_row(task, item, teacher, cfg.system_prompt) for item in kept]
+        task.extra["rows_rl"] = [r for r in (rl_row(task, item) for item in kept if item.verifiable or
+                                             item.format == "multiple_choice") if r is not None]
+        task.extra["rows_rejects"] = [reject_row(task, r.reason, r.message, r.raw) for r in rejected]
+        task.extra["item_rejects"] = Counter(r.reason for r in rejected)

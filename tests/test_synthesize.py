@@ -1,0 +1,205 @@
+"""Synthesis: item checks and repairs, composed items, and a full run against a scripted teacher."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import datasets
+import pytest
+
+from pipeline.config import load_config
+from pipeline.job import run_job
+from pipeline.plan import build_stages, ingest
+from pipeline.samples import SampleSpec, make_video
+from synth.captions import Window
+from synth.composed import grounding_items, order_items
+from synth.items import QAItem, balance_letters, check_item, drop_near_duplicates
+from synth.prompting import load_prompt
+from tests.teacher import REJECTED_IN_GOOD, TeacherServer, caption_for, good_items
+
+
+@pytest.mark.parametrize("index, expected", [(0, "open_ended"), (1, "multiple_choice"), (2, "multiple_choice"),
+                                             (3, "grounding"), (4, "missing_field"), (5, "span_out_of_range"),
+                                             (6, "answer_not_in_options"), (7, "hedge_answer"),
+                                             (8, "answer_leaked_in_question")])
+def test_check_item_keeps_repairs_or_rejects_with_reason(index, expected):
+    out = check_item(good_items(20.0)[index], 20.0, "v1")
+    got = out.format if isinstance(out, QAItem) else out.reason
+    assert got == expected
+
+
+def test_repairs_letters_prefixes_and_spans():
+    mc = check_item(good_items(20.0)[1], 20.0, "v1")
+    assert mc.answer == "Left to right" and mc.answer_letter == "A"
+    prefixed = check_item(good_items(20.0)[2], 20.0, "v1")
+    assert prefixed.options[1] == "Stays still" and prefixed.answer == "Stays still"
+    grounding = check_item({"category": "Spatial-Temporal", "type": "temporal_localization", "format": "grounding",
+                            "question": "When does it turn blue?", "answer": "from 9 to 4 s"}, 20.0, "v1")
+    assert (grounding.category, grounding.evidence_start_s, grounding.evidence_end_s) == ("spatio_temporal", 4.0, 9.0)
+    assert check_item("just text", 20.0, "v1").reason == "unparseable"
+    assert check_item({**good_items(20.0)[0], "category": "astrology", "type": "x"}, 20.0, "v1").reason == "invalid_value"
+
+
+def test_near_duplicates_and_balanced_letters():
+    items = [check_item(good_items(20.0)[i], 20.0, "v1") for i in (0, 9, 1, 2)]
+    kept, dropped = drop_near_duplicates(items)
+    assert len(kept) == 3 and dropped[0].reason == "duplicate_question"
+    mcs = [QAItem("perception", "count", "multiple_choice", f"q{i}", "right", 0, 1, ["w1", "right", "w2", "w3"])
+           for i in range(8)]
+    balance_letters(mcs)
+    assert Counter(m.answer_letter for m in mcs) == {"A": 2, "B": 2, "C": 2, "D": 2}
+    assert all(sorted(m.options) == ["right", "w1", "w2", "w3"] for m in mcs)
+
+
+def test_composed_items_take_answers_from_measured_scenes():
+    windows = [Window(i, i, float(s), float(e), caption_for(s, e)) for i, (s, e) in
+               enumerate([(0, 4), (4, 10), (10, 15), (15, 20), (20, 26)])]
+    ground = grounding_items(windows, 26.0, limit=3, min_words=4, prompt_version="v1")
+    assert len(ground) == 3
+    for item in ground:
+        w = next(w for w in windows if w.caption.split(".")[0] in item.question)
+        assert (item.evidence_start_s, item.evidence_end_s) == (w.start_s, w.end_s)
+        assert item.question.startswith("Given the video of duration 26.0 seconds, find the start and end")
+    order = order_items(windows, limit=1, min_words=4, prompt_version="v1")
+    assert len(order) == 1 and order[0].question.endswith("happens first in the video?")
+    assert "0.0 and 4.0" in order[0].answer  # the earliest of the four scenes, by measured time
+    assert len(order[0].options) == 4 and order[0].answer in order[0].options
+    split = [Window(0, 0, 0.0, 30.0, caption_for(0, 30)), Window(1, 0, 30.0, 60.0, caption_for(30, 60))]
+    assert grounding_items(split, 60.0, 4, 4, "v1") == []  # parts of one scene have no measured span
+
+
+def test_prompts_are_versioned_files():
+    p = load_prompt("write_qa")
+    assert p.tag == "write_qa.v1" and "{captions}" in p.template
+    with pytest.raises(KeyError, match="versions"):
+        load_prompt("write_qa", 99)
+
+
+DURATIONS = (12, 13, 14, 15, 16)
+
+
+@pytest.fixture(scope="module")
+def synth_run(ray_local, tmp_path_factory):
+    media = tmp_path_factory.mktemp("media")
+    paths = [str(make_video(media / f"v{d}.mp4", SampleSpec([3.0, d - 7.0, 4.0], fps=12, width=160, height=96,
+                                                              seed=d))) for d in DURATIONS]
+    out = tmp_path_factory.mktemp("ds") / "out"
+    with TeacherServer() as server:
+        cfg = load_config(None, [
+            f"work_dir={tmp_path_factory.mktemp('work')}", "fetch.min_duration_s=5", "select.min_duration_s=5",
+            "synth.teacher.kind=openai", "synth.teacher.model=scripted-teacher",
+            f"synth.teacher.openai.base_url={server.base_url}", "synth.teacher.openai.api_key_env=null",
+            "synth.teacher.openai.timeout_s=1.5", "synth.teacher.openai.max_retries=2",
+            "synth.teacher.openai.backoff_base_s=0.05", "synth.teacher.openai.backoff_max_s=0.2",
+            "synth.qa.items_per_video=10", "synth.caption.window_s=30"])
+        cfg.input.items = paths
+        summary = run_job(cfg, str(out), ingest=ingest, stage_factory=build_stages, progress=False,
+                          echo=lambda s: None)
+        received = list(server.received)
+    return summary, out, received
+
+
+def test_run_completes_and_every_item_is_kept_or_rejected(synth_run):
+    summary, out, received = synth_run
+    assert summary.status["accepted"] == 5
+    sft = datasets.load_dataset(str(out), "sft", split="train")
+    rejects = datasets.load_dataset(str(out), "rejects", split="train")
+    videos = {r["video_id"]: r for r in datasets.load_dataset(str(out), "videos", split="train")}
+    by_duration = {round(v["duration_s"]): vid for vid, v in videos.items()}
+    teacher_rows = Counter(r["video_id"] for r in sft if not r["id"].split("-")[-1].startswith("c")
+                           and r["format"] != "description")
+    item_rejects = {d: Counter(r["reason"] for r in rejects if r["video_id"] == by_duration[d]) for d in DURATIONS}
+    # good teacher (and the throttled and hanging ones, after retries): 4 kept, 6 rejected, one reason each
+    for d in (12, 14, 16):
+        assert teacher_rows[by_duration[d]] == 4, d
+        assert item_rejects[d] == REJECTED_IN_GOOD, d
+    assert item_rejects[13] == {"unparseable": 1} and teacher_rows[by_duration[13]] == 0
+    assert item_rejects[15] == {"teacher_failed": 1} and teacher_rows[by_duration[15]] == 0
+    assert "server_error" in next(r["message"] for r in rejects if r["video_id"] == by_duration[15])
+    # composed items and descriptions exist for every video, whatever the QA writer did
+    for vid in videos:
+        rows = [r for r in sft if r["video_id"] == vid]
+        assert any(r["format"] == "grounding" and r["id"].split("-")[-1].startswith("c") for r in rows)
+        assert sum(r["format"] == "description" for r in rows) == 1
+    assert summary.qa_kept == len(sft)  # QA items and one description per video
+    assert sum(summary.item_rejects.values()) == len(rejects)
+    qa_requests = [r for r in received if "Video duration" in r.prompt]
+    assert sum("14.0 seconds" in r.prompt for r in qa_requests) == 2  # 429, then retried
+    assert all(r.body.get("response_format") == {"type": "json_object"} for r in qa_requests)
+
+
+def test_grounding_rows_match_measured_scenes_and_sft_format(synth_run):
+    _, out, received = synth_run
+    videos = {r["video_id"]: r for r in datasets.load_dataset(str(out), "videos", split="train")}
+    rl = datasets.load_dataset(str(out), "rl", split="train")
+    for row in rl:
+        if row["extra_info"]["reward_kind"] != "temporal_iou" or not row["data_source"].startswith(
+                "longvideo-curation/composed"):
+            continue
+        span = json.loads(row["reward_model"]["ground_truth"])
+        scenes = [(s["start_s"], s["end_s"]) for s in videos[row["video_id"]]["scenes"]]
+        assert min(abs(span[0] - a) + abs(span[1] - b) for a, b in scenes) < 1e-6
+        assert "Given the video of duration" in row["prompt"][0]["content"]
+    letters = [r["reward_model"]["ground_truth"] for r in rl if r["extra_info"]["reward_kind"] == "option_letter"]
+    assert letters and set(letters) <= set("ABCD")
+    sft = datasets.load_dataset(str(out), "sft", split="train")
+    row = next(r for r in sft if r["format"] == "multiple_choice")
+    user, assistant = row["messages"][-2], row["messages"][-1]
+    video = user["content"][0]["video_url"]
+    v = videos[row["video_id"]]
+    assert video["image_wh"] == [v["width"], v["height"]] and video["origin_video_length"] == v["frame_count"]
+    assert user["content"][1]["text"].startswith("<VIDEO_CONTEXT>\n") and "Answer with the option letter only." \
+        in user["content"][1]["text"]
+    assert assistant["content"][0]["text"][0] in "ABCD"
+    # captions were asked with frames and their timestamps
+    caption_reqs = [r for r in received if "sampled from" in r.prompt]
+    parts = caption_reqs[0].body["messages"][-1]["content"]
+    assert any(p.get("type") == "image_url" and p["image_url"]["url"].startswith("data:image/jpeg;base64,")
+               for p in parts)
+    assert any(p.get("type") == "text" and p["text"].startswith("Frame at ") for p in parts)
+
+
+def test_cost_is_accounted(synth_run):
+    summary, _, _ = synth_run
+    report = summary.cost_report()
+    assert report["total"]["requests"] >= 5 * 3 and report["total"]["prompt_tokens"] > 0
+    assert report["per_kept_item"]["requests"] > 0
+    assert "teacher cost" in summary.render()
+
+
+def test_synthesize_stage_with_in_process_tiny_model(tmp_path):
+    """transformers backend, no Ray: real frames in, every request costed, output parsed or rejected."""
+    from pipeline.acquire.config import FetchConfig
+    from pipeline.acquire.ingest import build_tasks
+    from pipeline.acquire.stages import FetchStage
+    from pipeline.schema import validate_row
+    from pipeline.segment.stages import SegmentStage
+    from pipeline.stage import apply_stage
+    from synth.config import SynthConfig
+    from synth.synthesize import SynthesizeStage
+    from tests.helpers import PROV
+    from tests.tiny_models import build_tiny_llava
+
+    model = build_tiny_llava(tmp_path / "model")
+    video = make_video(tmp_path / "v.mp4", SampleSpec([3.0, 4.0, 3.0], fps=10, width=160, height=96))
+    [task] = build_tasks([str(video)]).tasks
+    [task] = apply_stage(FetchStage(FetchConfig(min_duration_s=1), cache_root=tmp_path), [task])
+    [task] = apply_stage(SegmentStage(), [task])
+    assert not task.rejected and len(task.scenes) == 3 and task.frames
+    cfg = SynthConfig.model_validate({
+        "teacher": {"kind": "transformers", "model": "tiny-llava",
+                    "transformers": {"model_path": str(model), "device": "cpu", "max_frames": 4}},
+        "caption": {"max_tokens": 16, "describe_max_tokens": 32, "max_frames_per_window": 2},
+        "qa": {"max_tokens": 64, "items_per_video": 3}})
+    stage = SynthesizeStage(cfg)
+    [task] = apply_stage(stage, [task])
+    cost = task.extra["cost"]
+    assert cost["requests"] == 3 + 1 + 1  # 3 windows, 1 description, 1 QA writing
+    assert cost["visual_tokens"] == 3 * 2 * 4  # 2 frames per window, 4 tokens per 28 px frame
+    assert cost["output_tokens"] > 0 and cost["failed_requests"] == 0
+    # a random tiny model does not write JSON: the QA reply is rejected with its reason
+    assert [r["reason"] for r in task.extra["rows_rejects"]] == ["unparseable"]
+    for row in task.extra["rows_sft"]:
+        assert validate_row("sft", {**row, **PROV}) is None
+    assert task.extra["rows_sft"][-1]["format"] == "description"
+    assert task.extra["rows_sft"][-1]["teacher"] == "tiny-llava"

@@ -1,0 +1,118 @@
+"""Tiny multimodal models built offline from configs (no hub access), shared by tests.
+
+A Qwen-VL processor needs torchvision, which does not install on this CPU machine
+(DESIGN.md), so the multimodal stand-in is LLaVA-style: CLIP vision tower + Llama text
+model, a locally trained BPE tokenizer and the PIL CLIP image processor.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<s>{{ m['role'] }}: "
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+)
+CORPUS = ["Frame at 12.0 s: a cat jumps on the table.", "Describe the video as JSON.",
+          "What happens after the dog runs? The question and the answer.",
+          "system user assistant 0 1 2 3 4 5 6 7 8 9 { } [ ] : , \""] * 10
+
+
+def make_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320,
+                                  special_tokens=["<unk>", "<s>", "</s>", "<pad>", "<image>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>", pad_token="<pad>")
+
+
+def llava_config(tok):
+    from transformers import CLIPVisionConfig, LlamaConfig
+
+    image_id = tok.convert_tokens_to_ids("<image>")
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, image_size=28, patch_size=14)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                       max_position_embeddings=1024, bos_token_id=tok.bos_token_id,
+                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    return dict(vision_config=vision, text_config=text, image_token_index=image_id,
+                vision_feature_layer=-1, vision_feature_select_strategy="default")
+
+
+def save_processor(out: Path, tok) -> None:
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
+
+    image_proc = CLIPImageProcessorPil(size={"shortest_edge": 28},
+                                       crop_size={"height": 28, "width": 28})
+    LlavaProcessor(image_processor=image_proc, tokenizer=tok, patch_size=14,
+                   vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                   image_token="<image>", chat_template=CHAT_TEMPLATE).save_pretrained(out)
+
+
+def build_tiny_llava(out: Path) -> Path:
+    """A tiny LLaVA-style model (CLIP vision + Llama text) saved to `out`, built offline."""
+    import torch
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    tok = make_tokenizer()
+    torch.manual_seed(0)
+    LlavaForConditionalGeneration(LlavaConfig(**llava_config(tok))).save_pretrained(out)
+    save_processor(out, tok)
+    return out
+
+
+M2LA_CONFIG = '''
+from transformers import LlavaConfig
+
+
+class TinyM2LAVLConfig(LlavaConfig):
+    model_type = "tiny_m2la_vl"
+'''
+M2LA_MODELING = '''
+from transformers import LlavaForConditionalGeneration
+
+from .configuration_tiny_m2la_vl import TinyM2LAVLConfig
+
+
+class TinyM2LAVLForConditionalGeneration(LlavaForConditionalGeneration):
+    """Stands in for the in-training M2LA checkpoint: its own code, loaded via auto_map."""
+
+    config_class = TinyM2LAVLConfig
+'''
+
+
+def build_tiny_m2la(out: Path) -> Path:
+    """A tiny multimodal checkpoint that ships its own modeling code (trust_remote_code path)."""
+    import importlib.util
+    import json
+    import sys
+
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    (out / "configuration_tiny_m2la_vl.py").write_text(M2LA_CONFIG)
+    (out / "modeling_tiny_m2la_vl.py").write_text(M2LA_MODELING)
+    spec = importlib.util.spec_from_file_location("configuration_tiny_m2la_vl", out / "configuration_tiny_m2la_vl.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    tok = make_tokenizer()
+    torch.manual_seed(1)
+    LlavaForConditionalGeneration(mod.TinyM2LAVLConfig(**llava_config(tok))).save_pretrained(out)
+    save_processor(out, tok)
+    config = json.loads((out / "config.json").read_text())
+    config["architectures"] = ["TinyM2LAVLForConditionalGeneration"]
+    config["auto_map"] = {"AutoConfig": "configuration_tiny_m2la_vl.TinyM2LAVLConfig",
+                          "AutoModelForImageTextToText": "modeling_tiny_m2la_vl.TinyM2LAVLForConditionalGeneration"}
+    (out / "config.json").write_text(json.dumps(config))
+    sys.modules.pop("configuration_tiny_m2la_vl", None)
+    return out
