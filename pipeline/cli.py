@@ -98,6 +98,42 @@ def validate(out: str = typer.Argument(..., help="dataset directory")) -> None:
     typer.echo("ok: every row valid")
 
 
+export_app = typer.Typer(no_args_is_help=True, help="Export a dataset into a trainer's own format.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("xtuner")
+def export_xtuner_cmd(
+    out: str = typer.Argument(..., help="dataset directory"),
+    dest: Path = typer.Argument(..., help="where to write annotations/*.jsonl and meta.json"),
+    media_root: Optional[str] = typer.Option(None, help="root the video URLs are relative to (default: common parent)"),
+    name: str = typer.Option("longvideo", help="dataset name prefix in meta.json"),
+    fps: int = typer.Option(4, help="fps the trainer samples at (meta.json)"),
+    check_media: bool = typer.Option(True, "--check-media/--no-check-media",
+                                     help="open each video to check frame size and count"),
+) -> None:
+    """JSONL + meta JSON for InternVideo3's SFT trainer; every line checked before it is written."""
+    from pipeline.export import export_xtuner
+
+    report = export_xtuner(out, dest, media_root=media_root, name=name, fps=fps, check_media=check_media)
+    for group, n in sorted(report.written.items()):
+        typer.echo(f"{group}: {n} lines")
+    typer.echo(f"meta: {dest / 'meta.json'}")
+    if report.rejected:
+        typer.echo(f"{report.rejected} line(s) broke the trainer's rules and were not written "
+                   f"(see {dest / 'rejected.jsonl'}): {dict(report.problems)}", err=True)
+        raise typer.Exit(1)
+
+
+@export_app.command("verl")
+def export_verl_cmd(out: str = typer.Argument(..., help="dataset directory"),
+                    dest: Path = typer.Argument(..., help="output folder for train.parquet")) -> None:
+    """The `rl` rows as a verl Parquet file."""
+    from pipeline.export import export_verl
+
+    typer.echo(f"{export_verl(out, dest)} rows -> {dest / 'train.parquet'}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.acquire.config import FetchConfig, InputConfig, Section
 from pipeline.segment.config import SegmentConfig, SelectConfig
-from synth.config import SynthConfig
+from synth.config import SynthConfig, VerifyConfig
 
 
 class DemoConfig(Section):
@@ -58,6 +58,7 @@ class JobConfig(Section):
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 

@@ -74,6 +74,8 @@ class RunSummary:
     cost: Counter = field(default_factory=Counter)
     qa_kept: int = 0
     item_rejects: Counter = field(default_factory=Counter)
+    verify_cost: Counter = field(default_factory=Counter)
+    decisions: Counter = field(default_factory=Counter)
 
     def record(self, task: VideoTask) -> None:
         self.processed += 1
@@ -85,17 +87,26 @@ class RunSummary:
             self.stage_counts[timing.stage]["processed"] += 1
             self.stage_seconds[timing.stage] += timing.seconds
         self.cost.update(task.extra.get("cost", {}))
-        self.qa_kept += len(task.extra.get("qa_items", ()))
-        self.item_rejects.update(task.extra.get("item_rejects", {}))
+        self.verify_cost.update(task.extra.get("verify_cost", {}))
+        for item in task.extra.get("qa_items", ()):
+            if item.verification:
+                self.decisions[item.verification["decision"]] += 1
+        items = task.extra.get("qa_items", ())
+        self.qa_kept += sum(1 for i in items if not (i.verification and i.verification["decision"] == "reject"))
+        self.item_rejects.update(r.reason for r in task.extra.get("rejected_items", ()))
 
     def cost_report(self) -> dict[str, Any]:
         """Teacher requests and tokens in total, per processed video and per kept QA item."""
-        if not self.cost:
+        if not self.cost and not self.verify_cost:
             return {}
         videos = max(1, self.status.get("accepted", 0))
-        return {"total": dict(self.cost),
-                "per_video": {k: round(v / videos, 1) for k, v in self.cost.items()},
-                "per_kept_item": {k: round(v / max(1, self.qa_kept), 1) for k, v in self.cost.items()}}
+        out = {}
+        for who, cost in (("teacher", self.cost), ("verifier", self.verify_cost)):
+            if cost:
+                out[who] = {"total": dict(cost),
+                            "per_video": {k: round(v / videos, 1) for k, v in cost.items()},
+                            "per_kept_item": {k: round(v / max(1, self.qa_kept), 1) for k, v in cost.items()}}
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +122,7 @@ class RunSummary:
             "committed_rows": dict(self.committed), "quarantined": self.quarantined,
             "chunks": self.chunks, "reconcile": self.reconcile, "notes": self.notes,
             "qa_kept": self.qa_kept, "qa_rejects_by_reason": dict(self.item_rejects.most_common()),
+            "verification_decisions": dict(self.decisions),
             "cost": self.cost_report(),
         }
 
@@ -126,12 +138,14 @@ class RunSummary:
             lines.append("  stage            videos  rejected  seconds")
             for name, s in d["stages"].items():
                 lines.append(f"  {name:<16} {s['processed']:>6}  {s['rejected']:>8}  {s['seconds']:>7.2f}")
-        if self.cost:
-            c = self.cost_report()
-            lines.append(f"  QA items kept {self.qa_kept}; rejected: "
+        if self.cost or self.verify_cost:
+            lines.append(f"  QA items written {self.qa_kept}; rejected by checks: "
                          + (", ".join(f"{k} {v}" for k, v in self.item_rejects.most_common()) or "none"))
-            lines.append("  teacher cost: " + ", ".join(f"{k} {v}" for k, v in c["total"].items())
-                         + f"; per video {c['per_video']}; per kept item {c['per_kept_item']}")
+            if self.decisions:
+                lines.append("  verification: " + ", ".join(f"{k} {v}" for k, v in self.decisions.most_common()))
+            for who, c in self.cost_report().items():
+                lines.append(f"  {who} cost: " + ", ".join(f"{k} {v}" for k, v in c["total"].items())
+                             + f"; per video {c['per_video']}; per QA item {c['per_kept_item']}")
         lines.append("  committed rows: " + (", ".join(f"{k} {v}" for k, v in sorted(self.committed.items())) or "none")
                      + f" in {self.chunks} chunk(s); quarantined {self.quarantined}")
         lines += [f"  note: {n}" for n in self.notes]
@@ -142,13 +156,13 @@ StageFactory = Callable[[JobConfig, Path], list[Stage]]
 RowBuilder = Callable[[VideoTask], dict[str, list[dict[str, Any]]]]
 
 
-def rows_for(task: VideoTask) -> dict[str, list[dict[str, Any]]]:
-    """Output rows of one finished task, per config. Later stages add sft/rl/distill."""
+def rows_for(task: VideoTask, cfg: JobConfig) -> dict[str, list[dict[str, Any]]]:
+    """Output rows of one finished task, per config: its video row, plus its QA rows."""
+    from synth.publish import publish_rows
+
     rows: dict[str, list[dict[str, Any]]] = {"videos": [video_row(task)]}
-    for config in ("sft", "rl", "distill", "rejects"):
-        extra = task.extra.get(f"rows_{config}")
-        if extra:
-            rows[config] = list(extra)
+    if not task.rejected and ("qa_items" in task.extra or "rejected_items" in task.extra):
+        rows.update(publish_rows(task, cfg.verify.policy))
     return rows
 
 
@@ -194,7 +208,7 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
                 return
             rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for task in buffer:
-                for config, config_rows in rows_for(task).items():
+                for config, config_rows in rows_for(task, cfg).items():
                     rows[config].extend(config_rows)
             result = store.commit(f"{run_id}-{seq:06d}", rows, provenance={**provenance, "processed_at": utc_now()})
             seq += 1

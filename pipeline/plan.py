@@ -26,6 +26,13 @@ def build_stages(cfg: JobConfig, work_dir: Path) -> list[Stage]:
         from synth.synthesize import SynthesizeStage
 
         stages.append(SynthesizeStage(cfg.synth))
+        if cfg.verify.verifier is not None:
+            from synth.verify import VerifyStage
+
+            stages.append(VerifyStage(cfg.verify, teacher=cfg.synth.teacher))
+        else:
+            logging.getLogger("curate").warning(
+                "verification skipped: no verify.verifier configured; QA rows are written unverified")
     return stages
 
 

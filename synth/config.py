@@ -39,3 +39,39 @@ class SynthConfig(Section):
     system_prompt: str | None = Field(None, description="system message for every teacher request")
     videos_per_batch: int = Field(2, ge=1, description="videos whose requests are sent together (keeps the backend busy)")
     replicas: int = Field(2, ge=1, description="max stage replicas (actors); each holds one backend")
+
+
+class VerifyPolicy(Section):
+    """What each output config keeps, from the verifier's scores (see README: decisions)."""
+
+    pass_iou: float = Field(0.5, ge=0, le=1, description="grounding: a sample passes at temporal IoU >= this")
+    pass_judge: float = Field(0.6, ge=0, le=1, description="open-ended: a sample passes at judge score >= this")
+    agree_rate: float = Field(0.5, ge=0, le=1, description="the verifier agrees when its pass rate over k samples is >= this")
+    reject_blind_answerable: bool = Field(True, description="reject items the verifier answers right without the video")
+    rl_min_pass_rate: float = Field(0.1, ge=0, le=1, description="RL keeps items with pass rate >= this (drop impossible)")
+    rl_max_pass_rate: float = Field(0.9, ge=0, le=1, description="RL keeps items with pass rate <= this (drop trivially easy)")
+    distill_max_score: float = Field(0.5, ge=0, le=1, description="distill keeps items whose mean verifier score is below this")
+
+
+class VerifyConfig(Section):
+    """Cross-verification by the in-training model. None verifier: items are written unverified."""
+
+    verifier: BackendConfig | None = Field(None, description="the verifier backend (the M2LA checkpoint: transformers + trust_remote_code)")
+    samples: int = Field(4, ge=1, description="k: answers sampled per question, for the pass rate")
+    temperature: float = Field(0.7, ge=0, le=2, description="sampling temperature of the k answers")
+    max_frames: int = Field(32, ge=1, description="frames of the video shown with each question (evenly spread)")
+    max_tokens: int = Field(256, ge=8, description="output budget of one verifier answer")
+    blind_pass: bool = Field(True, description="also ask without the video, to flag text-answerable questions")
+    judge: str = Field("auto", description="open-ended scoring: teacher | embedding | token_f1 | auto (teacher if configured)")
+    embedding_model: str | None = Field(None, description="local path of a text-embedding model (judge=embedding)")
+    reconfirm_with_teacher: bool = Field(True, description="on disagreement, ask the teacher to re-confirm its answer")
+    policy: VerifyPolicy = Field(default_factory=VerifyPolicy)
+    replicas: int = Field(1, ge=1, description="max verifier replicas (actors); each loads the model once")
+    videos_per_batch: int = Field(2, ge=1, description="videos whose questions are sent together")
+
+    def judge_kind(self, has_teacher: bool) -> str:
+        if self.judge == "auto":
+            return "teacher" if has_teacher else "token_f1"
+        if self.judge not in ("teacher", "embedding", "token_f1"):
+            raise ValueError(f"verify.judge must be teacher, embedding, token_f1 or auto, not {self.judge!r}")
+        return self.judge

@@ -37,6 +37,7 @@ class QAItem:
     verifiable: bool = False
     prompt_version: str = ""
     index: int = 0
+    verification: dict | None = None  # set by the verify stage
 
     @property
     def answer_letter(self) -> str | None:

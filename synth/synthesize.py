@@ -21,14 +21,14 @@ from synth.composed import grounding_items, order_items
 from synth.config import SynthConfig
 from synth.items import QAItem, RejectedItem, balance_letters, check_item, drop_near_duplicates
 from synth.prompting import load_prompt
-from synth.rows import reject_row, rl_row, sft_row
 from synth.taxonomy import ItemReason
 
 COST_KEYS = ("requests", "failed_requests", "prompt_tokens", "visual_tokens", "output_tokens")
 
 
-def add_cost(task: VideoTask, result: ChatResult) -> None:
-    cost = task.extra.setdefault("cost", Counter())
+def add_cost(task: VideoTask, result: ChatResult, bucket: str = "cost") -> None:
+    """Count a request and its tokens on the task (`cost`: teacher, `verify_cost`: verifier)."""
+    cost = task.extra.setdefault(bucket, Counter())
     cost["requests"] += 1
     cost["failed_requests"] += 0 if result.ok else 1
     cost["prompt_tokens"] += result.prompt_tokens
@@ -157,11 +157,8 @@ class SynthesizeStage(Stage):
                                question="Describe this video in detail.", answer=description,
                                evidence_start_s=0.0, evidence_end_s=duration, prompt_version=versions,
                                index=len(kept)))
-        teacher = self.model_name
+        task.extra["teacher"] = self.model_name
+        task.extra["system_prompt"] = cfg.system_prompt
         task.extra["qa_items"] = kept
+        task.extra["rejected_items"] = rejected
         task.extra["captions"] = [(w.start_s, w.end_s, w.caption) for w in windows if w.caption]
-        task.extra["rows_sft"] = [sft_row(task, item, teacher, cfg.system_prompt) for item in kept]
-        task.extra["rows_rl"] = [r for r in (rl_row(task, item) for item in kept if item.verifiable or
-                                             item.format == "multiple_choice") if r is not None]
-        task.extra["rows_rejects"] = [reject_row(task, r.reason, r.message, r.raw) for r in rejected]
-        task.extra["item_rejects"] = Counter(r.reason for r in rejected)

@@ -161,7 +161,7 @@ def test_grounding_rows_match_measured_scenes_and_sft_format(synth_run):
 
 def test_cost_is_accounted(synth_run):
     summary, _, _ = synth_run
-    report = summary.cost_report()
+    report = summary.cost_report()["teacher"]
     assert report["total"]["requests"] >= 5 * 3 and report["total"]["prompt_tokens"] > 0
     assert report["per_kept_item"]["requests"] > 0
     assert "teacher cost" in summary.render()
@@ -175,7 +175,8 @@ def test_synthesize_stage_with_in_process_tiny_model(tmp_path):
     from pipeline.schema import validate_row
     from pipeline.segment.stages import SegmentStage
     from pipeline.stage import apply_stage
-    from synth.config import SynthConfig
+    from synth.config import SynthConfig, VerifyPolicy
+    from synth.publish import publish_rows
     from synth.synthesize import SynthesizeStage
     from tests.helpers import PROV
     from tests.tiny_models import build_tiny_llava
@@ -198,8 +199,9 @@ def test_synthesize_stage_with_in_process_tiny_model(tmp_path):
     assert cost["visual_tokens"] == 3 * 2 * 4  # 2 frames per window, 4 tokens per 28 px frame
     assert cost["output_tokens"] > 0 and cost["failed_requests"] == 0
     # a random tiny model does not write JSON: the QA reply is rejected with its reason
-    assert [r["reason"] for r in task.extra["rows_rejects"]] == ["unparseable"]
-    for row in task.extra["rows_sft"]:
-        assert validate_row("sft", {**row, **PROV}) is None
-    assert task.extra["rows_sft"][-1]["format"] == "description"
-    assert task.extra["rows_sft"][-1]["teacher"] == "tiny-llava"
+    rows = publish_rows(task, VerifyPolicy())
+    assert [r["reason"] for r in rows["rejects"]] == ["unparseable"]
+    for config in ("sft", "rl", "rejects"):
+        for row in rows[config]:
+            assert validate_row(config, {**row, **PROV}) is None, (config, row)
+    assert rows["sft"][-1]["format"] == "description" and rows["sft"][-1]["teacher"] == "tiny-llava"

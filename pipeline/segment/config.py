@@ -23,6 +23,13 @@ class SegmentConfig(Section):
     analysis_downscale: int | None = Field(
         None, ge=1, description="fixed integer downscale factor (video2dataset uses width//64); "
         "overrides analysis_width")
+    analysis_method: Literal["auto", "planes", "exact"] = Field(
+        "auto", description="how the analysis image is made. exact: full-size BGR + cv2.resize "
+        "INTER_LINEAR, PySceneDetect's own path (slow: converts every full-size pixel). planes: "
+        "cv2.resize INTER_LINEAR of the raw Y/U/V planes to the analysis size, then a tiny I420->BGR "
+        "conversion. auto: when the downscale is an odd integer (INTER_LINEAR then samples pixel "
+        "centres), only the sampled pixels are converted by swscale, bit-identical to exact; "
+        "otherwise planes. Non-yuv420p input always uses exact")
     fast: bool = Field(
         False, description="fast path: frames whose raw-plane difference to the previous frame is "
         "below fast_gate skip colour conversion and reuse the last analysis image")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+import av
+from av.video.reformatter import VideoReformatter
 import cv2
 import numpy as np
 from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode, HashDetector, HistogramDetector
@@ -45,6 +47,12 @@ def analysis_size(width: int, height: int, cfg: SegmentConfig) -> tuple[int, int
     return max(1, round(width / factor)), max(1, round(height / factor))
 
 
+def _planes(frame) -> list[np.ndarray]:
+    """Zero-copy (height, width) views of the first three planes of a planar frame."""
+    return [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width]
+            for p in frame.planes[:3]]
+
+
 @dataclass
 class Cut:
     frame: int
@@ -64,6 +72,7 @@ class SceneAnalyzer:
         self._last_img: np.ndarray | None = None
         self._last_sig: tuple[np.ndarray, ...] | None = None
         self._since_analysed = 0
+        self._maker = None
         self.analysed = 0
         self.frames = 0
         # per-frame luma change and mean luma on 1/8-res planes, for gradual-transition marking
@@ -80,10 +89,71 @@ class SceneAnalyzer:
         return tuple(out)
 
     def _analysis_image(self, frame) -> np.ndarray:
+        if self._maker is None:
+            self._maker = self._choose_maker(frame)
+        return self._maker(frame)
+
+    def _choose_maker(self, frame):
+        """Pick the analysis-image builder for this stream (fixed for the whole decode)."""
+        w, h = self.size
+        W, H = frame.width, frame.height
+        method = self.cfg.analysis_method
+        if method == "exact" or frame.format.name != "yuv420p" or (w, h) == (W, H):
+            return self._exact
+        if method == "auto":
+            fx, fy = W / w, H / h
+            if fx == fy and fx.is_integer() and int(fx) % 2 == 1:
+                return self._make_point_exact(int(fx))
+        return self._make_planes()
+
+    def _exact(self, frame) -> np.ndarray:
+        """PySceneDetect's path: full-size BGR, then cv2.resize INTER_LINEAR."""
         img = frame.to_ndarray(format="bgr24")
         if (img.shape[1], img.shape[0]) != self.size:
             img = cv2.resize(img, self.size, interpolation=cv2.INTER_LINEAR)
         return img
+
+    def _make_point_exact(self, f: int):
+        """Odd integer factor f: INTER_LINEAR samples full-size pixel (f*i + f//2) exactly, so
+        convert only those pixels. They are laid out as 2x2 blocks of a tiny yuv420p image
+        (each block: one luma sample, its own chroma) so swscale's yuv420p->bgr24 path gives
+        the bit-identical BGR values that the full-size conversion would have given."""
+        w, h = self.size
+        o = f // 2
+        cys = (np.arange(h) * f + o) // 2
+        cxs = (np.arange(w) * f + o) // 2
+        # a reused tiny yuv420p frame written in place, and a reformatter that keeps its context
+        tiny = av.VideoFrame(2 * w, 2 * h, "yuv420p")
+        luma, cu, cv = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width]
+                        for p in tiny.planes)
+        reformatter = VideoReformatter()
+
+        def make(frame) -> np.ndarray:
+            y, u, v = _planes(frame)
+            cv2.resize(y[o::f, o::f][:h, :w], (2 * w, 2 * h), dst=luma, interpolation=cv2.INTER_NEAREST)
+            cu[:] = u[cys[:, None], cxs]
+            cv[:] = v[cys[:, None], cxs]
+            bgr = reformatter.reformat(tiny, format="bgr24").to_ndarray()
+            return np.ascontiguousarray(bgr[::2, ::2])
+        return make
+
+    def _make_planes(self):
+        """cv2.resize INTER_LINEAR of Y (to the analysis size) and U/V (to half of it), then one
+        I420->BGR conversion of the tiny image. Odd sizes convert one extra row/column and crop."""
+        w, h = self.size
+        we, he = w + (w & 1), h + (h & 1)
+        buf = np.empty((he * 3 // 2, we), np.uint8)
+        luma = buf[:he]
+        chroma = buf[he:].reshape(2, he // 2, we // 2)
+
+        def make(frame) -> np.ndarray:
+            y, u, v = _planes(frame)
+            cv2.resize(y, (we, he), dst=luma, interpolation=cv2.INTER_LINEAR)
+            cv2.resize(u, (we // 2, he // 2), dst=chroma[0], interpolation=cv2.INTER_LINEAR)
+            cv2.resize(v, (we // 2, he // 2), dst=chroma[1], interpolation=cv2.INTER_LINEAR)
+            bgr = cv2.cvtColor(buf, cv2.COLOR_YUV2BGR_I420)
+            return bgr if (we, he) == (w, h) else np.ascontiguousarray(bgr[:h, :w])
+        return make
 
     def push(self, df: DecodedFrame) -> None:
         """Process one frame (in presentation order)."""

@@ -1,0 +1,210 @@
+"""Exports into the formats the training stages read (DESIGN.md, "Downstream contracts").
+
+xtuner (InternVideo3's SFT trainer): JSONL files of {"id", "messages"} plus a meta JSON
+{name: {annotation, media_root, sample_ratio, fps}}. A sample that fails there is
+silently replaced by an empty one, so every line is checked against the trainer's rules
+before it is written; a failing line goes to `rejected.jsonl` with its problems.
+verl (RL): one Parquet file of the `rl` rows plus a `videos` column.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.store import DatasetStore
+
+PLACEHOLDER = "<VIDEO_CONTEXT>"
+ROLES = {"system", "user", "assistant"}
+MESSAGE_KEYS = {"role", "content"}
+TEXT_KEYS = {"type", "text", "conversation_timestamps"}
+VIDEO_KEYS = {"type", "video_url"}
+VIDEO_URL_KEYS = {"url", "image_wh", "origin_video_length", "origin_fps"}
+
+
+def _drop_nulls(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if v is not None}
+
+
+def to_xtuner(row: dict[str, Any], media_root: str) -> dict[str, Any]:
+    """An `sft` row -> one xtuner JSONL object (video URL relative to the media root)."""
+    messages = []
+    for m in row["messages"]:
+        content = []
+        for item in m["content"]:
+            item = _drop_nulls(item)
+            if item.get("type") == "video_url":
+                url = dict(item["video_url"])
+                url["url"] = os.path.relpath(url["url"], media_root)
+                item["video_url"] = url
+            content.append(item)
+        messages.append({"role": m["role"], "content": content})
+    return {"id": row["id"], "messages": messages}
+
+
+def check_xtuner(obj: dict[str, Any], media_root: str, media: "MediaFacts | None" = None) -> list[str]:
+    """Every rule of DESIGN.md's SFT contract that a line breaks (empty: the line is good)."""
+    problems: list[str] = []
+    if set(obj) - {"id", "messages"}:
+        problems.append(f"unknown top-level keys {sorted(set(obj) - {'id', 'messages'})}")
+    messages = obj.get("messages") or []
+    roles = [m.get("role") for m in messages]
+    if not messages or roles[-1] != "assistant" or "user" not in roles:
+        problems.append(f"needs user then assistant turns, got {roles}")
+    videos = 0
+    for i, m in enumerate(messages):
+        if set(m) - MESSAGE_KEYS:
+            problems.append(f"message {i}: unknown keys {sorted(set(m) - MESSAGE_KEYS)}")
+        if m.get("role") not in ROLES:
+            problems.append(f"message {i}: role {m.get('role')!r}")
+        content = m.get("content")
+        if not isinstance(content, list) or not content:
+            problems.append(f"message {i}: content must be a non-empty list")
+            continue
+        for j, item in enumerate(content):
+            kind = item.get("type")
+            allowed = VIDEO_KEYS if kind == "video_url" else TEXT_KEYS if kind == "text" else None
+            if allowed is None:
+                problems.append(f"message {i} item {j}: type {kind!r} (images and videos must not mix)")
+                continue
+            if set(item) - allowed:
+                problems.append(f"message {i} item {j}: unknown keys {sorted(set(item) - allowed)}")
+            if kind == "text" and not isinstance(item.get("text"), str):
+                problems.append(f"message {i} item {j}: text missing")
+            if kind == "video_url":
+                videos += 1
+                problems += _check_video(i, j, item.get("video_url") or {}, content, media_root, media)
+        if m.get("role") == "assistant" and not any(c.get("type") == "text" and c.get("text") for c in content):
+            problems.append(f"message {i}: assistant turn has no text")
+    if videos != 1:
+        problems.append(f"expected exactly one video, found {videos}")
+    return problems
+
+
+def _check_video(i: int, j: int, url: dict[str, Any], content: list[dict], media_root: str,
+                 media: "MediaFacts | None") -> list[str]:
+    where = f"message {i} item {j}"
+    problems = []
+    if set(url) != VIDEO_URL_KEYS:
+        problems.append(f"{where}: video_url keys must be {sorted(VIDEO_URL_KEYS)}, got {sorted(url)}")
+        return problems
+    wh, length, fps = url["image_wh"], url["origin_video_length"], url["origin_fps"]
+    if not (isinstance(wh, list) and len(wh) == 2 and all(isinstance(x, int) and x > 0 for x in wh)):
+        problems.append(f"{where}: image_wh must be [W, H] integers, got {wh}")
+    if not isinstance(length, int) or length < 1:
+        problems.append(f"{where}: origin_video_length must be a frame count, got {length!r}")
+    if not isinstance(fps, (int, float)) or fps <= 0:
+        problems.append(f"{where}: origin_fps must be positive, got {fps!r}")
+    if url["url"].startswith("..") or os.path.isabs(url["url"]):
+        problems.append(f"{where}: video {url['url']} is not under media_root {media_root}")
+    texts = [c for c in content if c.get("type") == "text"]
+    if not texts or not str(texts[0].get("text", "")).startswith(PLACEHOLDER):
+        problems.append(f"{where}: the text after the video must start with {PLACEHOLDER}")
+    if media is not None and not problems:
+        facts = media.get(os.path.join(media_root, url["url"]))
+        if facts is None:
+            problems.append(f"{where}: video {url['url']} cannot be opened")
+        else:
+            if list(wh) != [facts[0], facts[1]]:
+                problems.append(f"{where}: image_wh {wh} != decoded frame size {list(facts[:2])}")
+            if length > facts[2]:
+                problems.append(f"{where}: origin_video_length {length} > decoded frames {facts[2]}")
+    return problems
+
+
+@dataclass
+class MediaFacts:
+    """Decoded frame size and frame count per video, probed once each (PyAV demux, no full decode)."""
+
+    cache: dict[str, tuple[int, int, int] | None] = field(default_factory=dict)
+
+    def get(self, path: str) -> tuple[int, int, int] | None:
+        if path not in self.cache:
+            self.cache[path] = probe_frames(path)
+        return self.cache[path]
+
+
+def probe_frames(path: str) -> tuple[int, int, int] | None:
+    """(width, height, frames) as a decoder sees them: first decoded frame, packets counted."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            first = next(container.decode(stream))
+            size = (first.width, first.height)
+            container.seek(0)
+            frames = sum(1 for p in container.demux(stream) if p.size > 0)
+        return (size[0], size[1], frames)
+    except Exception:  # noqa: BLE001 - any failure means the trainer cannot read it either
+        return None
+
+
+@dataclass
+class ExportReport:
+    written: Counter = field(default_factory=Counter)
+    rejected: int = 0
+    problems: Counter = field(default_factory=Counter)
+    files: list[str] = field(default_factory=list)
+
+
+def export_xtuner(out: str, dest: str | Path, *, media_root: str | None = None, name: str = "longvideo",
+                  fps: int = 4, check_media: bool = True, split_by_category: bool = True) -> ExportReport:
+    """Write xtuner JSONL (one file per category) + meta JSON from the dataset's `sft` rows."""
+    store = DatasetStore(out)
+    table = store.read_table("sft")
+    rows = table.to_pylist()
+    if media_root is None:
+        paths = [r["video_path"] for r in rows]
+        media_root = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else "/"
+    dest = Path(dest)
+    (dest / "annotations").mkdir(parents=True, exist_ok=True)
+    media = MediaFacts() if check_media else None
+    report = ExportReport()
+    groups: dict[str, list[dict]] = defaultdict(list)
+    rejected = []
+    for row in rows:
+        obj = to_xtuner(row, media_root)
+        problems = check_xtuner(obj, media_root, media)
+        if problems:
+            report.rejected += 1
+            report.problems.update(p.split(":")[-1].strip().split(" ")[0] for p in problems)
+            rejected.append({"id": row["id"], "problems": problems})
+            continue
+        groups[f"{name}_{row['category']}" if split_by_category else name].append(obj)
+    meta = {}
+    for group, objs in sorted(groups.items()):
+        path = dest / "annotations" / f"{group}.jsonl"
+        _write_lines(path, objs)
+        report.written[group] = len(objs)
+        report.files.append(str(path))
+        meta[group] = {"annotation": str(path.resolve()), "media_root": media_root, "sample_ratio": 1.0, "fps": fps}
+    (dest / "meta.json").write_text(json.dumps(meta, indent=2))
+    if rejected:
+        _write_lines(dest / "rejected.jsonl", rejected)
+    return report
+
+
+def export_verl(out: str, dest: str | Path) -> int:
+    """Write the `rl` rows as one verl Parquet file (with a `videos` column); returns rows."""
+    table = DatasetStore(out).read_table("rl")
+    videos = pa.array([[{"video": info["video_path"]}] for info in table.column("extra_info").to_pylist()])
+    table = table.append_column("videos", videos)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, dest / "train.parquet")
+    return table.num_rows
+
+
+def _write_lines(path: Path, objs: Iterable[dict]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as fh:
+        for obj in objs:
+            fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)

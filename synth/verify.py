@@ -1,0 +1,226 @@
+"""Cross-verification: the in-training model answers every question without the teacher's answer.
+
+Per item: k sampled answers from the video frames (scored by option letter, temporal IoU,
+or a judge for open-ended text), a blind pass without the video (text-answerable
+questions), and on disagreement an optional re-confirmation by the teacher. The result is
+a `verification` record with a decision:
+
+- keep:   the verifier agrees (pass rate >= policy.agree_rate) and it is not blind-answerable;
+- hard:   the verifier disagrees but the answer stands: measured by construction (composed
+          items) or re-confirmed by the teacher; good RL / distillation material;
+- reject: blind-answerable, or a teacher claim the verifier disputes and the teacher does
+          not re-confirm.
+Descriptions are always kept (the teacher's long-form text is the target); their judge
+score decides whether they go to distillation.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from pipeline.records import VideoTask
+from pipeline.stage import Resources, Stage
+from synth.backends.base import ModelBackend, make_backend
+from synth.backends.config import BackendConfig
+from synth.backends.parsing import parse_json_reply
+from synth.backends.types import ChatRequest, ChatResult
+from synth.captions import frames_in
+from synth.config import VerifyConfig
+from synth.items import QAItem
+from synth.judges import EmbeddingJudge, judge_request, judge_score
+from synth.prompting import load_prompt
+from synth.rows import question_text
+from synth.scoring import parse_letter, parse_span, temporal_iou, token_f1
+from synth.synthesize import add_cost
+
+GROUNDING_SUFFIX = "Answer with the start and end timestamps in seconds."
+BLIND_PREFIX = "You cannot see the video this question is about. Give your best guess anyway.\n"
+
+
+def verifier_prompt(item: QAItem) -> str:
+    text = question_text(item)
+    if item.format == "grounding" and not text.startswith("Given the video"):
+        text = f"{text}\n{GROUNDING_SUFFIX}"
+    return text
+
+
+def sample_score(item: QAItem, answer: str) -> float | None:
+    """Score of one answer where it needs no judge; None for open-ended / description."""
+    if item.format == "multiple_choice":
+        return 1.0 if parse_letter(answer) == item.answer_letter else 0.0
+    if item.format == "grounding":
+        return temporal_iou(parse_span(answer), (item.evidence_start_s, item.evidence_end_s))
+    return None
+
+
+class VerifyStage(Stage):
+    """Runs the verifier (and the teacher as judge / re-confirmer) over every item of a video."""
+
+    name = "verify"
+    version = "1"
+
+    def __init__(self, cfg: VerifyConfig, teacher: BackendConfig | None = None,
+                 verifier_factory: Callable[[], ModelBackend] | None = None,
+                 teacher_factory: Callable[[], ModelBackend] | None = None) -> None:
+        if cfg.verifier is None:
+            raise ValueError("VerifyStage needs verify.verifier")
+        self.cfg = cfg
+        verifier = cfg.verifier
+        self.judge = cfg.judge_kind(has_teacher=teacher is not None)
+        if self.judge == "embedding" and not cfg.embedding_model:
+            raise ValueError("verify.judge=embedding needs verify.embedding_model (a local model directory)")
+        self.needs_teacher = teacher is not None and (self.judge == "teacher" or cfg.reconfirm_with_teacher)
+        self._verifier_factory = verifier_factory or (lambda: make_backend(verifier))
+        self._teacher_factory = teacher_factory or ((lambda: make_backend(teacher)) if self.needs_teacher else None)
+        if verifier.kind == "transformers":
+            self.resources = Resources(cpus=1.0, gpus=verifier.transformers.num_gpus,
+                                       concurrency=(1, cfg.replicas), batch_size=cfg.videos_per_batch)
+        else:
+            self.resources = Resources(cpus=0.25, concurrency=(1, cfg.replicas), batch_size=cfg.videos_per_batch)
+        env = [b.openai.api_key_env for b in (verifier, teacher) if b is not None and b.kind == "openai"]
+        self.env_vars = tuple(n for n in env if n)
+        self.verifier: ModelBackend | None = None
+        self.teacher: ModelBackend | None = None
+        self.embedder: EmbeddingJudge | None = None
+
+    def setup(self) -> None:
+        self.verifier = self._verifier_factory()
+        self.verifier.setup()
+        if self._teacher_factory is not None:
+            self.teacher = self._teacher_factory()
+            self.teacher.setup()
+        if self.judge == "embedding":
+            self.embedder = EmbeddingJudge(self.cfg.embedding_model)
+
+    def _ask(self, backend: ModelBackend, owners: Sequence[VideoTask], reqs: list[ChatRequest],
+             bucket: str) -> list[ChatResult]:
+        if not reqs:
+            return []
+        results = backend.generate(reqs)
+        for task, res in zip(owners, results):
+            add_cost(task, res, bucket)
+        return results
+
+    def process_batch(self, tasks: Sequence[VideoTask]) -> list[VideoTask]:
+        if self.verifier is None:
+            self.setup()
+        cfg = self.cfg
+        jobs = [(t, item) for t in tasks for item in t.extra.get("qa_items", [])]
+        owners = [t for t, _ in jobs]
+        name = getattr(self.verifier, "name", None) or cfg.verifier.model
+        # 1. k answers from the frames, never seeing the teacher's answer
+        reqs = [ChatRequest(key=f"{t.video_id}/verify/{i}", system=None, prompt=verifier_prompt(item),
+                            frames=frames_in(t.frames, 0.0, float("inf"), cfg.max_frames), n=cfg.samples,
+                            temperature=cfg.temperature, max_tokens=cfg.max_tokens)
+                for i, (t, item) in enumerate(jobs)]
+        answers = [r.texts if r.ok else [] for r in self._ask(self.verifier, owners, reqs, "verify_cost")]
+        # 2. the blind pass: same question, no video
+        blind: list[str | None] = [None] * len(jobs)
+        if cfg.blind_pass:
+            idx = [i for i, (_, item) in enumerate(jobs) if item.format != "description"]
+            breqs = [ChatRequest(key=f"{jobs[i][0].video_id}/blind/{i}", system=None,
+                                 prompt=BLIND_PREFIX + verifier_prompt(jobs[i][1]), max_tokens=cfg.max_tokens,
+                                 temperature=0.0) for i in idx]
+            for i, r in zip(idx, self._ask(self.verifier, [owners[i] for i in idx], breqs, "verify_cost")):
+                blind[i] = r.texts[0] if r.ok and r.texts else None
+        # 3. scores; open-ended answers go to the judge
+        scores: list[list[float]] = [[] for _ in jobs]
+        blind_scores: list[float | None] = [None] * len(jobs)
+        to_judge: list[tuple[int, str, bool]] = []  # (job, answer, is_blind)
+        for i, (_, item) in enumerate(jobs):
+            for a in answers[i]:
+                s = sample_score(item, a)
+                if s is None:
+                    to_judge.append((i, a, False))
+                else:
+                    scores[i].append(s)
+            if blind[i] is not None:
+                s = sample_score(item, blind[i])
+                if s is None:
+                    to_judge.append((i, blind[i], True))
+                else:
+                    blind_scores[i] = s
+        for (i, _, is_blind), s in zip(to_judge, self._judge(jobs, to_judge, owners)):
+            if is_blind:
+                blind_scores[i] = s
+            else:
+                scores[i].append(s)
+        # 4. decisions; disputed teacher claims go back to the teacher
+        passes = [self._passes(item, sc) for (_, item), sc in zip(jobs, scores)]
+        pass_rates = [sum(p) / len(p) if p else 0.0 for p in passes]
+        blind_ok = [b is not None and self._pass(item, b) for (_, item), b in zip(jobs, blind_scores)]
+        disputed = [i for i, (_, item) in enumerate(jobs)
+                    if item.source == "teacher" and item.format != "description"
+                    and pass_rates[i] < cfg.policy.agree_rate and not blind_ok[i]]
+        confirmed = self._reconfirm(jobs, disputed, answers, owners)
+        for i, (t, item) in enumerate(jobs):
+            item.verification = self._decide(item, name, answers[i], scores[i], pass_rates[i], blind[i],
+                                             blind_ok[i], confirmed.get(i))
+        return list(tasks)
+
+    def _pass(self, item: QAItem, score: float) -> bool:
+        p = self.cfg.policy
+        if item.format == "multiple_choice":
+            return score >= 1.0
+        return score >= (p.pass_iou if item.format == "grounding" else p.pass_judge)
+
+    def _passes(self, item: QAItem, scores: list[float]) -> list[bool]:
+        return [self._pass(item, s) for s in scores]
+
+    def _judge(self, jobs, to_judge, owners) -> list[float]:
+        if not to_judge:
+            return []
+        refs = [jobs[i][1].answer for i, _, _ in to_judge]
+        cands = [a for _, a, _ in to_judge]
+        if self.judge == "embedding":
+            return self.embedder.scores(refs, cands)
+        if self.judge == "teacher" and self.teacher is not None:
+            reqs = [judge_request(f"{jobs[i][0].video_id}/judge/{n}", jobs[i][1].question, ref, cand)
+                    for n, ((i, _, _), ref, cand) in enumerate(zip(to_judge, refs, cands))]
+            results = self._ask(self.teacher, [owners[i] for i, _, _ in to_judge], reqs, "cost")
+            # a judge that failed to answer falls back to token F1 rather than dropping the sample
+            return [s if s is not None else token_f1(c, r)
+                    for s, c, r in zip((judge_score(x) for x in results), cands, refs)]
+        return [token_f1(c, r) for c, r in zip(cands, refs)]
+
+    def _reconfirm(self, jobs, disputed, answers, owners) -> dict[int, bool]:
+        if not disputed or self.teacher is None or not self.cfg.reconfirm_with_teacher:
+            return {}
+        prompt = load_prompt("reconfirm")
+        reqs = []
+        for i in disputed:
+            task, item = jobs[i]
+            captions = "\n".join(f"[{s:.1f}-{e:.1f} s] {c}" for s, e, c in task.extra.get("captions", []))
+            reqs.append(ChatRequest(key=f"{task.video_id}/reconfirm/{i}", system=None, json_mode=True,
+                                    max_tokens=32, temperature=0.0,
+                                    prompt=prompt.render(captions=captions, question=verifier_prompt(item),
+                                                         reference=item.answer,
+                                                         candidate=(answers[i] or ["(no answer)"])[0])))
+        out = {}
+        for i, r in zip(disputed, self._ask(self.teacher, [owners[i] for i in disputed], reqs, "cost")):
+            parsed, err = parse_json_reply(r.texts[0]) if r.ok and r.texts else (None, "failed")
+            out[i] = bool(isinstance(parsed, dict) and parsed.get("confirmed") is True)
+        return out
+
+    def _decide(self, item: QAItem, name: str, answers: list[str], scores: list[float], pass_rate: float,
+                blind: str | None, blind_ok: bool, confirmed: bool | None) -> dict:
+        policy = self.cfg.policy
+        score = sum(scores) / len(scores) if scores else 0.0
+        if not answers:
+            decision, reason = ("hard", "verifier_failed_measured_truth") if item.source == "composed" \
+                else ("reject", "verifier_failed")
+        elif item.format == "description":
+            decision, reason = "keep", "description"
+        elif blind_ok and policy.reject_blind_answerable:
+            decision, reason = "reject", "blind_answerable"
+        elif pass_rate >= policy.agree_rate:
+            decision, reason = "keep", "verifier_agrees"
+        elif item.source == "composed":
+            decision, reason = "hard", "measured_truth"
+        elif confirmed:
+            decision, reason = "hard", "teacher_reconfirmed"
+        else:
+            decision, reason = "reject", "verifier_disagrees"
+        return {"verifier": name, "answers": [a[:2000] for a in answers], "score": round(score, 4),
+                "pass_rate": round(pass_rate, 4), "k": len(answers), "blind_answer": (blind or None) and blind[:2000],
+                "blind_answerable": bool(blind_ok), "teacher_reconfirmed": confirmed, "decision": decision,
+                "reason": reason}
