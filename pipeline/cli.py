@@ -61,6 +61,9 @@ def status(out: str = typer.Argument(..., help="dataset directory")) -> None:
     typer.echo("videos: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.status.items())))
     if counts.reasons:
         typer.echo("rejects by reason: " + ", ".join(f"{k} {v}" for k, v in Counter(counts.reasons).most_common()))
+    from pipeline.report import quality_report, render_text
+
+    typer.echo(render_text(quality_report(store)))
     for r in store.runs():
         typer.echo(f"run {r['run_id']}: processed {r['processed']} (skipped {r['skipped_committed']}) "
                    f"in {r['wall_s']} s, status {r['status']}")

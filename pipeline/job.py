@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 from pipeline.card import CardState, write_card
 from pipeline.config import JobConfig
 from pipeline.records import Reason, VideoTask, video_row
+from pipeline.report import quality_report, render_markdown, render_text
 from pipeline.stage import Stage
 from pipeline.store import DatasetStore, LedgerEntry, new_run_id, utc_now
 
@@ -76,6 +77,7 @@ class RunSummary:
     item_rejects: Counter = field(default_factory=Counter)
     verify_cost: Counter = field(default_factory=Counter)
     decisions: Counter = field(default_factory=Counter)
+    quality: dict[str, Any] = field(default_factory=dict)
 
     def record(self, task: VideoTask) -> None:
         self.processed += 1
@@ -122,7 +124,7 @@ class RunSummary:
             "committed_rows": dict(self.committed), "quarantined": self.quarantined,
             "chunks": self.chunks, "reconcile": self.reconcile, "notes": self.notes,
             "qa_kept": self.qa_kept, "qa_rejects_by_reason": dict(self.item_rejects.most_common()),
-            "verification_decisions": dict(self.decisions),
+            "verification_decisions": dict(self.decisions), "quality": self.quality,
             "cost": self.cost_report(),
         }
 
@@ -148,6 +150,8 @@ class RunSummary:
                              + f"; per video {c['per_video']}; per QA item {c['per_kept_item']}")
         lines.append("  committed rows: " + (", ".join(f"{k} {v}" for k, v in sorted(self.committed.items())) or "none")
                      + f" in {self.chunks} chunk(s); quarantined {self.quarantined}")
+        if self.quality and self.quality.get("sft_rows"):
+            lines.append("  " + render_text(self.quality).replace("\n", "\n  "))
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -244,8 +248,11 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
         if missing:  # a bug, never expected: say it loudly rather than lose inputs silently
             raise RuntimeError(f"{missing} tasks did not come back from the plan; re-run to complete")
         summary.wall_s = time.perf_counter() - started
+        quality = quality_report(store)
+        summary.quality = quality
         store.write_run(run_id, summary.as_dict())
-        write_card(store, cfg.name, CardState.from_store(store) if stale else card)
+        sections = [render_markdown(quality)] if quality["sft_rows"] or quality["rejects"] else []
+        write_card(store, cfg.name, CardState.from_store(store) if stale else card, sections)
         return summary
     finally:
         store.release_lock()

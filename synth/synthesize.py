@@ -7,6 +7,7 @@ endpoint's concurrency or an in-process model's batch full.
 """
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 from typing import Callable, Sequence
 
@@ -149,7 +150,9 @@ class SynthesizeStage(Stage):
         teacher_items, dupes = drop_near_duplicates(teacher_items, cfg.qa.dedupe_threshold)
         rejected += dupes
         kept = composed + teacher_items
-        balance_letters(kept)
+        # each video starts its A-B-C-D cycle at its own (stable) offset: few MC items per
+        # video must not all land on A and B across the dataset
+        balance_letters(kept, offset=zlib.crc32(task.video_id.encode()) % 4)
         for i, item in enumerate(kept):
             item.index = i
         if description:

@@ -51,6 +51,19 @@ def test_near_duplicates_and_balanced_letters():
     assert all(sorted(m.options) == ["right", "w1", "w2", "w3"] for m in mcs)
 
 
+def test_letters_balance_across_videos_with_few_questions_each():
+    """Two MC items per video over 400 videos: every letter near a quarter, not A and B only."""
+    import zlib
+
+    counts = Counter()
+    for v in range(400):
+        mcs = [QAItem("perception", "count", "multiple_choice", f"q{i}", "right", 0, 1, ["right", "w1", "w2", "w3"])
+               for i in range(2)]
+        balance_letters(mcs, offset=zlib.crc32(f"video{v:05d}".encode()) % 4)
+        counts.update(m.answer_letter for m in mcs)
+    assert all(160 <= counts[k] <= 240 for k in "ABCD"), counts
+
+
 def test_composed_items_take_answers_from_measured_scenes():
     windows = [Window(i, i, float(s), float(e), caption_for(s, e)) for i, (s, e) in
                enumerate([(0, 4), (4, 10), (10, 15), (15, 20), (20, 26)])]
@@ -165,6 +178,10 @@ def test_cost_is_accounted(synth_run):
     assert report["total"]["requests"] >= 5 * 3 and report["total"]["prompt_tokens"] > 0
     assert report["per_kept_item"]["requests"] > 0
     assert "teacher cost" in summary.render()
+    q = summary.quality
+    assert set(q["category"]) >= {"perception", "spatio_temporal", "holistic"} and q["format"]["description"] == 5
+    assert sum(q["answer_letters"].values()) > 0
+    assert q["evidence_span_s"]["max"] <= 16.0 and "qa:unparseable" in q["rejects"]
 
 
 def test_synthesize_stage_with_in_process_tiny_model(tmp_path):

@@ -1,0 +1,70 @@
+"""Balance and quality of the QA data: what a curator checks before training on it.
+
+Counts per category, type and format; the answer-letter distribution of multiple-choice
+items (a skew teaches position bias); evidence-span lengths; verifier pass rates and
+decisions; RL reward kinds; rejects by reason. Read from the committed data, so it is
+the same whether printed after a run, by `curate status`, or in the dataset card.
+"""
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import Any
+
+from pipeline.store import DatasetStore
+
+LETTERS = "ABCD"
+
+
+def quality_report(store: DatasetStore) -> dict[str, Any]:
+    sft = store.read_table("sft", ["category", "qa_type", "format", "options", "answer", "evidence_start_s",
+                                   "evidence_end_s", "verification"]).to_pylist()
+    rl = store.read_table("rl", ["extra_info"]).to_pylist()
+    rejects = store.read_table("rejects", ["target_config", "reason"]).to_pylist()
+    letters = Counter(LETTERS[r["options"].index(r["answer"])] for r in sft
+                      if r["format"] == "multiple_choice" and r["answer"] in r["options"])
+    spans = [r["evidence_end_s"] - r["evidence_start_s"] for r in sft if r["format"] != "description"]
+    verified = [r["verification"] for r in sft if r["verification"]]
+    by_format: dict[str, list[float]] = {}
+    for r in sft:
+        if r["verification"]:
+            by_format.setdefault(r["format"], []).append(r["verification"]["pass_rate"])
+    return {
+        "sft_rows": len(sft),
+        "category": dict(Counter(r["category"] for r in sft).most_common()),
+        "type": dict(Counter(r["qa_type"] for r in sft).most_common()),
+        "format": dict(Counter(r["format"] for r in sft).most_common()),
+        "answer_letters": {k: letters.get(k, 0) for k in LETTERS},
+        "evidence_span_s": ({"mean": round(statistics.fmean(spans), 2), "median": round(statistics.median(spans), 2),
+                             "max": round(max(spans), 2)} if spans else {}),
+        "verified": len(verified),
+        "decisions": dict(Counter(v["decision"] for v in verified)),
+        "mean_pass_rate_by_format": {k: round(statistics.fmean(v), 3) for k, v in sorted(by_format.items())},
+        "rl_reward_kinds": dict(Counter(r["extra_info"]["reward_kind"] for r in rl)),
+        "rejects": dict(Counter(f"{r['target_config']}:{r['reason']}" for r in rejects).most_common()),
+    }
+
+
+def render_text(report: dict[str, Any]) -> str:
+    if not report["sft_rows"] and not report["rejects"]:
+        return "QA data: none yet"
+    lines = [f"QA data: {report['sft_rows']} sft rows"]
+    for key in ("category", "format", "type", "answer_letters", "evidence_span_s", "decisions",
+                "mean_pass_rate_by_format", "rl_reward_kinds", "rejects"):
+        if report.get(key):
+            lines.append(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in report[key].items()))
+    return "\n".join(lines)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = ["## QA balance and quality", ""]
+    for key, title in (("category", "category"), ("type", "question type"), ("format", "format"),
+                       ("answer_letters", "multiple-choice answer letter"), ("decisions", "verification decision"),
+                       ("mean_pass_rate_by_format", "mean verifier pass rate"), ("rl_reward_kinds", "RL reward kind"),
+                       ("rejects", "rejects (config:reason)")):
+        if report.get(key):
+            lines += [f"| {title} | count |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in report[key].items()] + [""]
+    if report.get("evidence_span_s"):
+        s = report["evidence_span_s"]
+        lines.append(f"Evidence spans: mean {s['mean']} s, median {s['median']} s, max {s['max']} s.")
+    return "\n".join(lines)
