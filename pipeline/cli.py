@@ -48,6 +48,24 @@ def run(
 
 
 @app.command()
+def config(
+    path: Optional[Path] = typer.Argument(None, help="job YAML (omit for the defaults)"),
+    set_: List[str] = typer.Option([], "--set", help="override a config key"),
+) -> None:
+    """Print the fully resolved config (every default filled in) and its content hash."""
+    import yaml
+
+    from pipeline.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(path, set_)
+    except ConfigError as exc:
+        _fail(str(exc))
+    typer.echo(f"# content hash {cfg.content_hash()}")
+    typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+@app.command()
 def status(out: str = typer.Argument(..., help="dataset directory")) -> None:
     """Counts per config, video status, rejects by reason, and the runs so far."""
     from pipeline.store import DatasetStore

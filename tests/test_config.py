@@ -44,3 +44,22 @@ def test_bad_file(tmp_path: Path):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(tmp_path / "list.yaml")
+
+
+def test_production_config_builds_its_stages_without_loading_models(tmp_path):
+    from pipeline.plan import build_stages
+
+    cfg = load_config(REPO / "jobs" / "internvideo3_long.yaml")
+    stages = build_stages(cfg, tmp_path)
+    assert [s.name for s in stages] == ["fetch", "segment", "select", "synthesize", "verify"]
+    verify = stages[-1]
+    assert verify.resources.gpus == 1 and cfg.verify.verifier.transformers.trust_remote_code
+    assert "TEACHER_API_KEY" in verify.env_vars and "TEACHER_API_KEY" in stages[3].env_vars
+
+
+def test_demo_config_skips_synthesis_with_one_clear_line(tmp_path, caplog):
+    from pipeline.plan import build_stages
+
+    stages = build_stages(load_config(REPO / "jobs" / "demo.yaml"), tmp_path)
+    assert [s.name for s in stages] == ["fetch", "segment", "select"]
+    assert "synthesis skipped: no teacher configured (set synth.teacher" in caplog.text

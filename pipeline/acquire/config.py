@@ -25,7 +25,7 @@ class InputConfig(Section):
 class FetchConfig(Section):
     """yt-dlp probing, downloading and media verification."""
 
-    cache_dir: str = Field("cache/videos", description="where downloads live (relative to the job's --out parent unless absolute)")
+    cache_dir: str = Field("cache/videos", description="where downloads live (relative to work_dir unless absolute)")
     url_template: str = Field("https://www.youtube.com/watch?v={id}", description="how an ID becomes a URL; tests point it at 127.0.0.1")
     min_duration_s: float = Field(60.0, ge=0, description="reject videos shorter than this before download")
     max_duration_s: float = Field(3600.0, gt=0, description="reject videos longer than this before download")
