@@ -30,6 +30,12 @@ class SegmentConfig(Section):
         "conversion. auto: when the downscale is an odd integer (INTER_LINEAR then samples pixel "
         "centres), only the sampled pixels are converted by swscale, bit-identical to exact; "
         "otherwise planes. Non-yuv420p input always uses exact")
+    refine_margin: float = Field(
+        8.0, ge=0, description="content/adaptive detectors with an approximate analysis image "
+        "(planes): a frame whose content score reaches threshold - refine_margin (adaptive: "
+        "min_content_val - refine_margin) is re-scored on exact pixels, so decisions near the "
+        "threshold are PySceneDetect's own (planes differs from exact by up to ~4.5 points on "
+        "grainy 640x360 footage). 0 = off")
     fast: bool = Field(
         False, description="fast path: frames whose raw-plane difference to the previous frame is "
         "below fast_gate skip colour conversion and reuse the last analysis image")
