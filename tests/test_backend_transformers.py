@@ -7,8 +7,6 @@ Llama text model, a locally trained BPE tokenizer and the PIL CLIP image process
 from __future__ import annotations
 
 import io
-import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from PIL import Image
 from synth.backends import BackendConfig, ChatRequest, FrameRef, make_backend
 from synth.backends.transformers_backend import TransformersBackend, subsample_frames
 
-from tests.tiny_models import CHAT_TEMPLATE, build_tiny_llava, make_tokenizer as _tokenizer
+from tests.tiny_models import build_tiny_custom_text, build_tiny_llava
 
 
 @pytest.fixture(scope="module")
@@ -80,53 +78,10 @@ def test_max_frames_subsamples_and_n_sequences(tiny_llava):
     assert [f.timestamp_s for f in subsample_frames(frames, 3)] == [0.0, 2.0, 4.0]
 
 
-CUSTOM_CONFIG = '''
-from transformers import LlamaConfig
-
-
-class TinyM2LAConfig(LlamaConfig):
-    model_type = "tiny_m2la"
-'''
-CUSTOM_MODELING = '''
-from transformers import LlamaForCausalLM
-
-from .configuration_tiny_m2la import TinyM2LAConfig
-
-
-class TinyM2LAForCausalLM(LlamaForCausalLM):
-    config_class = TinyM2LAConfig
-'''
-
-
 @pytest.fixture(scope="module")
 def custom_code_ckpt(tmp_path_factory) -> Path:
-    """A checkpoint that ships its own modeling code, loadable only with trust_remote_code."""
-    import importlib.util
-
-    out = tmp_path_factory.mktemp("tiny_m2la")
-    (out / "configuration_tiny_m2la.py").write_text(CUSTOM_CONFIG)
-    spec = importlib.util.spec_from_file_location("configuration_tiny_m2la",
-                                                  out / "configuration_tiny_m2la.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    (out / "modeling_tiny_m2la.py").write_text(CUSTOM_MODELING)
-    tok = _tokenizer()
-    tok.chat_template = CHAT_TEMPLATE
-    cfg = mod.TinyM2LAConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                             pad_token_id=tok.pad_token_id)
-    from transformers import LlamaForCausalLM
-
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    config = json.loads((out / "config.json").read_text())
-    config["architectures"] = ["TinyM2LAForCausalLM"]
-    config["auto_map"] = {"AutoConfig": "configuration_tiny_m2la.TinyM2LAConfig",
-                          "AutoModelForCausalLM": "modeling_tiny_m2la.TinyM2LAForCausalLM"}
-    (out / "config.json").write_text(json.dumps(config))
-    sys.modules.pop("configuration_tiny_m2la", None)
-    return out
+    """A text-only checkpoint that ships its own modeling code (trust_remote_code only)."""
+    return build_tiny_custom_text(tmp_path_factory.mktemp("tiny_m2la"))
 
 
 def test_trust_remote_code_only_when_configured(custom_code_ckpt, tiny_llava):

@@ -73,3 +73,11 @@ def test_demo_config_skips_synthesis_with_one_clear_line(tmp_path):
         logger.removeHandler(handler)
     assert [s.name for s in stages] == ["fetch", "segment", "select"]
     assert len(seen) == 1 and seen[0].startswith("synthesis skipped: no teacher configured (set synth.teacher")
+
+
+def test_vllm_kind_fails_before_any_work_with_a_way_forward(tmp_path):
+    from pipeline.plan import build_stages
+
+    cfg = load_config(REPO / "jobs" / "internvideo3_long.yaml", ["synth.teacher.kind=vllm"])
+    with pytest.raises(ValueError, match="synth.teacher.kind=vllm.*kind=openai"):
+        build_stages(cfg, tmp_path)

@@ -92,3 +92,20 @@ def test_empty_configs_have_typed_schema_shards_and_card_lists_only_loadable_one
     card = open(store.path("README.md")).read()
     assert "config_name: videos" in card and "config_name: sft" not in card
     assert "Empty so far" in card and "sft" in card
+
+
+def test_store_works_on_an_fsspec_url():
+    """Not only local paths: the same commit / reconcile / ledger on fsspec's memory filesystem."""
+    import uuid
+
+    store = DatasetStore(f"memory://ds-{uuid.uuid4().hex[:8]}")
+    assert not store.local
+    store.init()
+    store.commit("r1-000000", {"videos": [accepted_row("aaaaaaaaaaa"), accepted_row("bbbbbbbbbbb", 1)]},
+                 provenance=PROV)
+    store.commit("r2-000000", {"videos": [accepted_row("aaaaaaaaaaa")]}, provenance={**PROV, "run_id": "r2"})
+    assert store.reconcile() == {"stale_rows_removed": 1}
+    assert sorted(store.ledger()) == ["aaaaaaaaaaa", "bbbbbbbbbbb"]
+    assert store.counts().rows["videos"] == 2
+    write_card(store, "t")
+    assert "data/videos/r2-000000.parquet" in store.fs.cat_file(store.path("README.md")).decode()

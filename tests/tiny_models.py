@@ -71,48 +71,73 @@ def build_tiny_llava(out: Path) -> Path:
     return out
 
 
-M2LA_CONFIG = '''
-from transformers import LlavaConfig
+CUSTOM_CONFIG = '''
+from transformers import {base}Config
 
 
-class TinyM2LAVLConfig(LlavaConfig):
-    model_type = "tiny_m2la_vl"
+class {name}Config({base}Config):
+    model_type = "{model_type}"
 '''
-M2LA_MODELING = '''
-from transformers import LlavaForConditionalGeneration
+CUSTOM_MODELING = '''
+from transformers import {base}For{head}
 
-from .configuration_tiny_m2la_vl import TinyM2LAVLConfig
+from .configuration_{module} import {name}Config
 
 
-class TinyM2LAVLForConditionalGeneration(LlavaForConditionalGeneration):
+class {name}For{head}({base}For{head}):
     """Stands in for the in-training M2LA checkpoint: its own code, loaded via auto_map."""
 
-    config_class = TinyM2LAVLConfig
+    config_class = {name}Config
 '''
 
 
-def build_tiny_m2la(out: Path) -> Path:
-    """A tiny multimodal checkpoint that ships its own modeling code (trust_remote_code path)."""
+def _custom_code_checkpoint(out: Path, *, module: str, name: str, base: str, head: str, auto_class: str,
+                            config_kwargs) -> Path:
+    """Save a `base` model under a custom class whose code lives in the checkpoint (auto_map)."""
     import importlib.util
     import json
     import sys
 
     import torch
-    from transformers import LlavaForConditionalGeneration
+    import transformers
 
-    (out / "configuration_tiny_m2la_vl.py").write_text(M2LA_CONFIG)
-    (out / "modeling_tiny_m2la_vl.py").write_text(M2LA_MODELING)
-    spec = importlib.util.spec_from_file_location("configuration_tiny_m2la_vl", out / "configuration_tiny_m2la_vl.py")
+    fields = dict(module=module, name=name, base=base, head=head, model_type=module)
+    (out / f"configuration_{module}.py").write_text(CUSTOM_CONFIG.format(**fields))
+    (out / f"modeling_{module}.py").write_text(CUSTOM_MODELING.format(**fields))
+    spec = importlib.util.spec_from_file_location(f"configuration_{module}", out / f"configuration_{module}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    tok = make_tokenizer()
     torch.manual_seed(1)
-    LlavaForConditionalGeneration(mod.TinyM2LAVLConfig(**llava_config(tok))).save_pretrained(out)
-    save_processor(out, tok)
+    model_cls = getattr(transformers, f"{base}For{head}")
+    model_cls(getattr(mod, f"{name}Config")(**config_kwargs)).save_pretrained(out)
     config = json.loads((out / "config.json").read_text())
-    config["architectures"] = ["TinyM2LAVLForConditionalGeneration"]
-    config["auto_map"] = {"AutoConfig": "configuration_tiny_m2la_vl.TinyM2LAVLConfig",
-                          "AutoModelForImageTextToText": "modeling_tiny_m2la_vl.TinyM2LAVLForConditionalGeneration"}
+    config["architectures"] = [f"{name}For{head}"]
+    config["auto_map"] = {"AutoConfig": f"configuration_{module}.{name}Config",
+                          auto_class: f"modeling_{module}.{name}For{head}"}
     (out / "config.json").write_text(json.dumps(config))
-    sys.modules.pop("configuration_tiny_m2la_vl", None)
+    sys.modules.pop(f"configuration_{module}", None)
+    return out
+
+
+def build_tiny_m2la(out: Path) -> Path:
+    """A tiny multimodal checkpoint that ships its own modeling code (the verifier's loading path)."""
+    tok = make_tokenizer()
+    _custom_code_checkpoint(out, module="tiny_m2la_vl", name="TinyM2LAVL", base="Llava",
+                            head="ConditionalGeneration", auto_class="AutoModelForImageTextToText",
+                            config_kwargs=llava_config(tok))
+    save_processor(out, tok)
+    return out
+
+
+def build_tiny_custom_text(out: Path) -> Path:
+    """A tiny text-only checkpoint with its own modeling code."""
+    tok = make_tokenizer()
+    tok.chat_template = CHAT_TEMPLATE
+    _custom_code_checkpoint(out, module="tiny_m2la", name="TinyM2LA", base="Llama", head="CausalLM",
+                            auto_class="AutoModelForCausalLM",
+                            config_kwargs=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                               num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                               pad_token_id=tok.pad_token_id))
+    tok.save_pretrained(out)
     return out

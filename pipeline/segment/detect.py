@@ -102,7 +102,8 @@ class SceneAnalyzer:
         self._exact_maker = True
         self._src = None        # decoded frame the current analysis image was made from
         self._prev_src = None   # ... and the one the detector saw before it
-        self._exact_cache: tuple | None = None  # (source frame, exact image) of the last refine
+        self._scratch: ContentDetector | None = None  # scores exact images of refined pairs
+        self._scratch_src = None  # the frame whose exact image the scratch detector saw last
         self.refined = 0
         det = self.detector
         if cfg.refine_margin > 0 and isinstance(det, _Refinable):
@@ -138,18 +139,17 @@ class SceneAnalyzer:
         if self._exact_maker or score < self._refine_from or self._prev_src is None:
             return score
         det = self.detector
-        if self._exact_cache is not None and self._exact_cache[0] is self._prev_src:
-            prev = self._exact_cache[1]
-        else:
-            prev = self._exact(self._prev_src)
-        cur = self._exact(self._src)
-        self._exact_cache = (self._src, cur)
-        kernel = None if det._kernel is None else det._kernel.shape[0]
-        scratch = ContentDetector(threshold=255.0, min_scene_len=1, weights=det._weights, kernel_size=kernel)
-        tc = self._last_tc
-        scratch._calculate_frame_score(tc, prev)
+        if self._scratch is None:
+            kernel = None if det._kernel is None else det._kernel.shape[0]
+            self._scratch = ContentDetector(threshold=255.0, min_scene_len=1, weights=det._weights,
+                                            kernel_size=kernel)
+        scratch = self._scratch
+        if self._scratch_src is not self._prev_src:  # consecutive refines share a frame
+            scratch._last_frame = None
+            scratch._calculate_frame_score(None, self._exact(self._prev_src))
+        self._scratch_src = self._src
         self.refined += 1
-        return scratch._calculate_frame_score(tc, cur)
+        return scratch._calculate_frame_score(None, self._exact(self._src))
 
     def _choose_maker(self, frame):
         """Pick the analysis-image builder for this stream (fixed for the whole decode)."""
