@@ -26,16 +26,48 @@ _DETECTORS = {"content": ContentDetector, "adaptive": AdaptiveDetector,
 
 
 class _Refinable:
-    """Mixin for ContentDetector and AdaptiveDetector: `refine`, when set, may replace each
-    content score (called with the approximate score, returns the score to use)."""
+    """Mixin for ContentDetector and AdaptiveDetector (PySceneDetect 0.7) that computes the
+    same content score for less:
+
+    - `unchanged` (set by the caller): the frame is the very image given last time, whose
+      score against itself is exactly 0 and whose HSV/edge data are already stored, so
+      nothing is computed (the fast path's reused frames);
+    - mean pixel distances via cv2.norm(NORM_L1), the same exact integer sum as
+      scenedetect's numpy int32 version without four temporary arrays per channel;
+    - `refine`, when set, may replace the score (called with it, returns the score to use).
+    With a stats manager attached, PySceneDetect's own code runs unchanged."""
 
     refine = None
+    unchanged = False
 
     def _calculate_frame_score(self, timecode, frame_img):
-        score = super()._calculate_frame_score(timecode, frame_img)
+        if self.stats_manager is not None:
+            score = super()._calculate_frame_score(timecode, frame_img)
+        elif self.unchanged and self._last_frame is not None:
+            return 0.0
+        else:
+            score = self._score(frame_img)
         if self.refine is not None and score:
             score = self.refine(score)
         return score
+
+    def _score(self, frame_img) -> float:
+        hue, sat, lum = cv2.split(cv2.cvtColor(frame_img, cv2.COLOR_BGR2HSV))
+        edges = self._detect_edges(lum) if self._weights.delta_edges > 0.0 else None
+        last = self._last_frame
+        self._last_frame = ContentDetector._FrameData(hue, sat, lum, edges)
+        if last is None:
+            return 0.0
+        n = float(lum.shape[0] * lum.shape[1])
+        components = ContentDetector.Components(
+            delta_hue=cv2.norm(hue, last.hue, cv2.NORM_L1) / n,
+            delta_sat=cv2.norm(sat, last.sat, cv2.NORM_L1) / n,
+            delta_lum=cv2.norm(lum, last.lum, cv2.NORM_L1) / n,
+            delta_edges=(0.0 if edges is None or last.edges is None
+                         else cv2.norm(edges, last.edges, cv2.NORM_L1) / n),
+        )
+        return sum(c * w for c, w in zip(components, self._weights, strict=True)) / sum(
+            abs(w) for w in self._weights)
 
 
 class _Content(_Refinable, ContentDetector):
@@ -117,9 +149,10 @@ class SceneAnalyzer:
         self.luma_mean: list[float] = []
 
     def _signature(self, frame) -> tuple[np.ndarray, ...]:
-        """Strided views of the raw Y/U/V planes: no conversion, a few microseconds."""
+        """Strided copies of the raw planes (Y at 1/8, U/V at 1/4 of their size; U/V only for
+        the fast path's gate): no conversion, a few microseconds."""
         out = []
-        for i, plane in enumerate(frame.planes[:3]):
+        for i, plane in enumerate(frame.planes[:3] if self.cfg.fast else frame.planes[:1]):
             arr = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
             s = 8 if i == 0 else 4
             out.append(arr[::s, : plane.width : s].copy())
@@ -141,8 +174,8 @@ class SceneAnalyzer:
         det = self.detector
         if self._scratch is None:
             kernel = None if det._kernel is None else det._kernel.shape[0]
-            self._scratch = ContentDetector(threshold=255.0, min_scene_len=1, weights=det._weights,
-                                            kernel_size=kernel)
+            self._scratch = _Content(threshold=255.0, min_scene_len=1, weights=det._weights,
+                                     kernel_size=kernel)
         scratch = self._scratch
         if self._scratch_src is not self._prev_src:  # consecutive refines share a frame
             scratch._last_frame = None
@@ -223,12 +256,13 @@ class SceneAnalyzer:
         sig = self._signature(df.frame) if df.frame.format.name.startswith("yuv") else None
         diff = 255.0
         if sig is not None and self._last_sig is not None and self._last_sig[0].shape == sig[0].shape:
-            diffs = [float(cv2.absdiff(a, b).mean()) for a, b in zip(sig, self._last_sig)]
+            # mean absolute difference per plane (cv2.norm L1: one call, no temporaries)
+            diffs = [cv2.norm(a, b, cv2.NORM_L1) / a.size for a, b in zip(sig, self._last_sig)]
             diff = max(diffs)
             self.luma_diff.append(diffs[0])
         else:
             self.luma_diff.append(0.0 if self._last_sig is None else diff)
-        self.luma_mean.append(float(sig[0].mean()) if sig is not None else 128.0)
+        self.luma_mean.append(cv2.mean(sig[0])[0] if sig is not None else 128.0)
         self._last_sig = sig
 
         reuse = (self.cfg.fast and self._last_img is not None and diff < self.cfg.fast_gate
@@ -242,6 +276,7 @@ class SceneAnalyzer:
             self.analysed += 1
             self._prev_src, self._src = self._src, df.frame
         self._last_img = img
+        self.detector.unchanged = reuse
         tc = FrameTimecode(Timecode(pts=df.pts, time_base=df.time_base), fps=self.rate)
         self._cuts += self.detector.process_frame(tc, img)
         self._last_tc = tc

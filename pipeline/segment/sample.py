@@ -80,8 +80,9 @@ class FrameSampler:
     def _encode(self, df: DecodedFrame) -> SampledFrame:
         # swscale does resize + RGB conversion in one pass, in the stored orientation
         tw, th = (self.out_h, self.out_w) if self.rotation in (90, 270) else (self.out_w, self.out_h)
-        img: Image.Image = self._reformatter.reformat(df.frame, width=tw, height=th, format="rgb24",
-                                                      interpolation="BILINEAR").to_image()
+        rgb = self._reformatter.reformat(df.frame, width=tw, height=th, format="rgb24",
+                                         interpolation="BILINEAR").to_ndarray()
+        img: Image.Image = Image.fromarray(rgb)  # cheaper than VideoFrame.to_image
         if self.rotation:
             # the display matrix angle is counter-clockwise, as PIL's rotate
             img = img.rotate(self.rotation, expand=True)
