@@ -67,10 +67,10 @@ def extract_frames(path: Path, cfg: SegmentConfig) -> int:
     return len(sampler.frames)
 
 
-def decode_only(path: Path) -> int:
+def decode_only(path: Path, thread_type: str = "AUTO") -> int:
     with av.open(str(path)) as c:
         s = c.streams.video[0]
-        s.thread_type = "AUTO"
+        s.thread_type = thread_type
         return sum(1 for _ in c.decode(s))
 
 
@@ -109,6 +109,7 @@ def bench(path: Path, cfg: SegmentConfig) -> None:
     fast = cfg.model_copy(update={"fast": True})
     res_f, f_cpu, f_wall = measure(lambda: segment_video(str(path), fast))
     _, c_cpu, c_wall = measure(lambda: decode_only(path))
+    _, c1_cpu, c1_wall = measure(lambda: decode_only(path, "NONE"))
     cuts_b = [c.seconds for c in res_b.cuts]
     cuts_f = [c.seconds for c in res_f.cuts]
     label = {"synthetic": "  [cheap synthetic: ultrafast, flat colour]",
@@ -119,6 +120,10 @@ def bench(path: Path, cfg: SegmentConfig) -> None:
     print(f"  (b) segment (default)                CPU {b_cpu:7.2f}s  wall {b_wall:7.2f}s  cuts {pr(cuts_b, truth)}")
     print(f"  (b') segment (fast)                  CPU {f_cpu:7.2f}s  wall {f_wall:7.2f}s  cuts {pr(cuts_f, truth)}")
     print(f"  (c) decode only                      CPU {c_cpu:7.2f}s  wall {c_wall:7.2f}s")
+    print(f"  (c1) decode only, one thread         CPU {c1_cpu:7.2f}s  wall {c1_wall:7.2f}s")
+    st = res_b.stats
+    print(f"  b: analysis {st['analysis_size'][0]}x{st['analysis_size'][1]}, "
+          f"{st.get('refined_frames', 0)} frames re-scored on exact pixels")
     print(f"  b/a {b_cpu / a_cpu:.2f}  b/c {b_cpu / c_cpu:.2f}  b'/a {f_cpu / a_cpu:.2f}  b'/c {f_cpu / c_cpu:.2f}")
 
 

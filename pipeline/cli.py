@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -155,9 +156,38 @@ def export_verl_cmd(out: str = typer.Argument(..., help="dataset directory"),
     typer.echo(f"{export_verl(out, dest)} rows -> {dest / 'train.parquet'}")
 
 
-def main() -> None:  # pragma: no cover - console entry
-    app()
+def main() -> None:
+    """Console entry: run the command, then leave without the interpreter's native teardown.
+
+    Arrow's native thread pools can abort the process at interpreter exit after all work
+    is done ("terminate called without an active exception", apache/arrow#34314,
+    huggingface/datasets#7566), turning a finished command into exit code 134. So the
+    result is decided here: Ray is shut down explicitly, output flushed, and the process
+    ends with `os._exit(code)`.
+    """
+    import gc
+
+    code = 0
+    try:
+        app()  # standalone mode: always ends in SystemExit(code), usage errors included
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001 - an unexpected error still gets its traceback and code 1
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        if "ray" in sys.modules:
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
+        gc.collect()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    main()

@@ -60,3 +60,49 @@ def test_video2dataset_expectations(fast):
     assert (res.scenes[0].start_frame, res.scenes[0].end_frame) == (0, 2096) or \
         abs(res.scenes[0].end_frame - 2096) <= 1
     assert res.scenes[-1].end_frame == 3678
+
+
+def _scores(path: Path, **kw) -> tuple[list[float], "object"]:
+    from pipeline.segment.decode import DecodeStats, iter_frames, open_video
+    from pipeline.segment.detect import SceneAnalyzer
+
+    container, stream, info = open_video(str(path))
+    an = SceneAnalyzer(SegmentConfig(**kw), info.width, info.height, info.rate)
+    out = []
+    for df in iter_frames(container, stream, info, DecodeStats()):
+        an.push(df)
+        out.append(an.detector._frame_score)
+    container.close()
+    return out, an
+
+
+def test_refined_scores_are_pyscenedetects():
+    # 640x360 -> factor 2.5 -> planes; every score near or above the threshold is re-scored on
+    # exact pixels and must equal PySceneDetect's own path bit for bit
+    demo = REAL / "transition_detect" / "demo.mp4"
+    exact, _ = _scores(demo, analysis_method="exact")
+    approx, an = _scores(demo)
+    assert not an._exact_maker and an.refined > 0
+    near = [i for i, s in enumerate(approx) if s >= 27.0 - 8.0]
+    assert near and all(approx[i] == exact[i] for i in near)
+    unrefined, _ = _scores(demo, refine_margin=0)
+    assert any(unrefined[i] != exact[i] for i in near)  # the refinement did something
+
+
+def test_content_score_matches_scenedetect():
+    # our faster score (cv2.norm distances, skipped recomputation of reused frames) equals
+    # scenedetect's ContentDetector on the same images
+    import numpy as np
+    from scenedetect import ContentDetector
+
+    from pipeline.segment.detect import _Content
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    imgs = [np.clip(base.astype(int) + rng.integers(-40, 40, base.shape), 0, 255).astype(np.uint8)
+            for _ in range(6)]
+    imgs.insert(3, imgs[2])  # an unchanged frame
+    ours, ref = _Content(), ContentDetector()
+    for k, img in enumerate(imgs):
+        ours.unchanged = k == 3
+        assert ours._calculate_frame_score(None, img) == ref._calculate_frame_score(None, img)

@@ -74,7 +74,7 @@ def segment_video(path: str, cfg: SegmentConfig | None = None) -> SegmentResult:
         frame_count=stats.frames, duration_s=duration_s, rotation=rot, codec=info.codec,
         stats={"packets": stats.packets, "decode_errors": stats.decode_errors,
                "frames": stats.frames, "missing_pts": stats.missing_pts,
-               "analysed_frames": analyzer.analysed, "analysis_size": list(analyzer.size),
+               "analysed_frames": analyzer.analysed, "refined_frames": analyzer.refined, "analysis_size": list(analyzer.size),
                "errors": stats.errors})
 
 
