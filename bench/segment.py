@@ -38,10 +38,17 @@ def _child_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+REPEAT = 1  # runs per measurement (the fastest is kept); main() sets 3 for short clips
+
+
 def measure(fn):
-    c0, k0, w0 = _self_cpu(), _child_cpu(), time.perf_counter()
-    out = fn()
-    return out, (_self_cpu() - c0) + (_child_cpu() - k0), time.perf_counter() - w0
+    best = None
+    for _ in range(REPEAT):
+        c0, k0, w0 = _self_cpu(), _child_cpu(), time.perf_counter()
+        out = fn()
+        run = (out, (_self_cpu() - c0) + (_child_cpu() - k0), time.perf_counter() - w0)
+        best = run if best is None or run[1] < best[1] else best
+    return best
 
 
 def cli_cuts(path: Path) -> list[float]:
@@ -141,7 +148,11 @@ def main() -> None:
     if not args.no_real and REAL.exists():
         videos += [REAL / "pyscenedetect" / "testvideo.mp4", REAL / "pyscenedetect" / "goldeneye-vfr-drop3.mp4",
                    REAL / "transition_detect" / "demo.mp4"]
+    global REPEAT
     for v in videos:
+        # clips under a minute take a second or two per run: keep the fastest of 3 runs
+        with av.open(str(v)) as c:
+            REPEAT = 3 if (c.duration or 0) / av.time_base < 60 else 1
         bench(v, cfg)
 
 

@@ -62,7 +62,7 @@ def test_video2dataset_expectations(fast):
     assert res.scenes[-1].end_frame == 3678
 
 
-def _scores(path: Path, **kw) -> tuple[list[float], "object"]:
+def _scores(path: Path, **kw) -> tuple[list[float], object]:
     from pipeline.segment.decode import DecodeStats, iter_frames, open_video
     from pipeline.segment.detect import SceneAnalyzer
 

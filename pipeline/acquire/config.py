@@ -1,6 +1,8 @@
 """Typed configuration of ingest and fetch (sections `input` and `fetch` of a job YAML)."""
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -49,3 +51,5 @@ class FetchConfig(Section):
     verify_decode: bool = Field(True, description="after download, decode a frame at the start and near the end")
     duration_tolerance_s: float = Field(2.0, ge=0, description="allowed gap between the announced and the file's duration")
     reuse_cache: bool = Field(True, description="reuse a file already downloaded and verified (same size and mtime)")
+    storage_url: str | None = Field(None, description="fsspec URL (s3://bucket/videos, gs://..., file:///mnt/shared/videos) or a shared mount path where verified videos and their sidecars are published as <url>/<id[:2]>/<id>.<ext>; a re-run on another node copies them from there instead of downloading again. A relative path is relative to work_dir. None = the local cache is the only store")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="extra fsspec filesystem options (e.g. endpoint_url, region); never put secrets here: credentials come from the environment / fsspec's usual config (AWS_* variables, ~/.aws, gcloud)")

@@ -1,5 +1,8 @@
 """FetchStage: probe with yt-dlp, filter by duration, download, verify; one task at a time.
 
+With `fetch.storage_url` set, verified videos are also published to a shared fsspec store,
+and a worker whose local cache lacks a video copies it from there instead of downloading.
+
 Plain Python (no Ray): the runner wraps it in actors with `resources.concurrency`
 replicas per node; tests and the bench call `process` directly. Every failure ends as
 `task.reject(reason, original_message)`; transient ones (rate_limited, network/5xx) are
@@ -8,6 +11,7 @@ retried with exponential backoff first, permanent ones fail at once.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -16,11 +20,13 @@ from typing import Any, Callable, TypeVar
 from pipeline.acquire.classify import classify_error
 from pipeline.acquire.config import FetchConfig
 from pipeline.acquire.ids import safe_id
+from pipeline.acquire.storage import VideoStore
 from pipeline.acquire.verify import MediaError, MediaInfo, probe_media_header, verify_media
 from pipeline.acquire.ytdlp_options import CapturingLogger, build_params, video_dir
 from pipeline.records import Reason, VideoTask
 from pipeline.stage import Resources, Stage
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 TRANSIENT = frozenset({Reason.rate_limited, Reason.network})
 _META_KEYS = ("title", "channel", "channel_id", "upload_date", "license", "live_status")
@@ -61,9 +67,25 @@ class FetchStage(Stage):
         # I/O-bound: several downloaders share a core; verification decodes only a few frames
         self.resources = Resources(cpus=0.2, concurrency=(1, cfg.concurrency))
         self._sleep = sleep
+        self.storage_url = cfg.storage_url
+        if self.storage_url and "://" not in self.storage_url:  # a path: relative to work_dir, like the cache
+            path = Path(self.storage_url).expanduser()
+            if not path.is_absolute() and cache_root is not None:
+                path = Path(cache_root) / path
+            self.storage_url = str(path.resolve())
+        self._store: VideoStore | None = None  # built lazily: the stage is pickled to workers
 
     def setup(self) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def store(self) -> VideoStore | None:
+        if self._store is None and self.storage_url:
+            self._store = VideoStore(self.storage_url, self.cfg.storage_options)
+        return self._store
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_store": None}
 
     # -- entry point -------------------------------------------------------
     def process(self, task: VideoTask) -> VideoTask:
@@ -104,6 +126,10 @@ class FetchStage(Stage):
         except ValueError as exc:
             raise FetchFailure(Reason.bad_id, str(exc)) from exc
         if self.cfg.reuse_cache and self._from_cache(task):
+            if self.store is not None:
+                self._publish(task, vid, Path(task.video_path), if_missing=True)
+            return task
+        if self.cfg.reuse_cache and self.store is not None and self._from_store(task, vid):
             return task
         url = self.url_for(task)
         logger = CapturingLogger()
@@ -135,6 +161,8 @@ class FetchStage(Stage):
         self._fill_media(task, path, media)
         self._fill_sidecars(task, result, vid)
         self._write_cache(task, path)
+        if self.store is not None:
+            self._publish(task, vid, path)
         return task.accept()
 
     def _retrying(self, fn: Callable[[], T]) -> T:
@@ -241,7 +269,8 @@ class FetchStage(Stage):
                   "duration_s", "subtitle_langs", "subtitle_paths", "info_json_path", "width",
                   "height", "fps", "frame_count", "codec", "rotation")
         record = {"video_path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                  "stage_version": self.version, "task": {k: getattr(task, k) for k in fields}}
+                  "stage_version": self.version, "task": {k: getattr(task, k) for k in fields},
+                  "files": {p.name: p.stat().st_size for p in self._files(task, path)}}
         tmp = self._cache_file(task.video_id).with_suffix(".tmp")
         tmp.write_text(json.dumps(record))
         os.replace(tmp, self._cache_file(task.video_id))
@@ -263,5 +292,60 @@ class FetchStage(Stage):
         task.video_path, task.file_size = str(path), st.st_size
         task.extra["fetch_cache_hit"] = True
         self._check_duration(task.duration_s)  # bounds may have changed since the download
+        task.accept()
+        return True
+
+    @staticmethod
+    def _files(task: VideoTask, video: Path) -> list[Path]:
+        """The video and its sidecars (what the shared store holds besides the verified record)."""
+        extra = [*task.subtitle_paths, *([task.info_json_path] if task.info_json_path else [])]
+        return [video, *(Path(p) for p in extra)]
+
+    # -- shared store ----------------------------------------------------------
+    def _publish(self, task: VideoTask, vid: str, video: Path, if_missing: bool = False) -> None:
+        """Copy a verified video + sidecars to the store. A failure only loses the cheap
+        re-run, so the (locally verified) task stays accepted; the error is kept in extra."""
+        assert self.store is not None
+        try:
+            if not (if_missing and self.store.read_record(vid) is not None):
+                self.store.publish(vid, self._files(task, video), self._cache_file(vid))
+            task.extra["storage_url"] = self.store.url_of(vid, video.name)
+        except Exception as exc:  # noqa: BLE001 - each fsspec backend raises its own types
+            log.warning("could not publish %s to %s: %s", vid, self.storage_url, exc)
+            task.extra["storage_error"] = f"{type(exc).__name__}: {exc}"
+
+    def _from_store(self, task: VideoTask, vid: str) -> bool:
+        """Copy a verified video from the shared store into the local cache: no yt-dlp call.
+
+        The stored record supplies the metadata; the duration bounds are re-checked before
+        any transfer (as the local reuse does), and the copy is verified again with PyAV, so
+        an object that does not match its record is never trusted (False: download again).
+        """
+        assert self.store is not None
+        record = self.store.read_record(vid)
+        if not record or record.get("stage_version") != self.version or "video_path" not in record:
+            return False
+        meta = record.get("task") or {}
+        for key in (*_META_KEYS, "duration_s"):
+            if meta.get(key) is not None:
+                setattr(task, key, meta[key])
+        self._check_duration(task.duration_s)  # out of bounds: rejected without any transfer
+        folder = video_dir(self.cache_dir, vid)
+        path = folder / Path(record["video_path"]).name
+        files = record.get("files")
+        if not isinstance(files, dict) or files.get(path.name) != record.get("size") \
+                or not self.store.restore(vid, folder, record):
+            return False
+        try:
+            media = verify_media(path, expected_duration_s=task.duration_s,
+                                 tolerance_s=self.cfg.duration_tolerance_s, decode=self.cfg.verify_decode)
+        except MediaError as exc:
+            log.warning("stored copy of %s failed verification, downloading again: %s", vid, exc.message)
+            return False
+        self._fill_media(task, path, media)
+        self._fill_sidecars(task, {}, vid)
+        self._write_cache(task, path)
+        task.extra["fetch_store_hit"] = True
+        task.extra["storage_url"] = self.store.url_of(vid, path.name)
         task.accept()
         return True

@@ -27,9 +27,9 @@ class SegmentConfig(Section):
         "auto", description="how the analysis image is made. exact: full-size BGR + cv2.resize "
         "INTER_LINEAR, PySceneDetect's own path (slow: converts every full-size pixel). planes: "
         "cv2.resize INTER_LINEAR of the raw Y/U/V planes to the analysis size, then a tiny I420->BGR "
-        "conversion. auto: when the downscale is an odd integer (INTER_LINEAR then samples pixel "
-        "centres), only the sampled pixels are converted by swscale, bit-identical to exact; "
-        "otherwise planes. Non-yuv420p input always uses exact")
+        "conversion, with near-threshold scores re-scored on exact pixels (refine_margin). auto: "
+        "exact when the downscale is an odd integer (PySceneDetect's 1280-wide videos; exact is "
+        "cheapest there), otherwise planes. Non-yuv420p input always uses exact")
     refine_margin: float = Field(
         8.0, ge=0, description="content/adaptive detectors with an approximate analysis image "
         "(planes): a frame whose content score reaches threshold - refine_margin (adaptive: "

@@ -1,0 +1,1 @@
+"""Long-video curation pipeline: ingest, fetch, segment, select, commit (see README.md)."""
