@@ -17,6 +17,9 @@ from pipeline.stage import Stage, apply_stage
 
 log = logging.getLogger(__name__)
 
+VIDEOS_PER_BLOCK = 32
+MAX_BLOCKS = 20_000
+
 
 class _StageActor:
     """Ray actor body: holds one stage replica (its models, clients) for many batches."""
@@ -71,7 +74,10 @@ def run_plan(tasks: Sequence[VideoTask], stages: Sequence[Stage], *,
     rows = [{"video_id": t.video_id, "payload": pickle.dumps(t, protocol=pickle.HIGHEST_PROTOCOL)}
             for t in tasks]
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), cpus * 4)))
+    # small input blocks: an actor task hands back its outputs when its block is done, so
+    # blocks of a few dozen videos keep results (and crash-safe commits) streaming
+    blocks = min(len(rows), max(cpus * 4, -(-len(rows) // VIDEOS_PER_BLOCK)), MAX_BLOCKS)
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, blocks))
     for position, stage in enumerate(stages):
         res = stage.resources
         env = {name: os.environ[name] for name in getattr(stage, "env_vars", ()) if name in os.environ}
