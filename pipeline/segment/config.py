@@ -28,8 +28,9 @@ class SegmentConfig(Section):
         "INTER_LINEAR, PySceneDetect's own path (slow: converts every full-size pixel). planes: "
         "cv2.resize INTER_LINEAR of the raw Y/U/V planes to the analysis size, then a tiny I420->BGR "
         "conversion, with near-threshold scores re-scored on exact pixels (refine_margin). auto: "
-        "exact when the downscale is an odd integer (PySceneDetect's 1280-wide videos; exact is "
-        "cheapest there), otherwise planes. Non-yuv420p input always uses exact")
+        "planes, except exact for non-content detectors (or refine_margin 0) when the downscale "
+        "is an odd integer (PySceneDetect's 1280-wide goldens). Non-yuv420p input always uses "
+        "exact")
     refine_margin: float = Field(
         8.0, ge=0, description="content/adaptive detectors with an approximate analysis image "
         "(planes): a frame whose content score reaches threshold - refine_margin (adaptive: "

@@ -200,10 +200,12 @@ class SceneAnalyzer:
         method = self.cfg.analysis_method
         if method == "exact" or frame.format.name != "yuv420p" or (w, h) == (W, H):
             return self._exact
-        if method == "auto":
-            # an odd integer factor is where exact pixels matter most (testvideo's fade at frame
-            # 691 scores 26.88 vs 27) and, with the reused swscale context, exact is also cheaper
-            # there than converting only the sampled pixels (0.45 vs 0.7 ms per 1280x720 frame)
+        if method == "auto" and not (self.cfg.detector == "content" and self.cfg.refine_margin > 0):
+            # the content detector's decisions are made on refined (exact) scores near its
+            # threshold, so planes is safe for it at any factor. The adaptive detector also
+            # compares each score with its neighbours' unrefined ones: keep exact pixels where
+            # PySceneDetect's goldens live (odd integer factors, e.g. 1280 wide -> 5; testvideo's
+            # fade at frame 691 scores 26.88 vs 27)
             fx, fy = W / w, H / h
             if fx == fy and fx.is_integer() and int(fx) % 2 == 1:
                 return self._exact
