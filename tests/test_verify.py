@@ -202,6 +202,9 @@ def test_end_to_end_verified_dataset_and_exports(ray_local, tmp_path):
         assert len(ds) == summary.committed[config] > 0, config
     assert all(r["verification"]["decision"] in ("keep", "hard") for r in loaded["sft"])
     assert all(r["verifier"] == "m2la-student" for r in loaded["sft"])
+    q = summary.quality  # read back from the committed data, verification leaves only
+    assert sum(q["decisions"].values()) == len(loaded["sft"]) and set(q["decisions"]) <= {"keep", "hard"}
+    assert q["mean_pass_rate_by_format"] and all(0 <= v <= 1 for v in q["mean_pass_rate_by_format"].values())
     curate = str(Path(sys.executable).parent / "curate")
     media_root = str(tmp_path)
     xt = subprocess.run([curate, "export", "xtuner", str(out), str(tmp_path / "xt"), "--media-root", media_root],
