@@ -170,11 +170,31 @@ def rows_for(task: VideoTask, cfg: JobConfig) -> dict[str, list[dict[str, Any]]]
     return rows
 
 
+def execute(cfg: JobConfig, tasks: Sequence[VideoTask], stages: Sequence[Stage], *, progress: bool,
+            echo: Callable[[str], None]) -> Iterable[VideoTask]:
+    """Stream tasks through the stages: all in actors, or model rounds as passes per wave."""
+    import os
+
+    from pipeline.runner import check_pass_resources, run_plan, run_waves
+
+    mode = cfg.synth.execution_mode(cfg.verify.verifier)
+    split = next((i for i, s in enumerate(stages) if hasattr(s, "rounds")), len(stages))
+    if mode == "actors" or split == len(stages):
+        return run_plan(tasks, stages, progress=progress)
+    if not all(hasattr(s, "rounds") for s in stages[split:]):
+        raise ValueError("passes need the model stages last: " + " -> ".join(s.describe() for s in stages))
+    check_pass_resources(stages[split:], remote=bool(cfg.ray.address or os.environ.get("RAY_ADDRESS")))
+    echo(f"model rounds run as Ray Data passes, {cfg.synth.wave_videos} videos per wave")
+    return run_waves(tasks, stages[:split], stages[split:], wave_videos=cfg.synth.wave_videos,
+                     replicas={"teacher": cfg.synth.replicas, "verifier": cfg.verify.replicas},
+                     progress=progress, echo=echo)
+
+
 def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tuple[list[VideoTask], int]],
             stage_factory: StageFactory, force: bool = False, progress: bool = True,
             echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> RunSummary:
     """Run `cfg` into the dataset at `out`; safe to re-run after any crash."""
-    from pipeline.runner import init_ray, run_plan
+    from pipeline.runner import init_ray
 
     started = time.perf_counter()
     run_id = new_run_id()
@@ -238,7 +258,7 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
         if todo:
             where = init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_memory_mb, cfg.ray.log_to_driver)
             echo(f"running on {where}")
-            for task in run_plan(todo, stages, progress=progress):
+            for task in execute(cfg, todo, stages, progress=progress, echo=echo):
                 take(task)
         flush()
         stale = store.reconcile()  # drop rows superseded by this run (force / new versions)

@@ -16,12 +16,7 @@ def build_stages(cfg: JobConfig, work_dir: Path) -> list[Stage]:
     from pipeline.segment.select import SelectStage
     from pipeline.segment.stages import SegmentStage
 
-    for where, backend in (("synth.teacher", cfg.synth.teacher), ("verify.verifier", cfg.verify.verifier)):
-        if backend is not None and backend.kind == "vllm":
-            raise ValueError(
-                f"{where}.kind=vllm: the ray.data.llm processor (synth.backends.vllm_backend) is not wired into "
-                "`curate run` yet; serve the model with vLLM inside the cluster and use kind=openai with its "
-                "base_url, or kind=transformers for an in-process model (README, Known limitations)")
+    cfg.synth.execution_mode(cfg.verify.verifier)  # an impossible combination fails before any work
     stages: list[Stage] = [FetchStage(cfg.fetch, cache_root=work_dir), SegmentStage(cfg.segment),
                            SelectStage(cfg.select)]
     if cfg.synth.teacher is None:

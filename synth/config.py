@@ -1,6 +1,8 @@
 """Typed configuration of synthesis (section `synth` of a job YAML)."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from pipeline.acquire.config import Section
@@ -39,6 +41,22 @@ class SynthConfig(Section):
     system_prompt: str | None = Field(None, description="system message for every teacher request")
     videos_per_batch: int = Field(2, ge=1, description="videos whose requests are sent together (keeps the backend busy)")
     replicas: int = Field(2, ge=1, description="max stage replicas (actors); each holds one backend")
+    execution: Literal["auto", "actors", "passes"] = Field(
+        "auto", description="where the model rounds (synthesis and verification) run. actors: each stage replica "
+        "holds its backends and runs all rounds of its batch; passes: per wave of videos, each round is one Ray "
+        "Data pass (ray.data.llm engines for kind=vllm). auto: passes if any backend is vllm, else actors")
+    wave_videos: int = Field(128, ge=1, description="passes: videos segmented and held (with their frames) per wave; "
+                             "larger waves start engines less often, smaller ones lose less on a crash")
+
+    def execution_mode(self, verifier: BackendConfig | None) -> str:
+        """'actors' or 'passes' for this teacher and verifier; kind=vllm needs passes."""
+        kinds = {b.kind for b in (self.teacher, verifier) if b is not None}
+        if self.execution == "actors" and "vllm" in kinds:
+            raise ValueError("synth.execution=actors: kind=vllm backends run only as Ray Data passes "
+                             "(synth.execution=passes or auto)")
+        if self.execution == "auto":
+            return "passes" if "vllm" in kinds else "actors"
+        return self.execution
 
 
 class VerifyPolicy(Section):

@@ -1,19 +1,18 @@
 """The synthesis stage: timestamped captions -> hierarchy -> description -> QA items -> rows.
 
-One stage (one backend instance per replica) runs every round for a batch of videos:
-captions of all windows of all videos in one `generate` call, then summaries, then
-descriptions, then QA writing (text-only). Batching across videos keeps a remote
-endpoint's concurrency or an in-process model's batch full.
+The rounds of a batch (or a wave) of videos: captions of all windows of all videos in
+one round, then summaries, then descriptions, then QA writing (text-only). Batching
+across videos keeps a remote endpoint's concurrency or an engine's batch full. Where the
+rounds run (an actor's own backend, or Ray Data passes) is `synth.rounds`' business.
 """
 from __future__ import annotations
 
 import zlib
-from collections import Counter
 from typing import Callable, Sequence
 
 from pipeline.records import VideoTask
-from pipeline.stage import Resources, Stage
-from synth.backends.base import ModelBackend, make_backend
+from pipeline.stage import Resources
+from synth.backends.base import ModelBackend
 from synth.backends.parsing import parse_json_reply
 from synth.backends.types import ChatRequest, ChatResult
 from synth.captions import (Window, caption_requests, describe_request, make_windows, read_subtitles,
@@ -22,26 +21,14 @@ from synth.composed import grounding_items, order_items
 from synth.config import SynthConfig
 from synth.items import QAItem, RejectedItem, balance_letters, check_item, drop_near_duplicates
 from synth.prompting import load_prompt
+from synth.rounds import ModelStage, Round, Rounds
 from synth.taxonomy import ItemReason
-
-COST_KEYS = ("requests", "failed_requests", "prompt_tokens", "visual_tokens", "output_tokens")
-
-
-def add_cost(task: VideoTask, result: ChatResult, bucket: str = "cost") -> None:
-    """Count a request and its tokens on the task (`cost`: teacher, `verify_cost`: verifier)."""
-    cost = task.extra.setdefault(bucket, Counter())
-    cost["requests"] += 1
-    cost["failed_requests"] += 0 if result.ok else 1
-    cost["prompt_tokens"] += result.prompt_tokens
-    cost["visual_tokens"] += result.visual_tokens
-    cost["output_tokens"] += result.completion_tokens
-
 
 def prompt_versions() -> str:
     return "+".join(load_prompt(n).tag for n in ("caption_window", "summarize", "describe_video", "write_qa"))
 
 
-class SynthesizeStage(Stage):
+class SynthesizeStage(ModelStage):
     """Teacher synthesis for accepted videos; row failures become rejected items, not crashes."""
 
     name = "synthesize"
@@ -52,47 +39,33 @@ class SynthesizeStage(Stage):
             raise ValueError("SynthesizeStage needs synth.teacher")
         self.cfg = cfg
         teacher = cfg.teacher
-        self._factory = backend_factory or (lambda: make_backend(teacher))
+        self.roles = {"teacher": teacher}
+        self.factories = {"teacher": backend_factory} if backend_factory else {}
         if teacher.kind == "transformers":
             self.resources = Resources(cpus=1.0, gpus=teacher.transformers.num_gpus,
                                        concurrency=(1, cfg.replicas), batch_size=cfg.videos_per_batch)
         else:  # remote endpoint: waiting on HTTP, not computing
             self.resources = Resources(cpus=0.25, concurrency=(1, cfg.replicas), batch_size=cfg.videos_per_batch)
         self.env_vars = tuple(n for n in [teacher.openai.api_key_env] if n and teacher.kind == "openai")
-        self.backend: ModelBackend | None = None
 
-    def setup(self) -> None:
-        self.backend = self._factory()
-        self.backend.setup()
+    @staticmethod
+    def _text(res: ChatResult) -> str | None:
+        return res.texts[0].strip() if res.ok and res.texts and res.texts[0].strip() else None
 
-    @property
-    def model_name(self) -> str:
-        return getattr(self.backend, "name", None) or self.cfg.teacher.model
-
-    def _run(self, owners: list[VideoTask], requests: list[ChatRequest]) -> list[ChatResult]:
-        if not requests:
-            return []
-        if self.backend is None:
-            self.setup()
-        results = self.backend.generate(requests)
-        for task, result in zip(owners, results):
-            add_cost(task, result)
-        return results
-
-    def process_batch(self, tasks: Sequence[VideoTask]) -> list[VideoTask]:
+    def rounds(self, tasks: Sequence[VideoTask]) -> Rounds:
         cfg, system = self.cfg, self.cfg.system_prompt
         windows = {t.video_id: make_windows(t, cfg.caption.window_s) for t in tasks}
         # round 1: window captions from frames (multimodal)
-        owners, reqs, targets = [], [], []
+        rnd, targets = Round("caption", "teacher", "cost"), []
         for t in tasks:
             subs = read_subtitles(t.subtitle_paths) if cfg.caption.use_subtitles else []
             for w, r in zip(windows[t.video_id], caption_requests(t, windows[t.video_id], cfg.caption, system, subs)):
-                owners.append(t), reqs.append(r), targets.append(w)
-        for w, res in zip(targets, self._run(owners, reqs)):
-            w.caption = res.texts[0].strip() if res.ok and res.texts and res.texts[0].strip() else None
+                rnd.ask(t, r), targets.append(w)
+        for w, res in zip(targets, (yield rnd)):
+            w.caption = self._text(res)
         # round 2: summaries of caption groups (text); skipped when one group covers the video
         summaries: dict[str, list[str]] = {}
-        owners, reqs, keys = [], [], []
+        rnd = Round("summarize", "teacher", "cost")
         for t in tasks:
             s_reqs, groups = summary_requests(t, windows[t.video_id], cfg.caption, system)
             if len(groups) <= 1:
@@ -100,30 +73,33 @@ class SynthesizeStage(Stage):
                 continue
             summaries[t.video_id] = []
             for r in s_reqs:
-                owners.append(t), reqs.append(r), keys.append(t.video_id)
-        for key, res in zip(keys, self._run(owners, reqs)):
+                rnd.ask(t, r)
+        for t, res in zip(rnd.owners, (yield rnd)):
             if res.ok and res.texts:
-                summaries[key].append(res.texts[0].strip())
+                summaries[t.video_id].append(res.texts[0].strip())
         # round 3: whole-video description
-        described = [t for t in tasks if summaries[t.video_id]]
+        rnd = Round("describe", "teacher", "cost")
+        for t in tasks:
+            if summaries[t.video_id]:
+                rnd.ask(t, describe_request(t, summaries[t.video_id], cfg.caption, system))
         descriptions: dict[str, str] = {}
-        for t, res in zip(described, self._run(described, [describe_request(t, summaries[t.video_id], cfg.caption, system)
-                                                            for t in described])):
-            if res.ok and res.texts and res.texts[0].strip():
-                descriptions[t.video_id] = res.texts[0].strip()
+        for t, res in zip(rnd.owners, (yield rnd)):
+            if self._text(res):
+                descriptions[t.video_id] = self._text(res)
         # round 4: QA writing from the timestamped captions (text only)
-        writers = [t for t in tasks if any(w.caption for w in windows[t.video_id]) and cfg.qa.items_per_video]
         qa_prompt = load_prompt("write_qa")
-        reqs = [ChatRequest(key=f"{t.video_id}/qa", system=system, json_mode=True, max_tokens=cfg.qa.max_tokens,
-                            temperature=cfg.qa.temperature,
-                            prompt=qa_prompt.render(duration=t.duration_s or 0.0, count=cfg.qa.items_per_video,
-                                                    captions=timestamped(windows[t.video_id]),
-                                                    description=descriptions.get(t.video_id, "(none)")))
-                for t in writers]
-        replies = dict(zip((t.video_id for t in writers), self._run(writers, reqs)))
+        rnd = Round("write_qa", "teacher", "cost")
+        for t in tasks:
+            if any(w.caption for w in windows[t.video_id]) and cfg.qa.items_per_video:
+                rnd.ask(t, ChatRequest(
+                    key=f"{t.video_id}/qa", system=system, json_mode=True, max_tokens=cfg.qa.max_tokens,
+                    temperature=cfg.qa.temperature,
+                    prompt=qa_prompt.render(duration=t.duration_s or 0.0, count=cfg.qa.items_per_video,
+                                            captions=timestamped(windows[t.video_id]),
+                                            description=descriptions.get(t.video_id, "(none)"))))
+        replies = {t.video_id: res for t, res in zip(rnd.owners, (yield rnd))}
         for t in tasks:
             self._finish(t, windows[t.video_id], descriptions.get(t.video_id), replies.get(t.video_id))
-        return list(tasks)
 
     def _finish(self, task: VideoTask, windows: list[Window], description: str | None,
                 reply: ChatResult | None) -> None:
@@ -160,7 +136,7 @@ class SynthesizeStage(Stage):
                                question="Describe this video in detail.", answer=description,
                                evidence_start_s=0.0, evidence_end_s=duration, prompt_version=versions,
                                index=len(kept)))
-        task.extra["teacher"] = self.model_name
+        task.extra["teacher"] = self.model_name("teacher")
         task.extra["system_prompt"] = cfg.system_prompt
         task.extra["qa_items"] = kept
         task.extra["rejected_items"] = rejected

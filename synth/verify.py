@@ -15,11 +15,11 @@ score decides whether they go to distillation.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Generator, Sequence
 
 from pipeline.records import VideoTask
-from pipeline.stage import Resources, Stage
-from synth.backends.base import ModelBackend, make_backend
+from pipeline.stage import Resources
+from synth.backends.base import ModelBackend
 from synth.backends.config import BackendConfig
 from synth.backends.parsing import parse_json_reply
 from synth.backends.types import ChatRequest, ChatResult
@@ -30,7 +30,7 @@ from synth.judges import EmbeddingJudge, judge_request, judge_score
 from synth.prompting import load_prompt
 from synth.rows import question_text
 from synth.scoring import parse_letter, parse_span, temporal_iou, token_f1
-from synth.synthesize import add_cost
+from synth.rounds import ModelStage, Round, Rounds
 
 GROUNDING_SUFFIX = "Answer with the start and end timestamps in seconds."
 BLIND_PREFIX = "You cannot see the video this question is about. Give your best guess anyway.\n"
@@ -52,7 +52,7 @@ def sample_score(item: QAItem, answer: str) -> float | None:
     return None
 
 
-class VerifyStage(Stage):
+class VerifyStage(ModelStage):
     """Runs the verifier (and the teacher as judge / re-confirmer) over every item of a video."""
 
     name = "verify"
@@ -69,58 +69,48 @@ class VerifyStage(Stage):
         if self.judge == "embedding" and not cfg.embedding_model:
             raise ValueError("verify.judge=embedding needs verify.embedding_model (a local model directory)")
         self.needs_teacher = teacher is not None and (self.judge == "teacher" or cfg.reconfirm_with_teacher)
-        self._verifier_factory = verifier_factory or (lambda: make_backend(verifier))
-        self._teacher_factory = teacher_factory or ((lambda: make_backend(teacher)) if self.needs_teacher else None)
+        self.roles = {"verifier": verifier, **({"teacher": teacher} if self.needs_teacher else {})}
+        self.factories = {role: f for role, f in (("verifier", verifier_factory), ("teacher", teacher_factory)) if f}
         if verifier.kind == "transformers":
             self.resources = Resources(cpus=1.0, gpus=verifier.transformers.num_gpus,
                                        concurrency=(1, cfg.replicas), batch_size=cfg.videos_per_batch)
         else:
             self.resources = Resources(cpus=0.25, concurrency=(1, cfg.replicas), batch_size=cfg.videos_per_batch)
-        env = [b.openai.api_key_env for b in (verifier, teacher) if b is not None and b.kind == "openai"]
+        env = [b.openai.api_key_env for b in self.roles.values() if b.kind == "openai"]
         self.env_vars = tuple(n for n in env if n)
-        self.verifier: ModelBackend | None = None
-        self.teacher: ModelBackend | None = None
         self.embedder: EmbeddingJudge | None = None
 
     def setup(self) -> None:
-        self.verifier = self._verifier_factory()
-        self.verifier.setup()
-        if self._teacher_factory is not None:
-            self.teacher = self._teacher_factory()
-            self.teacher.setup()
-        if self.judge == "embedding":
+        super().setup()
+        self._load_embedder()
+
+    def _load_embedder(self) -> None:
+        if self.judge == "embedding" and self.embedder is None:
             self.embedder = EmbeddingJudge(self.cfg.embedding_model)
 
-    def _ask(self, backend: ModelBackend, owners: Sequence[VideoTask], reqs: list[ChatRequest],
-             bucket: str) -> list[ChatResult]:
-        if not reqs:
-            return []
-        results = backend.generate(reqs)
-        for task, res in zip(owners, results):
-            add_cost(task, res, bucket)
-        return results
-
-    def process_batch(self, tasks: Sequence[VideoTask]) -> list[VideoTask]:
-        if self.verifier is None:
-            self.setup()
+    def rounds(self, tasks: Sequence[VideoTask]) -> Rounds:
         cfg = self.cfg
+        self._load_embedder()
         jobs = [(t, item) for t in tasks for item in t.extra.get("qa_items", [])]
         owners = [t for t, _ in jobs]
-        name = getattr(self.verifier, "name", None) or cfg.verifier.model
+        name = self.model_name("verifier")
         # 1. k answers from the frames, never seeing the teacher's answer
-        reqs = [ChatRequest(key=f"{t.video_id}/verify/{i}", system=None, prompt=verifier_prompt(item),
-                            frames=frames_in(t.frames, 0.0, float("inf"), cfg.max_frames), n=cfg.samples,
-                            temperature=cfg.temperature, max_tokens=cfg.max_tokens)
-                for i, (t, item) in enumerate(jobs)]
-        answers = [r.texts if r.ok else [] for r in self._ask(self.verifier, owners, reqs, "verify_cost")]
+        rnd = Round("verify", "verifier", "verify_cost")
+        for i, (t, item) in enumerate(jobs):
+            rnd.ask(t, ChatRequest(key=f"{t.video_id}/verify/{i}", system=None, prompt=verifier_prompt(item),
+                                   frames=frames_in(t.frames, 0.0, float("inf"), cfg.max_frames), n=cfg.samples,
+                                   temperature=cfg.temperature, max_tokens=cfg.max_tokens))
+        answers = [r.texts if r.ok else [] for r in (yield rnd)]
         # 2. the blind pass: same question, no video
         blind: list[str | None] = [None] * len(jobs)
         if cfg.blind_pass:
             idx = [i for i, (_, item) in enumerate(jobs) if item.format != "description"]
-            breqs = [ChatRequest(key=f"{jobs[i][0].video_id}/blind/{i}", system=None,
-                                 prompt=BLIND_PREFIX + verifier_prompt(jobs[i][1]), max_tokens=cfg.max_tokens,
-                                 temperature=0.0) for i in idx]
-            for i, r in zip(idx, self._ask(self.verifier, [owners[i] for i in idx], breqs, "verify_cost")):
+            rnd = Round("blind", "verifier", "verify_cost")
+            for i in idx:
+                rnd.ask(owners[i], ChatRequest(key=f"{jobs[i][0].video_id}/blind/{i}", system=None,
+                                               prompt=BLIND_PREFIX + verifier_prompt(jobs[i][1]),
+                                               max_tokens=cfg.max_tokens, temperature=0.0))
+            for i, r in zip(idx, (yield rnd)):
                 blind[i] = r.texts[0] if r.ok and r.texts else None
         # 3. scores; open-ended answers go to the judge
         scores: list[list[float]] = [[] for _ in jobs]
@@ -139,7 +129,8 @@ class VerifyStage(Stage):
                     to_judge.append((i, blind[i], True))
                 else:
                     blind_scores[i] = s
-        for (i, _, is_blind), s in zip(to_judge, self._judge(jobs, to_judge, owners)):
+        judged = yield from self._judge(jobs, to_judge, owners)
+        for (i, _, is_blind), s in zip(to_judge, judged):
             if is_blind:
                 blind_scores[i] = s
             else:
@@ -151,11 +142,10 @@ class VerifyStage(Stage):
         disputed = [i for i, (_, item) in enumerate(jobs)
                     if item.source == "teacher" and item.format != "description"
                     and pass_rates[i] < cfg.policy.agree_rate and not blind_ok[i]]
-        confirmed = self._reconfirm(jobs, disputed, answers, owners)
+        confirmed = yield from self._reconfirm(jobs, disputed, answers, owners)
         for i, (t, item) in enumerate(jobs):
             item.verification = self._decide(item, name, answers[i], scores[i], pass_rates[i], blind[i],
                                              blind_ok[i], confirmed.get(i))
-        return list(tasks)
 
     def _pass(self, item: QAItem, score: float) -> bool:
         p = self.cfg.policy
@@ -166,37 +156,37 @@ class VerifyStage(Stage):
     def _passes(self, item: QAItem, scores: list[float]) -> list[bool]:
         return [self._pass(item, s) for s in scores]
 
-    def _judge(self, jobs, to_judge, owners) -> list[float]:
+    def _judge(self, jobs, to_judge, owners) -> Generator[Round, list[ChatResult], list[float]]:
         if not to_judge:
             return []
         refs = [jobs[i][1].answer for i, _, _ in to_judge]
         cands = [a for _, a, _ in to_judge]
         if self.judge == "embedding":
             return self.embedder.scores(refs, cands)
-        if self.judge == "teacher" and self.teacher is not None:
-            reqs = [judge_request(f"{jobs[i][0].video_id}/judge/{n}", jobs[i][1].question, ref, cand)
-                    for n, ((i, _, _), ref, cand) in enumerate(zip(to_judge, refs, cands))]
-            results = self._ask(self.teacher, [owners[i] for i, _, _ in to_judge], reqs, "cost")
+        if self.judge == "teacher" and "teacher" in self.roles:
+            rnd = Round("judge", "teacher", "cost")
+            for n, ((i, _, _), ref, cand) in enumerate(zip(to_judge, refs, cands)):
+                rnd.ask(owners[i], judge_request(f"{jobs[i][0].video_id}/judge/{n}", jobs[i][1].question, ref, cand))
+            results = yield rnd
             # a judge that failed to answer falls back to token F1 rather than dropping the sample
             return [s if s is not None else token_f1(c, r)
                     for s, c, r in zip((judge_score(x) for x in results), cands, refs)]
         return [token_f1(c, r) for c, r in zip(cands, refs)]
 
-    def _reconfirm(self, jobs, disputed, answers, owners) -> dict[int, bool]:
-        if not disputed or self.teacher is None or not self.cfg.reconfirm_with_teacher:
+    def _reconfirm(self, jobs, disputed, answers, owners) -> Generator[Round, list[ChatResult], dict[int, bool]]:
+        if not disputed or "teacher" not in self.roles or not self.cfg.reconfirm_with_teacher:
             return {}
         prompt = load_prompt("reconfirm")
-        reqs = []
+        rnd = Round("reconfirm", "teacher", "cost")
         for i in disputed:
             task, item = jobs[i]
             captions = "\n".join(f"[{s:.1f}-{e:.1f} s] {c}" for s, e, c in task.extra.get("captions", []))
-            reqs.append(ChatRequest(key=f"{task.video_id}/reconfirm/{i}", system=None, json_mode=True,
-                                    max_tokens=32, temperature=0.0,
-                                    prompt=prompt.render(captions=captions, question=verifier_prompt(item),
-                                                         reference=item.answer,
-                                                         candidate=(answers[i] or ["(no answer)"])[0])))
+            rnd.ask(owners[i], ChatRequest(
+                key=f"{task.video_id}/reconfirm/{i}", system=None, json_mode=True, max_tokens=32, temperature=0.0,
+                prompt=prompt.render(captions=captions, question=verifier_prompt(item), reference=item.answer,
+                                     candidate=(answers[i] or ["(no answer)"])[0])))
         out = {}
-        for i, r in zip(disputed, self._ask(self.teacher, [owners[i] for i in disputed], reqs, "cost")):
+        for i, r in zip(disputed, (yield rnd)):
             parsed, err = parse_json_reply(r.texts[0]) if r.ok and r.texts else (None, "failed")
             out[i] = bool(isinstance(parsed, dict) and parsed.get("confirmed") is True)
         return out

@@ -116,3 +116,58 @@ def test_request_rows_survive_ray_data(ray_local):
     parts = row["messages"][0]["content"]
     assert parts[0]["text"] == "Frame at 4.0 s:"
     assert base64.b64decode(parts[1]["image_url"]["url"].split(",", 1)[1]) == b"IMG"
+
+
+def test_samples_split_into_seeded_rows_and_merge_back():
+    """vLLM rows give one sequence each: k verifier samples travel as k seeded rows."""
+    import pickle
+
+    from pipeline.runner import _pass_rows, _result_of
+    from synth.backends import ChatResult
+    from synth.backends.vllm_backend import merge_samples, split_samples
+
+    frame = FrameRef(timestamp_s=2.5, image=b"\xff\xd8jpeg")
+    req = ChatRequest(key="v1/verify/3", system=None, prompt="Which?", frames=[frame], n=3, temperature=0.7)
+    parts = split_samples(req)
+    assert [(p.key, p.n, p.seed) for p in parts] == [("v1/verify/3#0", 1, 0), ("v1/verify/3#1", 1, 1),
+                                                    ("v1/verify/3#2", 1, 2)]
+    rows = _pass_rows(parts)  # what the pass feeds the processor: position keys, pickled requests
+    vrows = [request_dict_to_row(r) for r in rows]
+    assert [r["key"] for r in vrows] == ["0", "1", "2"]
+    assert [r["sampling_params"]["seed"] for r in vrows] == [0, 1, 2]
+    assert vrows[0]["messages"][-1]["content"][1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert pickle.loads(rows[1]["request"]).prompt == "Which?"
+    # processor output rows -> results; an engine error row skips our postprocess and keeps its fields
+    ok = _result_of(row_to_result({"key": "0", "generated_text": "A", "num_input_tokens": 90,
+                                   "num_generated_tokens": 1}))
+    err = _result_of({"key": "1", "__inference_error__": "CUDA OOM", "messages": []})
+    empty = _result_of(row_to_result({"key": "2", "generated_text": " "}))
+    assert (ok.ok, ok.texts, err.ok, err.error_reason, empty.error_reason) == (True, ["A"], False, "model_error",
+                                                                                "empty_response")
+    merged = merge_samples(req, [ok, err, empty])
+    assert merged.key == "v1/verify/3" and merged.ok and merged.texts == ["A"] and merged.prompt_tokens == 90
+    failed = merge_samples(req, [err, err, empty])
+    assert not failed.ok and failed.key == "v1/verify/3" and "OOM" in failed.error_message
+    single = ChatRequest(key="v1/qa", system=None, prompt="Write.")
+    assert split_samples(single) == [single]
+    assert merge_samples(single, [ChatResult(key="0", texts=["x"], ok=True)]).key == "v1/qa"
+
+
+def test_vllm_job_uses_passes_and_fails_fast_without_gpus(ray_local, tmp_path):
+    """kind=vllm runs as passes; on a Ray with no GPU it stops before fetching anything."""
+    from pipeline.config import load_config
+    from pipeline.job import run_job
+    from pipeline.plan import build_stages, ingest
+
+    base = ["synth.teacher.kind=vllm", "synth.teacher.model=Qwen/Qwen2.5-VL-72B-Instruct",
+            "synth.teacher.vllm.engine_kwargs.tensor_parallel_size=4", f"work_dir={tmp_path / 'work'}"]
+    cfg = load_config(None, base)
+    assert cfg.synth.execution_mode(cfg.verify.verifier) == "passes"
+    assert [s.name for s in build_stages(cfg, tmp_path)][-1] == "synthesize"
+    with pytest.raises(ValueError, match="kind=vllm backends run only as Ray Data passes"):
+        build_stages(load_config(None, base + ["synth.execution=actors"]), tmp_path)
+    cfg.input.items = ["dQw4w9WgXcQ"]
+    with pytest.raises(RuntimeError, match=r"synthesize.teacher kind=vllm needs 4 GPU\(s\) per engine"):
+        run_job(cfg, str(tmp_path / "out"), ingest=ingest, stage_factory=build_stages, progress=False,
+                echo=lambda s: None)
+    assert not list((tmp_path / "work").rglob("*.mp4"))  # nothing was fetched

@@ -75,9 +75,12 @@ def test_demo_config_skips_synthesis_with_one_clear_line(tmp_path):
     assert len(seen) == 1 and seen[0].startswith("synthesis skipped: no teacher configured (set synth.teacher")
 
 
-def test_vllm_kind_fails_before_any_work_with_a_way_forward(tmp_path):
+def test_vllm_kind_builds_a_pass_plan_and_refuses_actors(tmp_path):
     from pipeline.plan import build_stages
 
     cfg = load_config(REPO / "jobs" / "internvideo3_long.yaml", ["synth.teacher.kind=vllm"])
-    with pytest.raises(ValueError, match="synth.teacher.kind=vllm.*kind=openai"):
+    assert cfg.synth.execution_mode(cfg.verify.verifier) == "passes"
+    assert [s.name for s in build_stages(cfg, tmp_path)] == ["fetch", "segment", "select", "synthesize", "verify"]
+    cfg = load_config(REPO / "jobs" / "internvideo3_long.yaml", ["synth.teacher.kind=vllm", "synth.execution=actors"])
+    with pytest.raises(ValueError, match="synth.execution=actors: kind=vllm"):
         build_stages(cfg, tmp_path)

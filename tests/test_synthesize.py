@@ -91,8 +91,9 @@ def test_prompts_are_versioned_files():
 DURATIONS = (12, 13, 14, 15, 16)
 
 
-@pytest.fixture(scope="module")
-def synth_run(ray_local, tmp_path_factory):
+@pytest.fixture(scope="module", params=["actors", "passes"])
+def synth_run(request, ray_local, tmp_path_factory):
+    """One job per execution: stage actors with their own backends, and Ray Data passes per round."""
     media = tmp_path_factory.mktemp("media")
     paths = [str(make_video(media / f"v{d}.mp4", SampleSpec([3.0, d - 7.0, 4.0], fps=12, width=160, height=96,
                                                               seed=d))) for d in DURATIONS]
@@ -104,11 +105,16 @@ def synth_run(ray_local, tmp_path_factory):
             f"synth.teacher.openai.base_url={server.base_url}", "synth.teacher.openai.api_key_env=null",
             "synth.teacher.openai.timeout_s=1.5", "synth.teacher.openai.max_retries=2",
             "synth.teacher.openai.backoff_base_s=0.05", "synth.teacher.openai.backoff_max_s=0.2",
-            "synth.qa.items_per_video=10", "synth.caption.window_s=30"])
+            "synth.qa.items_per_video=10", "synth.caption.window_s=30", f"synth.execution={request.param}",
+            "synth.wave_videos=3"])
         cfg.input.items = paths
+        said: list[str] = []
         summary = run_job(cfg, str(out), ingest=ingest, stage_factory=build_stages, progress=False,
-                          echo=lambda s: None)
+                          echo=said.append)
         received = list(server.received)
+    if request.param == "passes":  # two waves (3 + 2 videos), each round one pass
+        assert sum(line.startswith("wave ") for line in said) == 2, said
+        assert sum("round caption (teacher, openai)" in line for line in said) == 2, said
     return summary, out, received
 
 

@@ -177,25 +177,51 @@ class TeacherAndVerifier(VerifierServer):
         return Reply(["a red rectangle", "blue", "a red box", "nothing"])
 
 
-def test_end_to_end_verified_dataset_and_exports(ray_local, tmp_path):
+def _verified_job(tmp_path: Path, server, extra: tuple[str, ...] = (), echo=lambda s: None,
+                  media: Path | None = None):
     from pipeline.config import load_config
     from pipeline.job import run_job
     from pipeline.plan import build_stages, ingest
     from pipeline.samples import SampleSpec, make_video
 
-    paths = [str(make_video(tmp_path / f"v{d}.mp4", SampleSpec([3.0, d - 7.0, 4.0], fps=12, width=176, height=98,
-                                                                 seed=d))) for d in (12, 16)]
+    media = media or tmp_path  # the path names the video (local-<hash>), and the id seeds its answer letters
+    media.mkdir(parents=True, exist_ok=True)
+    paths = [str(make_video(media / f"v{d}.mp4", SampleSpec([3.0, d - 7.0, 4.0], fps=12, width=176, height=98,
+                                                              seed=d))) for d in (12, 16)]
     out = tmp_path / "out"
+    common = ["kind=openai", f"openai.base_url={server.base_url}", "openai.api_key_env=null",
+              "openai.max_retries=1", "openai.timeout_s=30", "openai.backoff_base_s=0.05"]
+    cfg = load_config(None, [f"work_dir={tmp_path / 'work'}", "fetch.min_duration_s=5", "select.min_duration_s=5",
+                             "synth.teacher.model=teacher-x", "verify.verifier.model=m2la-student",
+                             "verify.samples=4", *extra]
+                      + [f"synth.teacher.{c}" for c in common] + [f"verify.verifier.{c}" for c in common])
+    cfg.input.items = paths
+    return run_job(cfg, str(out), ingest=ingest, stage_factory=build_stages, progress=False, echo=echo), out
+
+
+def test_passes_reach_the_same_decisions_as_actors(ray_local, tmp_path):
+    """Every model round as one Ray Data pass per wave: same items, same verdicts as in actors."""
+    said: list[str] = []
     with TeacherAndVerifier() as server:
-        common = ["kind=openai", f"openai.base_url={server.base_url}", "openai.api_key_env=null",
-                  "openai.max_retries=1", "openai.timeout_s=5", "openai.backoff_base_s=0.05"]
-        cfg = load_config(None, [f"work_dir={tmp_path / 'work'}", "fetch.min_duration_s=5", "select.min_duration_s=5",
-                                 "synth.teacher.model=teacher-x", "verify.verifier.model=m2la-student",
-                                 "verify.samples=4"]
-                          + [f"synth.teacher.{c}" for c in common] + [f"verify.verifier.{c}" for c in common])
-        cfg.input.items = paths
-        summary = run_job(cfg, str(out), ingest=ingest, stage_factory=build_stages, progress=False,
-                          echo=lambda s: None)
+        actors, _ = _verified_job(tmp_path / "actors", server, media=tmp_path / "media")
+        passes, out = _verified_job(tmp_path / "passes", server, ("synth.execution=passes", "synth.wave_videos=1"),
+                                    said.append, media=tmp_path / "media")
+    for run in (actors, passes):  # a request lost to load would change a verdict, not the code
+        assert all(c.get("failed_requests", 0) == 0 for c in (run.cost, run.verify_cost)), run.cost_report()
+    assert passes.decisions == actors.decisions and sum(passes.decisions.values()) > 0
+    assert passes.committed == actors.committed
+    rounds = [line.split("round ")[1].split(" (")[0] for line in said if "round " in line]
+    assert rounds[:4] == ["caption", "summarize", "describe", "write_qa"] or rounds[:3] == ["caption", "describe",
+                                                                                           "write_qa"]
+    assert {"verify", "blind", "judge"} <= set(rounds) and sum(line.startswith("wave ") for line in said) == 2
+    sft = datasets.load_dataset(str(out), "sft", split="train")
+    assert all(r["verification"]["k"] == 4 for r in sft if r["format"] != "description")
+    assert passes.cost_report()["verifier"]["total"]["requests"] == actors.cost_report()["verifier"]["total"]["requests"]
+
+
+def test_end_to_end_verified_dataset_and_exports(ray_local, tmp_path):
+    with TeacherAndVerifier() as server:
+        summary, out = _verified_job(tmp_path, server)
     assert summary.status["accepted"] == 2 and sum(summary.decisions.values()) > 0
     loaded = {c: datasets.load_dataset(str(out), c, split="train") for c in ("sft", "rl", "distill")}
     for config, ds in loaded.items():

@@ -63,6 +63,8 @@ def build_payload(cfg: BackendConfig, req: ChatRequest) -> dict[str, Any]:
     }
     if req.n != 1:
         body["n"] = req.n
+    if req.seed is not None:
+        body["seed"] = req.seed
     if req.json_mode:
         body["response_format"] = {"type": "json_object"}
     body.update(cfg.openai.extra_body)

@@ -59,6 +59,7 @@ class ChatRequest:
     temperature: float = 0.2
     json_mode: bool = False
     n: int = 1
+    seed: int | None = None  # per-request sampling seed (engines that take one)
 
     def __post_init__(self) -> None:
         # Rows that went through Ray Data / Arrow carry frames as plain dicts.

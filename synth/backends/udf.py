@@ -2,17 +2,30 @@
 
 The runner passes it to `Dataset.map_batches(GenerateUDF, fn_constructor_kwargs=...,
 compute=ActorPoolStrategy(...), num_gpus=...)`: the model loads once per actor in
-`__init__`, each batch's `request` column (ChatRequest dicts) becomes a `result` column
+`__init__`, each batch's `request` column (ChatRequest dicts or pickles) becomes a `result` column
 (ChatResult dicts); every other column passes through, so no row is dropped.
 """
 from __future__ import annotations
 
+import pickle
 from dataclasses import asdict
 from typing import Any, Mapping
 
 from synth.backends.base import make_backend
 from synth.backends.config import BackendConfig
 from synth.backends.types import ChatRequest
+
+
+def as_request(value: Any) -> ChatRequest:
+    """A request from a column value: a ChatRequest, its dict, or its pickle (bytes)."""
+    if isinstance(value, ChatRequest):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        req = pickle.loads(bytes(value))
+        if not isinstance(req, ChatRequest):
+            raise TypeError(f"pickled request column holds {type(req).__name__}, not ChatRequest")
+        return req
+    return ChatRequest(**dict(value))
 
 
 class GenerateUDF:
@@ -28,8 +41,7 @@ class GenerateUDF:
         self.result_column = result_column
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
-        requests = [r if isinstance(r, ChatRequest) else ChatRequest(**dict(r))
-                    for r in batch[self.request_column]]
+        requests = [as_request(r) for r in batch[self.request_column]]
         results = self.backend.generate(requests)
         out = {k: list(v) for k, v in batch.items()}
         out[self.result_column] = [asdict(r) for r in results]

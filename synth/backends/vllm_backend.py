@@ -9,15 +9,15 @@ ray.data.llm's config classes import without vllm; only running the stages needs
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Callable
 
 from synth.backends.config import BackendConfig
 from synth.backends.messages import request_to_messages
 from synth.backends.types import ChatRequest, ChatResult, ErrorReason
 
-__all__ = ["build_vllm_processor", "build_vllm_processor_config", "request_to_messages",
-           "request_dict_to_row", "request_to_row", "row_to_result"]
+__all__ = ["build_vllm_processor", "build_vllm_processor_config", "merge_samples", "request_dict_to_row",
+           "request_to_messages", "request_to_row", "row_to_result", "split_samples"]
 
 Row = dict[str, Any]
 
@@ -64,6 +64,8 @@ def request_to_row(req: ChatRequest) -> Row:
     if req.n != 1:
         raise ValueError("the vllm processor returns one sequence per row; use n=1 rows")
     sampling: dict[str, Any] = {"max_tokens": req.max_tokens, "temperature": req.temperature}
+    if req.seed is not None:
+        sampling["seed"] = req.seed
     if req.json_mode:
         sampling["structured_outputs"] = {"json_object": True}  # vLLM StructuredOutputsParams
     return {"key": req.key, "messages": request_to_messages(req), "sampling_params": sampling}
@@ -85,9 +87,40 @@ def row_to_result(row: Row) -> Row:
     return asdict(res)
 
 
+def split_samples(req: ChatRequest) -> list[ChatRequest]:
+    """n one-sequence requests for a request that wants n samples (vLLM rows give one each).
+
+    Each copy gets its own seed so the samples differ; keys become `<key>#<j>`.
+    """
+    if req.n == 1:
+        return [req]
+    base = req.seed or 0
+    return [replace(req, key=f"{req.key}#{j}", n=1, seed=base + j) for j in range(req.n)]
+
+
+def merge_samples(req: ChatRequest, parts: list[ChatResult]) -> ChatResult:
+    """One result for `req` from the results of its `split_samples` copies (same order).
+
+    Texts of the copies that succeeded are kept; it fails only if every copy failed.
+    """
+    if len(parts) == 1 and req.n == 1:
+        return replace(parts[0], key=req.key)
+    good = [p for p in parts if p.ok]
+    if not good:
+        first = parts[0] if parts else ChatResult.failure(req.key, ErrorReason.model_error, "no result")
+        return replace(first, key=req.key)
+    return ChatResult(key=req.key, texts=[t for p in good for t in p.texts], ok=True,
+                      prompt_tokens=sum(p.prompt_tokens for p in parts),
+                      completion_tokens=sum(p.completion_tokens for p in parts),
+                      visual_tokens=sum(p.visual_tokens for p in parts),
+                      attempts=max(p.attempts for p in parts), latency_s=max(p.latency_s for p in parts))
+
+
 def request_dict_to_row(row: Row) -> Row:
-    """Default preprocess: a row with a `request` column (a `ChatRequest` as a dict)."""
-    return request_to_row(ChatRequest(**row["request"]))
+    """Default preprocess: a row with a `request` column (a `ChatRequest`, its dict or pickle)."""
+    from synth.backends.udf import as_request
+
+    return request_to_row(as_request(row["request"]))
 
 
 def build_vllm_processor(

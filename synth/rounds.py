@@ -1,0 +1,110 @@
+"""Model stages as rounds: the logic says what to ask, an executor decides where it runs.
+
+Synthesis and verification are multi-round per video (captions -> summaries ->
+description -> QA; k answers -> blind pass -> judge -> re-confirmation). Each stage
+writes its rounds once, as a generator that yields a `Round` (which model, which
+requests, for which videos) and receives the results in request order. Two executors
+drive the same generator:
+
+- in an actor (`ModelStage.process_batch`): each round is one `generate` call on the
+  replica's own backend (openai / transformers);
+- in passes (`pipeline.runner.run_waves`): each round of a wave of videos is one Ray
+  Data pass, through a ray.data.llm vLLM processor or an actor pool of backends, so
+  vLLM engines run as ray.data.llm intends: one pass over many rows.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Generator, Sequence
+
+from pipeline.records import VideoTask
+from pipeline.stage import Stage
+from synth.backends.base import ModelBackend, make_backend
+from synth.backends.config import BackendConfig
+from synth.backends.types import ChatRequest, ChatResult
+
+COST_KEYS = ("requests", "failed_requests", "prompt_tokens", "visual_tokens", "output_tokens")
+
+
+@dataclass
+class Round:
+    """One round of requests to one model role ("teacher" or "verifier").
+
+    `owners[i]` is the video whose `requests[i]` it is: its cost goes to `owners[i]`'s
+    `bucket` counter (`cost` for the teacher, `verify_cost` for the verifier).
+    """
+
+    name: str
+    role: str
+    bucket: str
+    owners: list[VideoTask] = field(default_factory=list)
+    requests: list[ChatRequest] = field(default_factory=list)
+
+    def ask(self, owner: VideoTask, request: ChatRequest) -> None:
+        self.owners.append(owner)
+        self.requests.append(request)
+
+
+Rounds = Generator[Round, list[ChatResult], None]
+Answer = Callable[[Round], list[ChatResult]]
+
+
+def add_cost(task: VideoTask, result: ChatResult, bucket: str = "cost") -> None:
+    """Count a request and its tokens on the task (`cost`: teacher, `verify_cost`: verifier)."""
+    cost = task.extra.setdefault(bucket, Counter())
+    cost["requests"] += 1
+    cost["failed_requests"] += 0 if result.ok else 1
+    cost["prompt_tokens"] += result.prompt_tokens
+    cost["visual_tokens"] += result.visual_tokens
+    cost["output_tokens"] += result.completion_tokens
+
+
+def drive(rounds: Rounds, answer: Answer) -> None:
+    """Run a stage's rounds to the end, answering each with `answer` and counting cost.
+
+    An empty round is answered with no results without calling `answer`.
+    """
+    try:
+        rnd = next(rounds)
+        while True:
+            results = answer(rnd) if rnd.requests else []
+            if len(results) != len(rnd.requests):
+                raise RuntimeError(f"round {rnd.name}: {len(results)} results for {len(rnd.requests)} requests")
+            for owner, result in zip(rnd.owners, results):
+                add_cost(owner, result, rnd.bucket)
+            rnd = rounds.send(results)
+    except StopIteration:
+        return
+
+
+class ModelStage(Stage):
+    """A stage whose work is `rounds()`; in an actor, each role has its own backend.
+
+    Subclasses set `roles` (role -> BackendConfig) in `__init__` and may pass factories
+    (tests inject backends). `process_batch` runs every round in this process.
+    """
+
+    roles: dict[str, BackendConfig]
+    factories: dict[str, Callable[[], ModelBackend]]
+
+    def rounds(self, tasks: Sequence[VideoTask]) -> Rounds:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        self.backends: dict[str, ModelBackend] = {}
+        for role, cfg in self.roles.items():
+            factory = self.factories.get(role) or (lambda c=cfg: make_backend(c))
+            backend = factory()
+            backend.setup()
+            self.backends[role] = backend
+
+    def model_name(self, role: str) -> str:
+        backend = getattr(self, "backends", {}).get(role)
+        return getattr(backend, "name", None) or self.roles[role].model
+
+    def process_batch(self, tasks: Sequence[VideoTask]) -> list[VideoTask]:
+        if not hasattr(self, "backends"):
+            self.setup()
+        drive(self.rounds(tasks), lambda rnd: self.backends[rnd.role].generate(rnd.requests))
+        return list(tasks)
