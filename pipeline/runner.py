@@ -209,17 +209,40 @@ def answer_with_passes(rnd: Any, cfg: Any, replicas: int, echo: Callable[[str], 
     return results
 
 
+class PassFailed(RuntimeError):
+    """A whole pass failed (engines did not start, the cluster lost them): not one video's fault."""
+
+
 class _PassStage(Stage):
-    """A model stage whose rounds run as passes; name and version stay the stage's own."""
+    """A model stage whose rounds run as passes; name and version stay the stage's own.
+
+    A failed pass rejects every video of the wave with `stage_error` (retried by the next
+    run) instead of re-running the passes video by video, which would restart the engines
+    once per video. Exceptions of the round logic itself still get apply_stage's per-video
+    isolation.
+    """
 
     def __init__(self, stage: Any, answer: Callable[[Any], list[Any]]) -> None:
         self.stage, self.answer = stage, answer
         self.name, self.version = stage.name, stage.version
 
+    def _answer(self, rnd: Any) -> list[Any]:
+        try:
+            return self.answer(rnd)
+        except Exception as exc:  # noqa: BLE001 - Ray Data raises many types for a failed pass
+            raise PassFailed(f"round {rnd.name} ({rnd.role}) pass failed: {type(exc).__name__}: "
+                             f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"[:1000]) from exc
+
     def process_batch(self, tasks: Sequence[VideoTask]) -> list[VideoTask]:
+        from pipeline.records import Reason
         from synth.rounds import drive
 
-        drive(self.stage.rounds(tasks), self.answer)
+        try:
+            drive(self.stage.rounds(tasks), self._answer)
+        except PassFailed as exc:
+            log.error("%s: %s; the %d videos of this wave are rejected as stage_error and retried by the next run",
+                      self.name, exc, len(tasks))
+            return [t.reject(Reason.stage_error, f"{self.name}: {exc}", stage=self.name) for t in tasks]
         return list(tasks)
 
 

@@ -228,3 +228,25 @@ def test_synthesize_stage_with_in_process_tiny_model(tmp_path):
         for row in rows[config]:
             assert validate_row(config, {**row, **PROV}) is None, (config, row)
     assert rows["sft"][-1]["format"] == "description" and rows["sft"][-1]["teacher"] == "tiny-llava"
+
+
+def test_a_failed_pass_rejects_its_wave_for_a_retry(ray_local, tmp_path):
+    """Engines that cannot start fail the pass: the wave is rejected as stage_error, not lost."""
+    from pipeline.job import RETRYABLE_REASONS
+
+    paths = [str(make_video(tmp_path / f"v{d}.mp4", SampleSpec([3.0, d - 6.0, 3.0], fps=8, width=96, height=64,
+                                                                 seed=d))) for d in (9, 10, 11)]
+    cfg = load_config(None, [
+        f"work_dir={tmp_path / 'work'}", "fetch.min_duration_s=5", "select.min_duration_s=5",
+        "synth.teacher.kind=transformers", f"synth.teacher.transformers.model_path={tmp_path / 'no-such-model'}",
+        "synth.execution=passes", "synth.wave_videos=2"])
+    cfg.input.items = paths
+    said: list[str] = []
+    summary = run_job(cfg, str(tmp_path / "out"), ingest=ingest, stage_factory=build_stages, progress=False,
+                      echo=said.append)
+    assert summary.processed == 3 and summary.reasons == {"stage_error": 3}
+    assert "stage_error" in RETRYABLE_REASONS
+    videos = datasets.load_dataset(str(tmp_path / "out"), "videos", split="train")
+    assert all(r["status"] == "rejected" and "round caption (teacher) pass failed" in r["reject_message"]
+               for r in videos)
+    assert sum(line.startswith("wave ") for line in said) == 2  # each wave failed on its own
