@@ -1,10 +1,16 @@
 """Benchmark: one-decode segmentation vs scenedetect CLI + a separate frame pass, vs decode floor.
 
 (a) baseline: `scenedetect -i V detect-content` (subprocess; CPU from RUSAGE_CHILDREN) plus a
-    second PyAV decode that keeps frames at sample_fps as JPEGs (same sampler code);
+    second PyAV decode that keeps frames at sample_fps as JPEGs (same sampler code, same decoder
+    threading as (b), so the two frame passes cost the same);
 (b) this stage: `segment_video` (default path, and the fast path);
 (c) floor: a threaded PyAV decode that does nothing with the frames.
-Usage: python bench/segment.py [--quick] [--cache bench/.cache]
+Also: (b') the fast path, (bt) the default path with the other decoder threading (the default
+is thread_type NONE, one decoder thread: less CPU, more wall time; bt uses AUTO frame threads)
+and (c1) the one-thread decode floor. b is compared with both floors: c is the plain threaded
+decode the issue's target names, c1 decodes like b (one thread).
+Usage: python bench/segment.py [--quick] [--cache bench/.cache] [--no-real] [--only NAME ...]
+       [--repeat N]
 """
 from __future__ import annotations
 
@@ -65,7 +71,7 @@ def cli_cuts(path: Path) -> list[float]:
 
 
 def extract_frames(path: Path, cfg: SegmentConfig) -> int:
-    container, stream, info = open_video(str(path))
+    container, stream, info = open_video(str(path), cfg.thread_type, cfg.decoder_threads)
     sampler = FrameSampler(cfg, info.width, info.height, 0, info.duration_s)
     for df in iter_frames(container, stream, info, DecodeStats()):
         if sampler.wants(df.seconds):
@@ -115,23 +121,30 @@ def bench(path: Path, cfg: SegmentConfig) -> None:
     res_b, b_cpu, b_wall = measure(lambda: segment_video(str(path), cfg))
     fast = cfg.model_copy(update={"fast": True})
     res_f, f_cpu, f_wall = measure(lambda: segment_video(str(path), fast))
+    other = "AUTO" if cfg.thread_type == "NONE" else "NONE"
+    alt = cfg.model_copy(update={"thread_type": other})
+    res_1, o_cpu, o_wall = measure(lambda: segment_video(str(path), alt))
     _, c_cpu, c_wall = measure(lambda: decode_only(path))
     _, c1_cpu, c1_wall = measure(lambda: decode_only(path, "NONE"))
     cuts_b = [c.seconds for c in res_b.cuts]
     cuts_f = [c.seconds for c in res_f.cuts]
+    cuts_1 = [c.seconds for c in res_1.cuts]
     label = {"synthetic": "  [cheap synthetic: ultrafast, flat colour]",
              "realistic": "  [realistic synthetic: veryfast crf23 B-frames + grain]"}.get(path.name.split("_")[0], "")
     print(f"\n{path.name}{label}  ({res_b.width}x{res_b.height}, {res_b.frame_count} frames, "
           f"{res_b.duration_s:.1f}s, {len(res_b.frames)} sampled frames)")
     print(f"  (a) CLI detect-content + frame pass  CPU {a_cpu:7.2f}s  wall {a_wall:7.2f}s  cuts {pr(cuts_a, truth)}")
-    print(f"  (b) segment (default)                CPU {b_cpu:7.2f}s  wall {b_wall:7.2f}s  cuts {pr(cuts_b, truth)}")
+    print(f"  {f'(b) segment (default, {cfg.thread_type})':37s}CPU {b_cpu:7.2f}s  wall {b_wall:7.2f}s  cuts {pr(cuts_b, truth)}")
     print(f"  (b') segment (fast)                  CPU {f_cpu:7.2f}s  wall {f_wall:7.2f}s  cuts {pr(cuts_f, truth)}")
+    print(f"  {f'(bt) segment, thread_type {other}':37s}CPU {o_cpu:7.2f}s  wall {o_wall:7.2f}s  cuts {pr(cuts_1, truth)}")
     print(f"  (c) decode only                      CPU {c_cpu:7.2f}s  wall {c_wall:7.2f}s")
     print(f"  (c1) decode only, one thread         CPU {c1_cpu:7.2f}s  wall {c1_wall:7.2f}s")
     st = res_b.stats
     print(f"  b: analysis {st['analysis_size'][0]}x{st['analysis_size'][1]}, "
           f"{st.get('refined_frames', 0)} frames re-scored on exact pixels")
-    print(f"  b/a {b_cpu / a_cpu:.2f}  b/c {b_cpu / c_cpu:.2f}  b'/a {f_cpu / a_cpu:.2f}  b'/c {f_cpu / c_cpu:.2f}")
+    print(f"  b/a {b_cpu / a_cpu:.2f}  b/c {b_cpu / c_cpu:.2f} (threaded floor)  "
+          f"b/c1 {b_cpu / c1_cpu:.2f} (one-thread floor)  b'/a {f_cpu / a_cpu:.2f}  b'/c {f_cpu / c_cpu:.2f}")
+    print(f"  bt/a {o_cpu / a_cpu:.2f}  bt/c {o_cpu / c_cpu:.2f}  bt/c1 {o_cpu / c1_cpu:.2f}")
 
 
 def main() -> None:
@@ -139,6 +152,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2-minute synthetic video instead of 10")
     ap.add_argument("--cache", default=str(Path(__file__).resolve().parent / ".cache"))
     ap.add_argument("--no-real", action="store_true", help="skip ../shared/real_videos")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="run only videos whose file name "
+                    "contains one of these (e.g. --only synthetic demo)")
+    ap.add_argument("--repeat", type=int, default=None, metavar="N",
+                    help="runs per measurement, fastest kept (default: 3 for clips under a minute, else 1)")
     args = ap.parse_args()
     cfg = SegmentConfig(sample_fps=1.0)
     minutes = 2 if args.quick else 10
@@ -148,11 +165,13 @@ def main() -> None:
     if not args.no_real and REAL.exists():
         videos += [REAL / "pyscenedetect" / "testvideo.mp4", REAL / "pyscenedetect" / "goldeneye-vfr-drop3.mp4",
                    REAL / "transition_detect" / "demo.mp4"]
+    if args.only:
+        videos = [v for v in videos if any(n in v.name for n in args.only)]
     global REPEAT
     for v in videos:
         # clips under a minute take a second or two per run: keep the fastest of 3 runs
         with av.open(str(v)) as c:
-            REPEAT = 3 if (c.duration or 0) / av.time_base < 60 else 1
+            REPEAT = args.repeat or (3 if (c.duration or 0) / av.time_base < 60 else 1)
         bench(v, cfg)
 
 

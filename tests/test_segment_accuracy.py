@@ -90,7 +90,7 @@ def test_refined_scores_are_pyscenedetects():
 
 
 def test_content_score_matches_scenedetect():
-    # our faster score (cv2.norm distances, skipped recomputation of reused frames) equals
+    # our faster score (absdiff + sumElems distances, skipped recomputation of reused frames) equals
     # scenedetect's ContentDetector on the same images
     import numpy as np
     from scenedetect import ContentDetector
@@ -106,3 +106,31 @@ def test_content_score_matches_scenedetect():
     for k, img in enumerate(imgs):
         ours.unchanged = k == 3
         assert ours._calculate_frame_score(None, img) == ref._calculate_frame_score(None, img)
+
+
+def test_content_score_with_edges_and_reused_buffers_matches_scenedetect():
+    # absdiff + sumElems on two alternating HSV buffers, with the edge term on: scores equal
+    # scenedetect's for a long run (a buffer overwritten too early would show up as a mismatch)
+    import numpy as np
+    from scenedetect import ContentDetector
+
+    from pipeline.segment.detect import _Content
+
+    rng = np.random.default_rng(1)
+    weights = ContentDetector.Components(1.0, 0.5, 1.0, 0.25)
+    ours, ref = _Content(weights=weights), ContentDetector(weights=weights)
+    for k in range(12):
+        img = rng.integers(0, 256, (72, 128, 3), dtype=np.uint8)
+        if k % 4 == 3:
+            img[:36] = 0  # partly identical content across frames
+        assert ours._calculate_frame_score(None, img) == ref._calculate_frame_score(None, img)
+
+
+def test_frame_seconds_equal_fraction_arithmetic():
+    # iter_frames computes seconds as rel * num / den (int / int, correctly rounded): the same
+    # float as float(Fraction(rel) * time_base) for awkward time bases and large PTS
+    from fractions import Fraction
+
+    for tb in (Fraction(1, 90000), Fraction(1001, 30000), Fraction(1, 15360), Fraction(7, 3)):
+        for rel in (0, 1, 12345, 3003 * 99991, 2**40 + 17):
+            assert rel * tb.numerator / tb.denominator == float(rel * tb)

@@ -61,8 +61,10 @@ class DecodedFrame:
     frame: av.VideoFrame
 
 
-def open_video(path: str, thread_type: str = "AUTO", threads: int = 0):
-    """Open `path` and return (container, stream, VideoInfo); raise MediaError if unusable."""
+def open_video(path: str, thread_type: str = "NONE", threads: int = 0):
+    """Open `path` and return (container, stream, VideoInfo); raise MediaError if unusable.
+
+    `thread_type` as SegmentConfig.thread_type (NONE: one decoder thread, least CPU)."""
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as exc:  # truncated moov, random bytes, missing file
@@ -103,6 +105,8 @@ def iter_frames(container, stream, info: VideoInfo, stats: DecodeStats,
     consecutive = 0
     last_pts: int | None = None
     step = max(1, round(1 / (info.rate * info.time_base)))
+    rate = float(info.rate)
+    times = _TimeBases(info.time_base)
     for packet in container.demux(stream):
         if packet.size:
             stats.packets += 1
@@ -125,11 +129,33 @@ def iter_frames(container, stream, info: VideoInfo, stats: DecodeStats,
             if last_pts is not None and pts <= last_pts:  # duplicate/out-of-order PTS
                 pts = last_pts + 1
             last_pts = pts
-            tb = Fraction(frame.time_base) if frame.time_base else info.time_base
-            rel = pts - (info.start_pts if tb == info.time_base else 0)
-            seconds = float(max(rel, 0) * tb)
+            tb, num, den, is_stream = times.get(frame.time_base)
+            rel = max(pts - (info.start_pts if is_stream else 0), 0)
+            seconds = rel * num / den  # == float(rel * tb): int / int is correctly rounded too
             if stats.frames == 0 and frame.rotation:
                 info.rotation = int(frame.rotation) % 360
             stats.frames += 1
-            yield DecodedFrame(number=round(seconds * float(info.rate)), pts=max(rel, 0),
+            yield DecodedFrame(number=round(seconds * rate), pts=rel,
                                time_base=tb, seconds=seconds, frame=frame)
+
+
+class _TimeBases:
+    """Per-frame time base as (Fraction, numerator, denominator, is the stream's), converted
+    once per distinct value: Fraction construction, comparison and multiplication cost a few
+    microseconds a frame, and every frame of a stream has the same time base."""
+
+    def __init__(self, stream_tb: Fraction):
+        self.stream_tb = stream_tb
+        self._stream = (stream_tb, stream_tb.numerator, stream_tb.denominator, True)
+        self._key: tuple[int, int] | None = None
+        self._value = self._stream
+
+    def get(self, frame_tb) -> tuple[Fraction, int, int, bool]:
+        """The entry for a frame's `time_base` (None or 0: the stream's)."""
+        if not frame_tb:
+            return self._stream
+        key = (frame_tb.numerator, frame_tb.denominator)
+        if key != self._key:
+            tb = Fraction(*key)
+            self._key, self._value = key, (tb, tb.numerator, tb.denominator, tb == self.stream_tb)
+        return self._value

@@ -86,8 +86,8 @@ class SegmentStage(Stage):
 
     def __init__(self, cfg: SegmentConfig | None = None, resources: Resources | None = None):
         self.cfg = cfg or SegmentConfig()
-        # PyAV frame threading uses both cores of a 2-core worker
-        # one CPU per replica; the pool grows with the cluster (min 1 so a 2-core box runs it)
+        # one CPU per replica (one decoder thread by default, cfg.thread_type); the pool grows
+        # with the cluster (min 1 so a 2-core box runs it)
         self.resources = resources or Resources(cpus=1.0, concurrency=(1, 64))
 
     def process(self, task: VideoTask) -> VideoTask:
