@@ -1,7 +1,12 @@
 """Small builders shared by tests."""
 from __future__ import annotations
 
-from pipeline.records import Scene, VideoTask, video_row
+import io
+
+from PIL import Image
+
+from pipeline.records import Frame, Scene, VideoTask, video_row
+from synth.items import QAItem
 
 PROV = {"config_hash": "0123456789abcdef", "pipeline_fingerprint": "fp1", "run_id": "r1",
         "processed_at": "2026-11-22T00:00:00Z"}
@@ -17,3 +22,36 @@ def accepted_task(video_id: str, index: int = 0, **kw) -> VideoTask:
 
 def accepted_row(video_id: str, index: int = 0) -> dict:
     return video_row(accepted_task(video_id, index))
+
+
+def _red_jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (56, 56), (200, 30, 30)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def qa_task() -> VideoTask:
+    """An accepted video with frames and one QA item per verification path (keyed by a word)."""
+    task = VideoTask("abcdefghijk", "abcdefghijk", "youtube", 0, video_path="/media/abcdefghijk.mp4", width=640,
+                     height=360, fps=30.0, frame_count=1800, duration_s=60.0).accept()
+    task.frames = [Frame(float(t), _red_jpeg(), 56, 56) for t in range(0, 60, 10)]
+    mc = dict(format="multiple_choice", options=["red", "blue", "green", "white"])
+    items = [
+        QAItem("perception", "object_description", question="KEEP-MC what colour?", answer="blue", evidence_start_s=0,
+               evidence_end_s=5, **mc),
+        QAItem("perception", "binary", question="BLIND-OK is it blue?", answer="blue", evidence_start_s=0,
+               evidence_end_s=5, **mc),
+        QAItem("spatio_temporal", "temporal_localization", "grounding",
+               'Given the video of duration 60.0 seconds, find ... "a red box"', "10.0 - 20.0 seconds", 10.0, 20.0,
+               source="composed", verifiable=True),
+        QAItem("spatio_temporal", "temporal_localization", "grounding", "MID when does it stop?",
+               "10.0 - 20.0 seconds", 10.0, 20.0),
+        QAItem("perception", "object_description", "open_ended", "CONFIRM what moves?", "a red box", 0, 10),
+        QAItem("perception", "object_description", "open_ended", "DENY what moves?", "a red box", 0, 10),
+        QAItem("perception", "object_description", "open_ended", "GOODOPEN what moves?", "a red box", 0, 10),
+        QAItem("holistic", "summary", "description", "Describe this video in detail.", "A red box moves.", 0, 60),
+    ]
+    for i, item in enumerate(items):
+        item.index = i
+    task.extra.update(qa_items=items, teacher="teacher-x", captions=[(0.0, 60.0, "a red box moves")])
+    return task

@@ -1,7 +1,6 @@
 """Cross-verification: scoring, each decision, the tiny custom-code verifier, exports end to end."""
 from __future__ import annotations
 
-import io
 import json
 import re
 import subprocess
@@ -10,18 +9,15 @@ from pathlib import Path
 
 import datasets
 import pytest
-from PIL import Image
 
-from pipeline.records import Frame, VideoTask
 from pipeline.schema import validate_row
 from pipeline.stage import apply_stage
 from synth.backends.config import BackendConfig
 from synth.config import VerifyConfig, VerifyPolicy
-from synth.items import QAItem
 from synth.publish import publish_rows
 from synth.scoring import parse_letter, parse_span, temporal_iou, token_f1
 from synth.verify import VerifyStage
-from tests.helpers import PROV
+from tests.helpers import PROV, qa_task
 from tests.openai_server import Reply, ScriptedOpenAIServer
 
 
@@ -60,38 +56,6 @@ class VerifierServer(ScriptedOpenAIServer):
         return Reply(["?"] * 4)
 
 
-def _jpeg() -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (56, 56), (200, 30, 30)).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-def _task() -> VideoTask:
-    task = VideoTask("abcdefghijk", "abcdefghijk", "youtube", 0, video_path="/media/abcdefghijk.mp4", width=640,
-                     height=360, fps=30.0, frame_count=1800, duration_s=60.0).accept()
-    task.frames = [Frame(float(t), _jpeg(), 56, 56) for t in range(0, 60, 10)]
-    mc = dict(format="multiple_choice", options=["red", "blue", "green", "white"])
-    items = [
-        QAItem("perception", "object_description", question="KEEP-MC what colour?", answer="blue", evidence_start_s=0,
-               evidence_end_s=5, **mc),
-        QAItem("perception", "binary", question="BLIND-OK is it blue?", answer="blue", evidence_start_s=0,
-               evidence_end_s=5, **mc),
-        QAItem("spatio_temporal", "temporal_localization", "grounding",
-               'Given the video of duration 60.0 seconds, find ... "a red box"', "10.0 - 20.0 seconds", 10.0, 20.0,
-               source="composed", verifiable=True),
-        QAItem("spatio_temporal", "temporal_localization", "grounding", "MID when does it stop?",
-               "10.0 - 20.0 seconds", 10.0, 20.0),
-        QAItem("perception", "object_description", "open_ended", "CONFIRM what moves?", "a red box", 0, 10),
-        QAItem("perception", "object_description", "open_ended", "DENY what moves?", "a red box", 0, 10),
-        QAItem("perception", "object_description", "open_ended", "GOODOPEN what moves?", "a red box", 0, 10),
-        QAItem("holistic", "summary", "description", "Describe this video in detail.", "A red box moves.", 0, 60),
-    ]
-    for i, item in enumerate(items):
-        item.index = i
-    task.extra.update(qa_items=items, teacher="teacher-x", captions=[(0.0, 60.0, "a red box moves")])
-    return task
-
-
 @pytest.fixture(scope="module")
 def verified():
     with VerifierServer() as server:
@@ -99,7 +63,7 @@ def verified():
                    "openai": {"base_url": server.base_url, "api_key_env": None, "max_retries": 0}}
         cfg = VerifyConfig(verifier=BackendConfig.model_validate(backend), samples=4)
         teacher = BackendConfig.model_validate({**backend, "model": "teacher-x"})
-        [task] = apply_stage(VerifyStage(cfg, teacher=teacher), [_task()])
+        [task] = apply_stage(VerifyStage(cfg, teacher=teacher), [qa_task()])
     return task
 
 
@@ -141,7 +105,7 @@ def test_tiny_custom_code_verifier_from_frames(tmp_path):
     verifier = BackendConfig.model_validate({"kind": "transformers", "model": "tiny-m2la", "transformers": {
         "model_path": str(ckpt), "device": "cpu", "trust_remote_code": True, "max_frames": 3}})
     cfg = VerifyConfig(verifier=verifier, samples=2, max_tokens=8, judge="token_f1")
-    task = _task()
+    task = qa_task()
     [task] = apply_stage(VerifyStage(cfg), [task])
     assert not task.rejected
     for item in task.extra["qa_items"]:

@@ -141,3 +141,77 @@ def build_tiny_custom_text(out: Path) -> Path:
                                                pad_token_id=tok.pad_token_id))
     tok.save_pretrained(out)
     return out
+
+
+# --- Qwen3-VL (the production teacher / M2LA base family); its processor needs torchvision ----------
+QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                "<|image_pad|>", "<|video_pad|>"]
+QWEN_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def make_qwen_tokenizer():
+    """A byte-level BPE tokenizer with Qwen-VL's special tokens, trained on the tiny corpus."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=360, special_tokens=QWEN_SPECIAL,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", chat_template=QWEN_CHAT_TEMPLATE)
+
+
+def qwen3_vl_config(tok) -> dict:
+    """Qwen3-VL sub-configs at toy size: 2 layers, hidden 64, 16 px patches merged 2x2."""
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                  patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
+                  num_position_embeddings=64, deepstack_visual_indexes=[1])
+    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+                max_position_embeddings=2048, pad_token_id=tok.pad_token_id,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                 "mrope_section": [6, 5, 5], "mrope_interleaved": True})
+    return dict(vision_config=vision, text_config=text, image_token_id=ids["<|image_pad|>"],
+                video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                vision_end_token_id=ids["<|vision_end|>"], eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id)
+
+
+def save_qwen_processor(out: Path, tok) -> None:
+    """Qwen3-VL processor: 32 px per merged token, at most 64x64 px per frame (4 tokens)."""
+    from transformers import Qwen2VLImageProcessorFast, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    size = {"shortest_edge": 32 * 32, "longest_edge": 64 * 64}
+    image = Qwen2VLImageProcessorFast(patch_size=16, merge_size=2, temporal_patch_size=2, size=size)
+    video = Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, size=size)
+    Qwen3VLProcessor(image_processor=image, tokenizer=tok, video_processor=video,
+                     chat_template=QWEN_CHAT_TEMPLATE).save_pretrained(out)
+
+
+def build_tiny_qwen3_vl(out: Path, *, custom_code: bool = False) -> Path:
+    """A tiny Qwen3-VL saved to `out`, built offline; with `custom_code` it ships its own
+    modeling code (auto_map), as the M2LA conversion of a Qwen3-VL does."""
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    tok = make_qwen_tokenizer()
+    config = qwen3_vl_config(tok)
+    if custom_code:
+        _custom_code_checkpoint(out, module="tiny_m2la_qwen3vl", name="TinyM2LAQwen3VL", base="Qwen3VL",
+                                head="ConditionalGeneration", auto_class="AutoModelForImageTextToText",
+                                config_kwargs=config)
+    else:
+        torch.manual_seed(0)
+        Qwen3VLForConditionalGeneration(Qwen3VLConfig(**config)).save_pretrained(out)
+    save_qwen_processor(out, tok)
+    return out
