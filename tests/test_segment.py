@@ -139,3 +139,40 @@ def test_stage_fills_task(clip):
     assert not task.rejected and len(task.scenes) == 4 and len(task.frames) == 12
     assert task.width == 320 and task.fps == 30 and task.frame_count == 345
     assert task.duration_s == pytest.approx(11.5)
+
+
+@pytest.mark.parametrize("rotate", [0, 90])
+@pytest.mark.parametrize("max_pixels", [256 * 28 * 28, 56 * 84])  # mild resize; 3x downscale
+def test_sampled_frames_match_swscale_pictures(clip, tmp_path, rotate, max_pixels):
+    """The plane-scaled frames show what swscale's scale + convert shows, in display orientation."""
+    import numpy as np
+    from av.video.reformatter import VideoReformatter
+
+    from pipeline.segment.decode import DecodeStats, iter_frames, open_video
+    from pipeline.segment.sample import FrameSampler
+
+    path = clip
+    if rotate:
+        path = tmp_path / "rot.mp4"
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-display_rotation",
+                        str(rotate), "-i", str(clip), "-c", "copy", str(path)], check=True)
+    cfg = SegmentConfig(sample_fps=1.0, max_pixels=max_pixels, min_pixels=28 * 28)
+    container, stream, info = open_video(str(path))
+    frames = list(iter_frames(container, stream, info, DecodeStats()))
+    container.close()
+    sampler = FrameSampler(cfg, info.width, info.height, info.rotation, info.duration_s)
+    assert sampler.rotation == rotate % 360 or (rotate and sampler.rotation == 360 - rotate)
+    ref = VideoReformatter()
+    for df in frames[::40]:
+        got = sampler._encode(df)
+        w, h = (got.height, got.width) if sampler.rotation in (90, 270) else (got.width, got.height)
+        want = Image.fromarray(ref.reformat(df.frame, width=w, height=h, format="rgb24",
+                                            interpolation="AREA").to_ndarray())
+        img = np.asarray(Image.open(io.BytesIO(got.image)).convert("RGB"), np.float32)
+        right = np.asarray(want.rotate(sampler.rotation, expand=True), np.float32)
+        assert img.shape == right.shape
+        # conversion coefficients, rounding and JPEG: ~2 levels of 255 (3-4 on a 28 px wide frame)
+        assert np.abs(img - right).mean() < 6.0
+        if sampler.rotation:  # the test tells orientations apart
+            wrong = np.asarray(want.rotate(sampler.rotation + 180, expand=True), np.float32)
+            assert np.abs(img - wrong).mean() > 4 * np.abs(img - right).mean()

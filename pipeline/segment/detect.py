@@ -30,6 +30,7 @@ from scenedetect.scene_manager import compute_downscale_factor
 
 from pipeline.segment.config import SegmentConfig
 from pipeline.segment.decode import DecodedFrame
+from pipeline.segment.planes import PlaneScaler
 
 _DETECTORS = {"content": ContentDetector, "adaptive": AdaptiveDetector,
               "histogram": HistogramDetector, "hash": HashDetector}
@@ -138,12 +139,6 @@ def analysis_size(width: int, height: int, cfg: SegmentConfig) -> tuple[int, int
     return max(1, round(width / factor)), max(1, round(height / factor))
 
 
-def _planes(frame) -> list[np.ndarray]:
-    """Zero-copy (height, width) views of the first three planes of a planar frame."""
-    return [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width]
-            for p in frame.planes[:3]]
-
-
 @dataclass
 class Cut:
     frame: int
@@ -247,23 +242,9 @@ class SceneAnalyzer:
             img = cv2.resize(img, self.size, interpolation=cv2.INTER_LINEAR)
         return img
 
-    def _make_planes(self):
-        """cv2.resize INTER_LINEAR of Y (to the analysis size) and U/V (to half of it), then one
-        I420->BGR conversion of the tiny image. Odd sizes convert one extra row/column and crop."""
-        w, h = self.size
-        we, he = w + (w & 1), h + (h & 1)
-        buf = np.empty((he * 3 // 2, we), np.uint8)
-        luma = buf[:he]
-        chroma = buf[he:].reshape(2, he // 2, we // 2)
-
-        def make(frame) -> np.ndarray:
-            y, u, v = _planes(frame)
-            cv2.resize(y, (we, he), dst=luma, interpolation=cv2.INTER_LINEAR)
-            cv2.resize(u, (we // 2, he // 2), dst=chroma[0], interpolation=cv2.INTER_LINEAR)
-            cv2.resize(v, (we // 2, he // 2), dst=chroma[1], interpolation=cv2.INTER_LINEAR)
-            bgr = cv2.cvtColor(buf, cv2.COLOR_YUV2BGR_I420)
-            return bgr if (we, he) == (w, h) else np.ascontiguousarray(bgr[:h, :w])
-        return make
+    def _make_planes(self) -> PlaneScaler:
+        """Raw Y/U/V planes resized INTER_LINEAR to the analysis size, then one tiny I420->BGR."""
+        return PlaneScaler(*self.size, cv2.COLOR_YUV2BGR_I420)
 
     def push(self, df: DecodedFrame) -> None:
         """Process one frame (in presentation order)."""
