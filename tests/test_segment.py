@@ -176,3 +176,18 @@ def test_sampled_frames_match_swscale_pictures(clip, tmp_path, rotate, max_pixel
         if sampler.rotation:  # the test tells orientations apart
             wrong = np.asarray(want.rotate(sampler.rotation + 180, expand=True), np.float32)
             assert np.abs(img - wrong).mean() > 4 * np.abs(img - right).mean()
+
+
+def test_plane_scaler_odd_sizes_crop_to_the_asked_size(clip):
+    import cv2
+    import numpy as np
+
+    from pipeline.segment.planes import PlaneScaler
+
+    with av.open(str(clip)) as c:
+        frame = next(c.decode(video=0))
+    for w, h, antialias in ((101, 57, False), (33, 19, True)):
+        img = PlaneScaler(w, h, cv2.COLOR_YUV2BGR_I420, antialias=antialias)(frame)
+        assert img.shape == (h, w, 3) and img.flags.c_contiguous
+        ref = frame.reformat(width=w, height=h, format="bgr24", interpolation="AREA").to_ndarray()
+        assert np.abs(img.astype(np.float32) - ref).mean() < 6.0
