@@ -95,10 +95,11 @@ class FrameSampler:
         else:  # other pixel formats: swscale scales and converts in one pass
             rgb = self._reformatter.reformat(frame, width=tw, height=th, format="rgb24",
                                              interpolation="BILINEAR", threads=1).to_ndarray()
-        if self.rotation:
-            # the display matrix angle is counter-clockwise
+        if self.rotation in _ROTATE:  # the display matrix angle is counter-clockwise
             rgb = cv2.rotate(rgb, _ROTATE[self.rotation])
         img = Image.frombuffer("RGB", (rgb.shape[1], rgb.shape[0]), np.ascontiguousarray(rgb), "raw", "RGB", 0, 1)
+        if self.rotation and self.rotation not in _ROTATE:  # a rare non-right angle
+            img = img.rotate(self.rotation, expand=True)
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=self.cfg.jpeg_quality)
         return SampledFrame(df.seconds, df.number, buf.getvalue(), img.width, img.height)
