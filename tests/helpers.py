@@ -24,9 +24,10 @@ def accepted_row(video_id: str, index: int = 0) -> dict:
     return video_row(accepted_task(video_id, index))
 
 
-def _red_jpeg() -> bytes:
+def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
+    """A flat-colour JPEG frame."""
     buf = io.BytesIO()
-    Image.new("RGB", (56, 56), (200, 30, 30)).save(buf, format="JPEG")
+    Image.new("RGB", size, color).save(buf, format="JPEG")
     return buf.getvalue()
 
 
@@ -34,7 +35,7 @@ def qa_task() -> VideoTask:
     """An accepted video with frames and one QA item per verification path (keyed by a word)."""
     task = VideoTask("abcdefghijk", "abcdefghijk", "youtube", 0, video_path="/media/abcdefghijk.mp4", width=640,
                      height=360, fps=30.0, frame_count=1800, duration_s=60.0).accept()
-    task.frames = [Frame(float(t), _red_jpeg(), 56, 56) for t in range(0, 60, 10)]
+    task.frames = [Frame(float(t), jpeg((200, 30, 30), (56, 56)), 56, 56) for t in range(0, 60, 10)]
     mc = dict(format="multiple_choice", options=["red", "blue", "green", "white"])
     items = [
         QAItem("perception", "object_description", question="KEEP-MC what colour?", answer="blue", evidence_start_s=0,

@@ -6,27 +6,20 @@ Llama text model, a locally trained BPE tokenizer and the PIL CLIP image process
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from synth.backends import BackendConfig, ChatRequest, FrameRef, make_backend
 from synth.backends.transformers_backend import TransformersBackend, subsample_frames
 
+from tests.helpers import jpeg
 from tests.tiny_models import build_tiny_custom_text, build_tiny_llava
 
 
 @pytest.fixture(scope="module")
 def tiny_llava(tmp_path_factory) -> Path:
     return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
-
-
-def _jpeg(color: tuple[int, int, int], size=(64, 48)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="JPEG")
-    return buf.getvalue()
 
 
 def _backend(path: Path, **settings) -> TransformersBackend:
@@ -40,7 +33,7 @@ def _backend(path: Path, **settings) -> TransformersBackend:
 
 def test_frames_in_text_out(tiny_llava):
     backend = _backend(tiny_llava, batch_size=2)
-    frames = [FrameRef(t, _jpeg((40 * i, 80, 200 - 40 * i))) for i, t in enumerate((1.0, 5.5, 9.0))]
+    frames = [FrameRef(t, jpeg((40 * i, 80, 200 - 40 * i))) for i, t in enumerate((1.0, 5.5, 9.0))]
     reqs = [
         ChatRequest(key="a", system="You write QA.", prompt="Describe the video.",
                     frames=frames, max_tokens=6, temperature=0.0),
@@ -71,7 +64,7 @@ def test_frames_in_text_out(tiny_llava):
 
 def test_max_frames_subsamples_and_n_sequences(tiny_llava):
     backend = _backend(tiny_llava, max_frames=2)
-    frames = [FrameRef(float(t), _jpeg((t * 20, 0, 0))) for t in range(5)]
+    frames = [FrameRef(float(t), jpeg((t * 20, 0, 0))) for t in range(5)]
     [r] = backend.generate([ChatRequest(key="k", system=None, prompt="Q", frames=frames,
                                         max_tokens=4, temperature=0.8, n=2)])
     assert r.ok and len(r.texts) == 2 and r.visual_tokens == 8
@@ -95,7 +88,7 @@ def test_trust_remote_code_only_when_configured(custom_code_ckpt, tiny_llava):
                                         max_tokens=5, temperature=0.0)])
     assert r.ok and r.texts[0] and r.prompt_tokens > 0 and r.visual_tokens == 0
     [f] = backend.generate([ChatRequest(key="f", system=None, prompt="?",
-                                        frames=[FrameRef(0.0, _jpeg((0, 0, 0)))])])
+                                        frames=[FrameRef(0.0, jpeg((0, 0, 0)))])])
     assert not f.ok and f.error_reason == "bad_request"  # text-only model given frames
 
 
@@ -108,6 +101,6 @@ def test_custom_code_multimodal_checkpoint_loads_only_with_trust_remote_code(tmp
     backend = _backend(ckpt, trust_remote_code=True)
     assert type(backend.model).__name__ == "TinyM2LAVLForConditionalGeneration"
     [r] = backend.generate([ChatRequest(key="m", system=None, prompt="What happens?",
-                                        frames=[FrameRef(0.5, _jpeg((9, 99, 199)))], max_tokens=4,
+                                        frames=[FrameRef(0.5, jpeg((9, 99, 199)))], max_tokens=4,
                                         temperature=0.0)])
     assert r.ok and r.visual_tokens == 4

@@ -8,11 +8,9 @@ The LLaVA-style tests cover the same code paths on CPU machines.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 pytest.importorskip("torchvision", reason="a Qwen-VL processor needs torchvision (no CPU wheel for "
                     "torch 2.13.0 here); run on a GPU node: python -m pytest tests/test_qwen_vl.py")
@@ -27,7 +25,7 @@ from synth.config import SynthConfig, VerifyConfig, VerifyPolicy  # noqa: E402
 from synth.publish import publish_rows  # noqa: E402
 from synth.synthesize import SynthesizeStage  # noqa: E402
 from synth.verify import VerifyStage  # noqa: E402
-from tests.helpers import PROV, qa_task  # noqa: E402
+from tests.helpers import PROV, jpeg, qa_task  # noqa: E402
 from tests.tiny_models import build_tiny_qwen3_vl  # noqa: E402
 
 CUDA = torch.cuda.is_available()
@@ -46,12 +44,6 @@ def m2la_qwen3_vl(tmp_path_factory) -> Path:
     return build_tiny_qwen3_vl(tmp_path_factory.mktemp("tiny_m2la_qwen3_vl"), custom_code=True)
 
 
-def _jpeg(color: tuple[int, int, int], size=(64, 48)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
 def _backend(path: Path, **settings):
     backend = make_backend(BackendConfig(kind="transformers", model="tiny-qwen3-vl",
                                          transformers={"model_path": str(path), **settings}))
@@ -60,7 +52,7 @@ def _backend(path: Path, **settings):
 
 
 def _requests() -> list[ChatRequest]:
-    frames = [FrameRef(t, _jpeg((40 * i, 80, 200 - 40 * i))) for i, t in enumerate((1.0, 5.5, 9.0))]
+    frames = [FrameRef(t, jpeg((40 * i, 80, 200 - 40 * i))) for i, t in enumerate((1.0, 5.5, 9.0))]
     return [ChatRequest(key="a", system="You write QA.", prompt="Describe the video.", frames=frames,
                         max_tokens=6, temperature=0.0),
             ChatRequest(key="b", system=None, prompt="What happens?", frames=frames[:1], max_tokens=6,
@@ -133,7 +125,7 @@ def test_synthesize_stage_with_qwen3_vl_teacher(qwen3_vl):
     task = VideoTask("qwen3vlteach", "qwen3vlteach", "youtube", 0, video_path="/media/q.mp4", width=64, height=48,
                      fps=10.0, frame_count=120, duration_s=12.0).accept()
     task.scenes = [Scene(0, 0.0, 4.0, 0, 40, 2.0, "start"), Scene(1, 4.0, 12.0, 40, 120, 8.0, "cut")]
-    task.frames = [Frame(float(t), _jpeg((20 * t, 100, 50)), 64, 48) for t in range(12)]
+    task.frames = [Frame(float(t), jpeg((20 * t, 100, 50)), 64, 48) for t in range(12)]
     cfg = SynthConfig.model_validate({
         "teacher": {"kind": "transformers", "model": "tiny-qwen3-vl",
                     "transformers": {"model_path": str(qwen3_vl), "max_frames": 4, **RUNTIME}},

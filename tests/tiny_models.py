@@ -20,17 +20,23 @@ CORPUS = ["Frame at 12.0 s: a cat jumps on the table.", "Describe the video as J
           "system user assistant 0 1 2 3 4 5 6 7 8 9 { } [ ] : , \""] * 10
 
 
-def make_tokenizer():
+def _train_bpe(special_tokens: list[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained on the tiny corpus."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok = Tokenizer(models.BPE(unk_token="<unk>" if "<unk>" in special_tokens else None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320,
-                                  special_tokens=["<unk>", "<s>", "</s>", "<pad>", "<image>"],
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(CORPUS, trainer)
+    return tok
+
+
+def make_tokenizer():
+    from transformers import PreTrainedTokenizerFast
+
+    tok = _train_bpe(["<unk>", "<s>", "</s>", "<pad>", "<image>"], 320)
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
                                    eos_token="</s>", pad_token="<pad>")
 
@@ -157,16 +163,9 @@ QWEN_CHAT_TEMPLATE = (
 
 def make_qwen_tokenizer():
     """A byte-level BPE tokenizer with Qwen-VL's special tokens, trained on the tiny corpus."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=360, special_tokens=QWEN_SPECIAL,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
+    return PreTrainedTokenizerFast(tokenizer_object=_train_bpe(QWEN_SPECIAL, 360), eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>", chat_template=QWEN_CHAT_TEMPLATE)
 
 
