@@ -38,7 +38,7 @@ def sequential_ytdlp(urls: list[str], out: Path) -> int:
 
 def pipeline_fetch(srv: MediaServer, ids: list[str], cache: Path, workers: int) -> tuple[int, int]:
     cfg = FetchConfig(cache_dir=str(cache), url_template=srv.url_template(), min_duration_s=1,
-                      concurrency=workers, retries=0, subtitle_langs=[])
+                      retries=0, subtitle_langs=[])
     stage = FetchStage(cfg)
     stage.setup()
     tasks = [VideoTask(v, v, "youtube", i) for i, v in enumerate(ids)]

@@ -30,7 +30,7 @@ def run(
 ) -> None:
     """Run a job: new inputs are processed and appended; committed ones are skipped."""
     from pipeline.config import ConfigError, load_config
-    from pipeline.job import run_job
+    from pipeline.job import PlanFailed, run_job
     from pipeline.plan import build_stages, ingest
     from pipeline.store import StoreLockedError
 
@@ -45,6 +45,8 @@ def run(
         summary = run_job(cfg, out, ingest=ingest, stage_factory=build_stages, force=force, progress=progress)
     except (StoreLockedError, ValueError, FileNotFoundError) as exc:
         _fail(f"error: {exc}")
+    except PlanFailed as exc:
+        _fail(f"error: {exc}\nre-run the same command to complete the dataset", code=1)
     typer.echo(summary.render())
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from pipeline.acquire.config import FetchConfig, InputConfig, Section
 from pipeline.segment.config import SegmentConfig, SelectConfig
@@ -31,10 +31,38 @@ class DemoConfig(Section):
     include_bad: bool = Field(True, description="also add a corrupt file, a too-short video and a malformed ID")
 
 
+class MediaConfig(Section):
+    """The per-video media step: fetch -> segment + sample -> select, in one process per video.
+
+    The downloaded file exists only on the node that fetched it, so everything that reads
+    it runs there, in one Ray actor call; frames (JPEG bytes) and subtitle text travel on.
+    """
+
+    min_workers: int = Field(1, ge=1, description="media workers started at once (a warm pool across the nodes)")
+    max_workers: int = Field(64, ge=1, description="most media workers in the cluster; Ray Data grows the "
+                             "pool up to this as free CPUs allow")
+    cpus_per_worker: float = Field(0.5, gt=0, description="CPUs reserved per media worker. 0.5: two workers per "
+                                   "core, so one's download overlaps the other's decode (a worker decodes on one "
+                                   "thread, segment.thread_type NONE); 1.0 when inputs are local or cached and "
+                                   "decoding is all there is")
+    allow_node_local: bool = Field(False, description="a multi-node cluster whose nodes do not share work_dir needs "
+                                   "fetch.storage_url, or the committed rows would name files that only one node "
+                                   "has; true: run anyway, with a warning, and trust media_node in each row")
+
+
+    @model_validator(mode="after")
+    def _pool(self) -> "MediaConfig":
+        if self.min_workers > self.max_workers:
+            raise ValueError(f"media.min_workers ({self.min_workers}) exceeds media.max_workers ({self.max_workers})")
+        return self
+
+
 class OutputConfig(Section):
     """How the dataset directory is committed."""
 
     commit_every: int = Field(64, ge=1, description="videos per crash-safe commit (one shard per config)")
+    commit_interval_s: float = Field(60.0, gt=0, description="also commit when the oldest uncommitted finished "
+                                     "video has waited this long, so a slow stream still commits as it goes")
     compression: str = Field("zstd", description="Parquet compression codec")
 
 
@@ -55,6 +83,7 @@ class JobConfig(Section):
     input: InputConfig = Field(default_factory=InputConfig)
     demo: DemoConfig | None = Field(None, description="generate offline sample inputs")
     fetch: FetchConfig = Field(default_factory=FetchConfig)
+    media: MediaConfig = Field(default_factory=MediaConfig)
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)

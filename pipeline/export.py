@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.store import DatasetStore
+from pipeline.trainer_media import TrainerView, trainer_view
 
 PLACEHOLDER = "<VIDEO_CONTEXT>"
 ROLES = {"system", "user", "assistant"}
@@ -32,6 +33,15 @@ def _drop_nulls(item: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if v is not None}
 
 
+def relative_media(url: str, row: dict[str, Any], media_root: str) -> str:
+    """The path a trainer resolves under `media_root`: the shared copy's key in its store, or
+    the local path relative to the root."""
+    store = (row.get("media_store") or "").rstrip("/")
+    if store and url.startswith(store + "/"):
+        return url[len(store) + 1:]
+    return os.path.relpath(url, media_root)
+
+
 def to_xtuner(row: dict[str, Any], media_root: str) -> dict[str, Any]:
     """An `sft` row -> one xtuner JSONL object (video URL relative to the media root)."""
     messages = []
@@ -41,14 +51,15 @@ def to_xtuner(row: dict[str, Any], media_root: str) -> dict[str, Any]:
             item = _drop_nulls(item)
             if item.get("type") == "video_url":
                 url = dict(item["video_url"])
-                url["url"] = os.path.relpath(url["url"], media_root)
+                url["url"] = relative_media(url["url"], row, media_root)
                 item["video_url"] = url
             content.append(item)
         messages.append({"role": m["role"], "content": content})
     return {"id": row["id"], "messages": messages}
 
 
-def check_xtuner(obj: dict[str, Any], media_root: str, media: "MediaFacts | None" = None) -> list[str]:
+def check_xtuner(obj: dict[str, Any], media_root: str, media: "MediaFacts | None" = None,
+                 uri: str | None = None) -> list[str]:
     """Every rule of DESIGN.md's SFT contract that a line breaks (empty: the line is good)."""
     problems: list[str] = []
     if set(obj) - {"id", "messages"}:
@@ -79,7 +90,7 @@ def check_xtuner(obj: dict[str, Any], media_root: str, media: "MediaFacts | None
                 problems.append(f"message {i} item {j}: text missing")
             if kind == "video_url":
                 videos += 1
-                problems += _check_video(i, j, item.get("video_url") or {}, content, media_root, media)
+                problems += _check_video(i, j, item.get("video_url") or {}, content, media_root, media, uri)
         if m.get("role") == "assistant" and not any(c.get("type") == "text" and c.get("text") for c in content):
             problems.append(f"message {i}: assistant turn has no text")
     if videos != 1:
@@ -88,7 +99,7 @@ def check_xtuner(obj: dict[str, Any], media_root: str, media: "MediaFacts | None
 
 
 def _check_video(i: int, j: int, url: dict[str, Any], content: list[dict], media_root: str,
-                 media: "MediaFacts | None") -> list[str]:
+                 media: "MediaFacts | None", uri: str | None) -> list[str]:
     where = f"message {i} item {j}"
     problems = []
     if set(url) != VIDEO_URL_KEYS:
@@ -107,43 +118,39 @@ def _check_video(i: int, j: int, url: dict[str, Any], content: list[dict], media
     if not texts or not str(texts[0].get("text", "")).startswith(PLACEHOLDER):
         problems.append(f"{where}: the text after the video must start with {PLACEHOLDER}")
     if media is not None and not problems:
-        facts = media.get(os.path.join(media_root, url["url"]))
-        if facts is None:
-            problems.append(f"{where}: video {url['url']} cannot be opened")
+        view = media.get(os.path.join(media_root, url["url"]), uri)
+        if view is None:
+            problems.append(f"{where}: video {url['url']} cannot be opened by the trainer's reader (decord)")
         else:
-            if list(wh) != [facts[0], facts[1]]:
-                problems.append(f"{where}: image_wh {wh} != decoded frame size {list(facts[:2])}")
-            if length > facts[2]:
-                problems.append(f"{where}: origin_video_length {length} > decoded frames {facts[2]}")
+            if list(wh) != [view.width, view.height]:
+                problems.append(f"{where}: image_wh {wh} != decoded frame size {[view.width, view.height]}")
+            if length > view.frames:
+                problems.append(f"{where}: origin_video_length {length} > decoded frames {view.frames}")
+            # the trainer puts frame i at i / origin_fps: the last frame must land where decord has it
+            if isinstance(fps, (int, float)) and fps > 0 and view.frames > 1:
+                at = (view.frames - 1) / fps
+                if abs(at - view.last_frame_s) > max(0.5, 0.02 * view.last_frame_s):
+                    problems.append(f"{where}: origin_fps {fps} puts the last frame at {at:.2f} s, the file has it "
+                                    f"at {view.last_frame_s:.2f} s (use the average rate, frames / duration)")
     return problems
 
 
 @dataclass
 class MediaFacts:
-    """Decoded frame size and frame count per video, probed once each (PyAV demux, no full decode)."""
+    """The trainer's view (decord) of each video, probed once: the file under the media root, or
+    the shared copy (`uri`, read through fsspec) when the root is not mounted here."""
 
-    cache: dict[str, tuple[int, int, int] | None] = field(default_factory=dict)
+    cache: dict[str, TrainerView | None] = field(default_factory=dict)
 
-    def get(self, path: str) -> tuple[int, int, int] | None:
+    def get(self, path: str, uri: str | None = None) -> TrainerView | None:
         if path not in self.cache:
-            self.cache[path] = probe_frames(path)
+            if os.path.exists(path) or not uri:
+                self.cache[path] = trainer_view(path)
+            else:
+                import fsspec
+
+                self.cache[path] = trainer_view(uri, opener=lambda: fsspec.open(uri, "rb").open())
         return self.cache[path]
-
-
-def probe_frames(path: str) -> tuple[int, int, int] | None:
-    """(width, height, frames) as a decoder sees them: first decoded frame, packets counted."""
-    import av
-
-    try:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            first = next(container.decode(stream))
-            size = (first.width, first.height)
-            container.seek(0)
-            frames = sum(1 for p in container.demux(stream) if p.size > 0)
-        return (size[0], size[1], frames)
-    except Exception:  # noqa: BLE001 - any failure means the trainer cannot read it either
-        return None
 
 
 @dataclass
@@ -154,6 +161,20 @@ class ExportReport:
     files: list[str] = field(default_factory=list)
 
 
+def default_media_root(rows: list[dict[str, Any]]) -> str:
+    """The shared store when every row has its copy there (and it is a path), else the common
+    parent of the local files."""
+    stores = {r.get("media_store") for r in rows}
+    if len(stores) == 1 and None not in stores:
+        (store,) = stores
+        if "://" in store and not store.startswith("file://"):
+            raise ValueError(f"the videos are in {store}: pass --media-root, the path where the trainer's "
+                             "nodes mount that store")
+        return store.removeprefix("file://")
+    paths = [r["video_path"] for r in rows]
+    return os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else "/"
+
+
 def export_xtuner(out: str, dest: str | Path, *, media_root: str | None = None, name: str = "longvideo",
                   fps: int = 4, check_media: bool = True, split_by_category: bool = True) -> ExportReport:
     """Write xtuner JSONL (one file per category) + meta JSON from the dataset's `sft` rows."""
@@ -161,8 +182,7 @@ def export_xtuner(out: str, dest: str | Path, *, media_root: str | None = None, 
     table = store.read_table("sft")
     rows = table.to_pylist()
     if media_root is None:
-        paths = [r["video_path"] for r in rows]
-        media_root = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else "/"
+        media_root = default_media_root(rows)
     dest = Path(dest)
     (dest / "annotations").mkdir(parents=True, exist_ok=True)
     media = MediaFacts() if check_media else None
@@ -171,7 +191,7 @@ def export_xtuner(out: str, dest: str | Path, *, media_root: str | None = None, 
     rejected = []
     for row in rows:
         obj = to_xtuner(row, media_root)
-        problems = check_xtuner(obj, media_root, media)
+        problems = check_xtuner(obj, media_root, media, uri=row.get("media_uri"))
         if problems:
             report.rejected += 1
             report.problems.update(p.split(":")[-1].strip().split(" ")[0] for p in problems)
@@ -192,9 +212,12 @@ def export_xtuner(out: str, dest: str | Path, *, media_root: str | None = None, 
 
 
 def export_verl(out: str, dest: str | Path) -> int:
-    """Write the `rl` rows as one verl Parquet file (with a `videos` column); returns rows."""
+    """Write the `rl` rows as one verl Parquet file (with a `videos` column); returns rows.
+
+    The video is the shared copy when there is one (verl reads it through its own IO)."""
     table = DatasetStore(out).read_table("rl")
-    videos = pa.array([[{"video": info["video_path"]}] for info in table.column("extra_info").to_pylist()])
+    videos = pa.array([[{"video": info.get("media_uri") or info["video_path"]}]
+                       for info in table.column("extra_info").to_pylist()])
     table = table.append_column("videos", videos)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)

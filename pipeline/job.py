@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from pipeline.card import CardState, write_card
 from pipeline.config import JobConfig
-from pipeline.records import Reason, VideoTask, video_row
+from pipeline.records import TRANSIENT_REASONS, Reason, VideoTask, video_row
 from pipeline.report import quality_report, render_markdown, render_text
 from pipeline.stage import Stage
 from pipeline.store import DatasetStore, LedgerEntry, new_run_id, utc_now
@@ -23,8 +23,7 @@ from pipeline.store import DatasetStore, LedgerEntry, new_run_id, utc_now
 log = logging.getLogger("curate")
 
 # Rejections worth retrying on the next run: the cause is outside the video itself.
-RETRYABLE_REASONS = frozenset({Reason.rate_limited.value, Reason.network.value,
-                               Reason.bot_check.value, Reason.stage_error.value})
+RETRYABLE_REASONS = frozenset(r.value for r in TRANSIENT_REASONS)
 
 
 def pipeline_fingerprint(stages: Sequence[Stage]) -> str:
@@ -78,6 +77,8 @@ class RunSummary:
     verify_cost: Counter = field(default_factory=Counter)
     decisions: Counter = field(default_factory=Counter)
     quality: dict[str, Any] = field(default_factory=dict)
+    commit_latency_s: list[float] = field(default_factory=list)  # finished at the driver -> committed
+    first_result_s: float | None = None  # run start -> the first finished video at the driver
 
     def record(self, task: VideoTask) -> None:
         self.processed += 1
@@ -126,6 +127,8 @@ class RunSummary:
             "qa_kept": self.qa_kept, "qa_rejects_by_reason": dict(self.item_rejects.most_common()),
             "verification_decisions": dict(self.decisions), "quality": self.quality,
             "cost": self.cost_report(),
+            "commit_latency_s": _latency(self.commit_latency_s),
+            "first_result_s": None if self.first_result_s is None else round(self.first_result_s, 3),
         }
 
     def render(self) -> str:
@@ -148,12 +151,27 @@ class RunSummary:
             for who, c in self.cost_report().items():
                 lines.append(f"  {who} cost: " + ", ".join(f"{k} {v}" for k, v in c["total"].items())
                              + f"; per video {c['per_video']}; per QA item {c['per_kept_item']}")
+        if self.commit_latency_s:
+            lat = _latency(self.commit_latency_s)
+            lines.append(f"  commit latency (finished -> committed): p50 {lat['p50']} s, max {lat['max']} s")
         lines.append("  committed rows: " + (", ".join(f"{k} {v}" for k, v in sorted(self.committed.items())) or "none")
                      + f" in {self.chunks} chunk(s); quarantined {self.quarantined}")
         if self.quality and self.quality.get("sft_rows"):
             lines.append("  " + render_text(self.quality).replace("\n", "\n  "))
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _latency(values: Sequence[float]) -> dict[str, float]:
+    """p50 / max seconds from a finished video's arrival at the driver to its commit."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+    return {"p50": round(ordered[len(ordered) // 2], 3), "max": round(ordered[-1], 3), "videos": len(ordered)}
+
+
+class PlanFailed(RuntimeError):
+    """The Ray plan died mid-run; what finished is committed, the rest is recorded for a re-run."""
 
 
 StageFactory = Callable[[JobConfig, Path], list[Stage]]
@@ -190,6 +208,30 @@ def execute(cfg: JobConfig, tasks: Sequence[VideoTask], stages: Sequence[Stage],
                      progress=progress, echo=echo)
 
 
+def check_media_placement(cfg: JobConfig, stages: Sequence[Stage], echo: Callable[[str], None]) -> None:
+    """On a cluster whose nodes do not share work_dir, committed rows must not name node-local files.
+
+    With fetch.storage_url every accepted row carries the shared URI. Without it, the run
+    goes ahead only if every node sees the same work_dir (a shared mount), or if the user
+    accepts node-local media (media.allow_node_local, with a warning); otherwise it stops
+    before any work, naming the key to set.
+    """
+    from pipeline.runner import nodes_sharing_dir
+
+    if cfg.fetch.storage_url:
+        return
+    shared, nodes = nodes_sharing_dir(Path(cfg.work_dir).resolve())
+    if nodes <= 1 or shared == nodes:
+        return
+    msg = (f"{nodes} Ray nodes, but only {shared} see this work_dir ({Path(cfg.work_dir).resolve()}): the videos "
+           "would stay on the disks of the nodes that fetched them and the committed rows would name files other "
+           "nodes (and trainers) cannot open")
+    if not cfg.media.allow_node_local:
+        raise ValueError(msg + ". Set fetch.storage_url to a store every node reaches (s3://..., gs://..., or a "
+                         "shared mount), or --set media.allow_node_local=true to accept node-local media")
+    echo("WARNING: " + msg + "; media.allow_node_local is set: each row's media_node names the node that has it")
+
+
 def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tuple[list[VideoTask], int]],
             stage_factory: StageFactory, force: bool = False, progress: bool = True,
             echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> RunSummary:
@@ -224,6 +266,7 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
         ready = [t for t in pending if t.rejected]  # rejected at ingest: nothing to run
         todo = [t for t in pending if not t.rejected]
         buffer: list[VideoTask] = []
+        arrived: list[float] = []  # when each buffered task reached the driver
         seq = 0
 
         def flush() -> None:
@@ -235,6 +278,8 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
                 for config, config_rows in rows_for(task, cfg).items():
                     rows[config].extend(config_rows)
             result = store.commit(f"{run_id}-{seq:06d}", rows, provenance={**provenance, "processed_at": utc_now()})
+            now = time.perf_counter()
+            summary.commit_latency_s.extend(now - t for t in arrived)
             seq += 1
             summary.chunks += 1
             summary.quarantined += result.quarantined
@@ -242,31 +287,50 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
             card.add(result)
             write_card(store, cfg.name, card)  # readable after every commit
             buffer.clear()
+            arrived.clear()
             done = summary.processed
-            rate = done / max(1e-9, time.perf_counter() - started)
+            rate = done / max(1e-9, now - started)
             echo(f"committed {done}/{len(pending)} videos ({summary.status.get('rejected', 0)} rejected), "
                  f"{rate:.2f} videos/s")
 
         def take(task: VideoTask) -> None:
+            if summary.first_result_s is None:
+                summary.first_result_s = time.perf_counter() - started
             summary.record(task)
             buffer.append(task)
-            if len(buffer) >= cfg.output.commit_every:
+            arrived.append(time.perf_counter())
+            if len(buffer) >= cfg.output.commit_every \
+                    or time.perf_counter() - arrived[0] >= cfg.output.commit_interval_s:
                 flush()
 
         for task in ready:
             take(task)
+        seen: set[str] = set()
+        failure: BaseException | None = None
         if todo:
             where = init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_memory_mb, cfg.ray.log_to_driver)
             echo(f"running on {where}")
-            for task in execute(cfg, todo, stages, progress=progress, echo=echo):
-                take(task)
+            check_media_placement(cfg, stages, echo)
+            try:
+                for task in execute(cfg, todo, stages, progress=progress, echo=echo):
+                    seen.add(task.video_id)
+                    take(task)
+            except Exception as exc:  # noqa: BLE001 - the plan died (nodes lost, retries spent): keep what finished
+                failure = exc
+        lost = [t for t in todo if t.video_id not in seen]
+        if lost:  # every input still ends somewhere: retried by the next run, never silently dropped
+            why = (f"{type(failure).__name__}: {str(failure).strip().splitlines()[-1] if str(failure).strip() else ''}"
+                   if failure else "the task did not come back from the Ray Data plan")
+            echo(f"{len(lost)} videos did not finish ({why[:300]}); committed as stage_error, the next run retries them")
+            for task in lost:
+                take(task.reject(Reason.stage_error, f"plan: {why}"[:2000], stage="runner"))
         flush()
+        if failure is not None:
+            raise PlanFailed(f"the plan failed after committing {summary.processed - len(lost)} finished videos; "
+                             f"{len(lost)} are recorded as stage_error and re-run next time: {failure}") from failure
         stale = store.reconcile()  # drop rows superseded by this run (force / new versions)
         if stale.get("stale_rows_removed"):
             summary.notes.append(f"replaced {stale['stale_rows_removed']} rows of earlier runs")
-        missing = len(pending) - summary.processed
-        if missing:  # a bug, never expected: say it loudly rather than lose inputs silently
-            raise RuntimeError(f"{missing} tasks did not come back from the plan; re-run to complete")
         summary.wall_s = time.perf_counter() - started
         quality = quality_report(store)
         summary.quality = quality

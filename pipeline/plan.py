@@ -7,18 +7,19 @@ from pathlib import Path
 
 from pipeline.config import JobConfig
 from pipeline.records import VideoTask
-from pipeline.stage import Stage
+from pipeline.stage import Chain, Resources, Stage
 
 
 def build_stages(cfg: JobConfig, work_dir: Path) -> list[Stage]:
-    """The ordered stages of a job: fetch -> segment (+ sample) -> select -> synthesize."""
+    """The ordered stages of a job: media (fetch -> segment + sample -> select) -> synthesize -> verify."""
     from pipeline.acquire.stages import FetchStage
     from pipeline.segment.select import SelectStage
     from pipeline.segment.stages import SegmentStage
 
     cfg.synth.execution_mode(cfg.verify.verifier)  # an impossible combination fails before any work
-    stages: list[Stage] = [FetchStage(cfg.fetch, cache_root=work_dir), SegmentStage(cfg.segment),
-                           SelectStage(cfg.select)]
+    media = [FetchStage(cfg.fetch, cache_root=work_dir), SegmentStage(cfg.segment), SelectStage(cfg.select)]
+    stages: list[Stage] = [Chain("media", media, Resources(cpus=cfg.media.cpus_per_worker,
+                                                           concurrency=(cfg.media.min_workers, cfg.media.max_workers)))]
     if cfg.synth.teacher is None:
         logging.getLogger("curate").warning(
             "synthesis skipped: no teacher configured (set synth.teacher, e.g. --set synth.teacher.kind=openai "

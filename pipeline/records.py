@@ -37,10 +37,17 @@ class Reason(str, enum.Enum):
     corrupt_media = "corrupt_media"
     no_video_stream = "no_video_stream"
     decode_error = "decode_error"
+    media_missing = "media_missing"  # the local file is not on this node (transient: retried)
+    storage_error = "storage_error"  # the shared store could not be written (transient: retried)
     # pipeline
     stage_error = "stage_error"
     schema_invalid = "schema_invalid"
     no_qa = "no_qa"
+
+
+# Causes outside the video itself: a rejected row with one of these is retried by the next run.
+TRANSIENT_REASONS = frozenset({Reason.rate_limited, Reason.network, Reason.bot_check, Reason.stage_error,
+                               Reason.media_missing, Reason.storage_error})
 
 
 class Status(str, enum.Enum):
@@ -64,14 +71,29 @@ class Scene:
 
 @dataclass
 class Frame:
-    """One sampled frame for the models: encoded image bytes, never a decoded array."""
+    """One sampled frame for the models: encoded image bytes, never a decoded array.
+
+    The one frame type of the project: segmentation makes them, requests carry them, every
+    backend reads them. `image` is empty while the bytes wait in a frame store (passes:
+    `VideoTask.frames_key` names it and `index` is the frame's place in the video's list).
+    """
 
     timestamp_s: float
     image: bytes  # JPEG/PNG bytes
-    width: int
-    height: int
+    width: int = 0
+    height: int = 0
     scene_index: int = -1
     mime: str = "image/jpeg"
+    index: int = -1  # position among the video's sampled frames
+
+
+@dataclass
+class Cue:
+    """One subtitle line, read where the subtitle file was downloaded (it travels as text)."""
+
+    start_s: float
+    end_s: float
+    text: str
 
 
 @dataclass
@@ -117,11 +139,18 @@ class VideoTask:
     frame_count: int | None = None
     codec: str | None = None
     rotation: int | None = None
+    # where the media lives: the node-local cache path above, and the shared copy
+    media_node: str | None = None  # the node whose disk holds video_path
+    media_store: str | None = None  # fetch.storage_url of the shared copy (None: node-local only)
+    media_uri: str | None = None  # the shared copy of the video (media_store/<id[:2]>/<file>)
+    sidecar_uris: list[str] = field(default_factory=list)  # shared copies of subtitles and info JSON
     # segmentation
     scenes: list[Scene] = field(default_factory=list)
     stage_timings: list[StageTiming] = field(default_factory=list)
     # transient: travels between stages, never written to `videos`
     frames: list[Frame] = field(default_factory=list)
+    frames_key: str | None = None  # frames held by a frame store (passes), not in `frames[].image`
+    subtitles: list[Cue] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     # -- state transitions -------------------------------------------------
@@ -146,7 +175,7 @@ class VideoTask:
 
 
 # Transient fields are not part of the written `videos` row.
-TRANSIENT_FIELDS = ("frames", "extra", "url")
+TRANSIENT_FIELDS = ("frames", "frames_key", "subtitles", "extra", "url")
 # Fields the store adds at commit time.
 PROVENANCE_FIELDS = ("config_hash", "pipeline_fingerprint", "run_id", "processed_at")
 

@@ -19,31 +19,99 @@ import pickle
 import time
 from typing import Any, Callable, Iterator, Sequence
 
-from pipeline.records import VideoTask
-from pipeline.stage import Resources, Stage, apply_stage
+from pipeline.records import Reason, VideoTask
+from pipeline.stage import NODE_ENV, Resources, Stage, apply_stage
+from synth.rounds import Memoized
 
 log = logging.getLogger(__name__)
 
-VIDEOS_PER_BLOCK = 32
 MAX_BLOCKS = 20_000
+# Ray's own retries, set deliberately (Ray Data's defaults for actor pools are the same
+# numbers; naming them here keeps them from changing under us):
+# - an actor that dies (its node is lost, the process is killed) is restarted without limit:
+#   the pool must survive node loss;
+# - a task whose actor died is retried without limit: while a lost node is being declared
+#   dead its actors are "temporarily unavailable" and every retry fails at once, so a
+#   bound of a few retries is spent in a second and fails the whole plan (measured on the
+#   2-node test cluster: 4 retries -> the run failed, 6 of 13 videos left for a re-run;
+#   unbounded -> the run finished, 13 of 13). Every stage is idempotent per video (fetch
+#   reuses its cache, segment is pure, model results are recomputed), so a retry is safe.
+ACTOR_MAX_RESTARTS = -1
+ACTOR_TASK_RETRIES = -1
+# ... and because those retries are unbounded, a video whose processing kills its worker
+# (a crash in native decoder code) would loop forever: the attempt ledger counts how often
+# each video was handed to a stage and rejects it as stage_error after this many tries.
+MAX_ATTEMPTS = 3
+
+
+def _node_label() -> str:
+    """Host name and short Ray node id: nodes of one machine (tests) or one image differ."""
+    import socket
+
+    import ray
+
+    return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
 
 
 class _StageActor:
     """Ray actor body: holds one stage replica (its models, clients) for many batches."""
 
-    def __init__(self, stage: Stage, last: bool = False) -> None:
+    def __init__(self, stage: Stage, last: bool = False, frames_to: str | None = None,
+                 attempts: str | None = None) -> None:
+        os.environ[NODE_ENV] = _node_label()  # read by stage.current_node(): stage code stays Ray-free
+        self.attempts = attempts
         self.stage = stage
         self.last = last
+        self.frames_to = frames_to
         self.stage.setup()
 
     def __call__(self, batch: dict) -> dict:
         tasks = [pickle.loads(b) for b in batch["payload"]]
+        if self.attempts:
+            _count_attempts(self.attempts, self.stage.name, tasks)
         done = apply_stage(self.stage, tasks)
         if self.last:  # frames are for the models only: they never travel to the driver
             for task in done:
-                task.frames = []
+                if self.frames_to and not task.rejected:
+                    store_frames(self.frames_to, task)
+                else:
+                    task.frames = []
         return {"video_id": [t.video_id for t in done],
                 "payload": [pickle.dumps(t, protocol=pickle.HIGHEST_PROTOCOL) for t in done]}
+
+
+class _AttemptLedger:
+    """How many times each video was handed to each stage in this plan (retries included)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def begin(self, stage: str, video_ids: list[str]) -> list[int]:
+        out = []
+        for vid in video_ids:
+            n = self.counts[(stage, vid)] = self.counts.get((stage, vid), 0) + 1
+            out.append(n)
+        return out
+
+
+def _count_attempts(ledger: str, stage: str, tasks: list[VideoTask]) -> None:
+    """Reject (stage_error) the videos this stage already got MAX_ATTEMPTS times: each time
+    its worker died with them. The next run tries them again."""
+    import ray
+
+    live = [t for t in tasks if not t.rejected]
+    if not live:
+        return
+    try:
+        counts = ray.get(ray.get_actor(ledger).begin.remote(stage, [t.video_id for t in live]), timeout=60)
+    except Exception as exc:  # noqa: BLE001 - counting is a guard, never a reason to fail a batch
+        log.warning("attempt ledger %s unreachable (%s); not counting this batch", ledger, exc)
+        return
+    for task, n in zip(live, counts):
+        if n > MAX_ATTEMPTS:
+            task.reject(Reason.stage_error, f"{stage}: the worker died {n - 1} times while processing this video "
+                        "(a crash in native code, or lost nodes); skipped in this run, retried by the next",
+                        stage=stage)
 
 
 def init_ray(address: str | None, num_cpus: int | None = None, object_store_mb: int | None = None,
@@ -67,43 +135,72 @@ def init_ray(address: str | None, num_cpus: int | None = None, object_store_mb: 
     return f"local Ray with {num_cpus or os.cpu_count()} CPUs"
 
 
+def configure_data_context(progress: bool) -> None:
+    """Ray Data settings every plan of ours needs."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.execution_options.preserve_order = False
+    # Each map task yields an output block per batch instead of filling a 128 MiB block first:
+    # a finished video reaches the next stage (and the driver's commit) at once, not when its
+    # whole input block is done (measured: 8 rows of one block arrived together at the end
+    # with the default, one by one with this).
+    ctx.target_max_block_size = 1
+
+
+def stage_options(stage: Stage, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`map_batches` keyword arguments for a stage's declared `Resources`."""
+    import ray.data
+
+    res = stage.resources
+    lo, hi = res.concurrency if isinstance(res.concurrency, tuple) else (res.concurrency, res.concurrency)
+    options: dict[str, Any] = dict(
+        batch_size=res.batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
+        num_cpus=res.cpus, num_gpus=res.gpus or None, zero_copy_batch=True,
+        max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=ACTOR_TASK_RETRIES)
+    if env:  # secrets (API keys) reach the actors through the environment, never the config
+        options["runtime_env"] = {"env_vars": env}
+    return options
+
+
 def run_plan(tasks: Sequence[VideoTask], stages: Sequence[Stage], *,
-             progress: bool = True, keep_frames: bool = False) -> Iterator[VideoTask]:
-    """Stream `tasks` through `stages` on the current Ray instance; yield finished tasks."""
+             progress: bool = True, frames_to: str | None = None) -> Iterator[VideoTask]:
+    """Stream `tasks` through `stages` on the current Ray instance; yield finished tasks.
+
+    One video per input block (up to MAX_BLOCKS blocks): a block is the unit Ray Data
+    hands to one actor call and the unit a lost node takes with it. Frames never reach
+    the driver: the last stage drops them, or with `frames_to` (passes) moves them into
+    the frame keepers of that prefix.
+    """
     import ray
     import ray.data
 
     if not tasks:
         return
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = progress
-    ctx.execution_options.preserve_order = False
+    configure_data_context(progress)
+    ledger_name = f"curate-attempts-{os.getpid()}-{time.time_ns()}"
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)  # the driver's node
+    ledger = ray.remote(num_cpus=0)(_AttemptLedger).options(name=ledger_name, scheduling_strategy=here).remote()
     rows = [{"video_id": t.video_id, "payload": pickle.dumps(t, protocol=pickle.HIGHEST_PROTOCOL)}
             for t in tasks]
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    # small input blocks: an actor task hands back its outputs when its block is done, so
-    # blocks of a few dozen videos keep results (and crash-safe commits) streaming
-    blocks = min(len(rows), max(cpus * 4, -(-len(rows) // VIDEOS_PER_BLOCK)), MAX_BLOCKS)
-    ds = ray.data.from_items(rows, override_num_blocks=max(1, blocks))
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), MAX_BLOCKS)))
     for position, stage in enumerate(stages):
-        res = stage.resources
         env = {name: os.environ[name] for name in getattr(stage, "env_vars", ()) if name in os.environ}
-        lo, hi = res.concurrency if isinstance(res.concurrency, tuple) else (res.concurrency, res.concurrency)
         ds = ds.map_batches(
             _StageActor,
-            fn_constructor_kwargs={"stage": stage, "last": position == len(stages) - 1 and not keep_frames},
-            batch_size=res.batch_size,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
-            num_cpus=res.cpus,
-            num_gpus=res.gpus or None,
-            zero_copy_batch=True,
-            # secrets (API keys) reach the actors through the environment, never the config
-            **({"runtime_env": {"env_vars": env}} if env else {}),
-        )
-    for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=2):
-        for payload in batch["payload"]:
-            yield pickle.loads(payload)
+            fn_constructor_kwargs={"stage": stage, "last": position == len(stages) - 1, "frames_to": frames_to,
+                                   "attempts": ledger_name},
+            **stage_options(stage, env))
+    try:
+        for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=2):
+            for payload in batch["payload"]:
+                yield pickle.loads(payload)
+    finally:
+        ray.kill(ledger)
 
 
 # ---------------------------------------------------------------------------------------
@@ -142,7 +239,12 @@ def _vllm_pass(requests: Sequence[Any], cfg: Any) -> list[Any]:
 
     parts = [split_samples(req) for req in requests]
     flat = [p for group in parts for p in group]
-    processor = build_vllm_processor(cfg)  # rows: {"request": pickled ChatRequest}
+    from functools import partial
+
+    from synth.backends.vllm_backend import request_dict_to_row
+
+    # rows: {"request": pickled ChatRequest}; frames are fetched from the frame store on the workers
+    processor = build_vllm_processor(cfg, preprocess_row=partial(request_dict_to_row, fetch_frames=fetch_frames))
     by_pos = {}
     for row in processor(ray.data.from_items(_pass_rows(flat))).iter_rows():
         result = _result_of(row)
@@ -167,13 +269,15 @@ def _backend_pass(requests: Sequence[Any], cfg: Any, res: Resources) -> list[Any
 
     from synth.backends.udf import GenerateUDF
 
-    env = {n: os.environ[n] for n in [cfg.openai.api_key_env] if cfg.kind == "openai" and n and n in os.environ}
+    env = {n: os.environ[n] for n in cfg.env_vars() if n in os.environ}
     lo, hi = res.concurrency if isinstance(res.concurrency, tuple) else (res.concurrency, res.concurrency)
     ds = ray.data.from_items(_pass_rows(requests)).map_batches(
-        GenerateUDF, fn_constructor_kwargs={"backend_config": cfg.model_dump(mode="json")},
+        GenerateUDF, fn_constructor_kwargs={"backend_config": cfg.model_dump(mode="json"),
+                                            "fetch_frames": fetch_frames},
         batch_size=res.batch_size, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
         num_cpus=res.cpus, num_gpus=res.gpus or None,
+        max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=ACTOR_TASK_RETRIES,
         **({"runtime_env": {"env_vars": env}} if env else {}))
     by_pos = {}
     for row in ds.iter_rows():
@@ -188,21 +292,13 @@ def replace_key(result: Any, key: str) -> Any:
     return replace(result, key=key)
 
 
-def pass_resources(cfg: Any, replicas: int) -> Resources:
-    """Actor pool of a non-vLLM pass: in-process models compute, HTTP clients mostly wait."""
-    if cfg.kind == "transformers":
-        return Resources(cpus=1.0, gpus=cfg.transformers.num_gpus, concurrency=(1, replicas),
-                         batch_size=cfg.transformers.batch_size * 4)
-    return Resources(cpus=0.25, concurrency=(1, replicas), batch_size=cfg.openai.concurrency * 4)
-
-
 def answer_with_passes(rnd: Any, cfg: Any, replicas: int, echo: Callable[[str], None]) -> list[Any]:
     """Answer one round (`synth.rounds.Round`) with one Ray Data pass on the role's backend."""
     start = time.perf_counter()
     if cfg.kind == "vllm":
         results = _vllm_pass(rnd.requests, cfg)
     else:
-        results = _backend_pass(rnd.requests, cfg, pass_resources(cfg, replicas))
+        results = _backend_pass(rnd.requests, cfg, cfg.pass_resources(replicas))
     failed = sum(not r.ok for r in results)
     echo(f"  round {rnd.name} ({rnd.role}, {cfg.kind}): {len(rnd.requests)} requests, {failed} failed, "
          f"{time.perf_counter() - start:.1f} s")
@@ -213,7 +309,7 @@ class PassFailed(RuntimeError):
     """A whole pass failed (engines did not start, the cluster lost them): not one video's fault."""
 
 
-class _PassStage(Stage):
+class _PassStage(Memoized, Stage):
     """A model stage whose rounds run as passes; name and version stay the stage's own.
 
     A failed pass rejects every video of the wave with `stage_error` (retried by the next
@@ -238,7 +334,7 @@ class _PassStage(Stage):
         from synth.rounds import drive
 
         try:
-            drive(self.stage.rounds(tasks), self._answer)
+            drive(self.stage.rounds(tasks), self._answer, self.memo)
         except PassFailed as exc:
             log.error("%s: %s; the %d videos of this wave are rejected as stage_error and retried by the next run",
                       self.name, exc, len(tasks))
@@ -279,19 +375,173 @@ def run_waves(tasks: Sequence[VideoTask], cpu_stages: Sequence[Stage], model_sta
               echo: Callable[[str], None] = log.info) -> Iterator[VideoTask]:
     """CPU stages over a wave of videos, then each model round as one pass; yield finished tasks.
 
-    A crash loses at most the current wave's model work: nothing of it was committed, and
-    the ledger re-runs it. Frames are held for one wave only, then dropped.
+    Frames never come to the driver: the last CPU stage leaves each video's JPEGs in a
+    frame keeper on its own node (`FrameKeepers`), the driver's tasks and requests carry
+    only frame metadata and a key, and the pass workers fetch the bytes they need once
+    per video per batch. A wave's frames are dropped when its model rounds are done. A
+    crash loses at most the current wave's model work: nothing of it was committed, and
+    the ledger re-runs it.
     """
-    waves = -(-len(tasks) // wave_videos)
-    for n, start in enumerate(range(0, len(tasks), wave_videos), 1):
-        wave = list(run_plan(tasks[start:start + wave_videos], cpu_stages, progress=progress, keep_frames=True))
-        live = sum(not t.rejected for t in wave)
-        echo(f"wave {n}/{waves}: {len(wave)} videos segmented, {live} go to the model rounds")
-        for stage in model_stages:
-            def answer(rnd: Any, stage: Any = stage) -> list[Any]:
-                return answer_with_passes(rnd, stage.roles[rnd.role], replicas.get(rnd.role, 1), echo)
+    import uuid
 
-            wave = apply_stage(_PassStage(stage, answer), wave)
-        for task in wave:
-            task.frames = []
-            yield task
+    waves = -(-len(tasks) // wave_videos)
+    keepers = FrameKeepers(f"curate-frames-{uuid.uuid4().hex[:8]}")
+    try:
+        for n, start in enumerate(range(0, len(tasks), wave_videos), 1):
+            keepers.ensure()
+            wave = list(run_plan(tasks[start:start + wave_videos], cpu_stages, progress=progress,
+                                 frames_to=keepers.prefix))
+            live = sum(not t.rejected for t in wave)
+            echo(f"wave {n}/{waves}: {len(wave)} videos segmented, {live} go to the model rounds")
+            for stage in model_stages:
+                def answer(rnd: Any, stage: Any = stage) -> list[Any]:
+                    return answer_with_passes(rnd, stage.roles[rnd.role], replicas.get(rnd.role, 1), echo)
+
+                wave = apply_stage(_PassStage(stage, answer), wave)
+            keepers.drop([t.frames_key for t in wave if t.frames_key])
+            for task in wave:
+                task.frames, task.frames_key = [], None
+                yield task
+    finally:
+        keepers.close()
+
+
+# ---------------------------------------------------------------------------------------
+# frame keepers (passes): a wave's JPEG frames stay on the nodes that decoded them
+
+
+class _FrameKeeper:
+    """A node's frames of the current wave: video key -> JPEG bytes in frame order."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, list[bytes]] = {}
+
+    def put(self, key: str, images: list[bytes]) -> int:
+        self.frames[key] = images
+        return len(images)
+
+    def get(self, key: str) -> list[bytes]:
+        return self.frames[key]
+
+    def drop(self, keys: list[str]) -> int:
+        return sum(self.frames.pop(k, None) is not None for k in keys)
+
+    def held_bytes(self) -> int:
+        return sum(len(b) for images in self.frames.values() for b in images)
+
+
+class FrameKeepers:
+    """One `_FrameKeeper` actor per alive node (no CPU reserved), named `<prefix>-<node id>`.
+
+    A frames key is `<prefix>-<node id>|<video id>`: it names the keeper that holds the
+    frames, so any worker on any node can fetch them. A node that dies takes its keeper
+    with it; the requests of its videos then fail with `frames_unavailable` and those
+    videos are retried by the next run.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.handles: dict[str, Any] = {}
+
+    def ensure(self) -> None:
+        """A keeper on every alive node that has none yet (nodes may have joined)."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        keeper = ray.remote(num_cpus=0, max_restarts=0)(_FrameKeeper)
+        for node in ray.nodes():
+            node_id = node["NodeID"]
+            if node["Alive"] and node_id not in self.handles:
+                self.handles[node_id] = keeper.options(
+                    name=f"{self.prefix}-{node_id}", lifetime=None,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
+
+    def drop(self, keys: list[str]) -> None:
+        import ray
+
+        by_node: dict[str, list[str]] = {}
+        for key in keys:
+            name, _, _ = key.partition("|")
+            by_node.setdefault(name, []).append(key)
+        for name, group in by_node.items():
+            handle = self.handles.get(name[len(self.prefix) + 1:])
+            if handle is not None:
+                try:
+                    ray.get(handle.drop.remote(group), timeout=60)
+                except Exception:  # noqa: BLE001 - a lost node's frames are gone anyway
+                    pass
+
+    def close(self) -> None:
+        import ray
+
+        for handle in self.handles.values():
+            try:
+                ray.kill(handle)
+            except Exception:  # noqa: BLE001 - already dead with its node
+                pass
+        self.handles.clear()
+
+
+def _keeper(name: str) -> Any:
+    import ray
+
+    return ray.get_actor(name)
+
+
+def store_frames(prefix: str, task: VideoTask) -> None:
+    """Move a task's JPEG bytes into this node's keeper; the task keeps frame metadata and the key."""
+    import ray
+
+    if not task.frames:
+        return
+    name = f"{prefix}-{ray.get_runtime_context().get_node_id()}"
+    key = f"{name}|{task.video_id}"
+    ray.get(_keeper(name).put.remote(key, [f.image for f in task.frames]))
+    for frame in task.frames:
+        frame.image = b""
+    task.frames_key = key
+
+
+def fetch_frames(key: str) -> list[bytes]:
+    """The JPEG bytes of a video's frames, from the keeper that `key` names (any node).
+
+    Raises `FramesUnavailable` when the keeper or its entry is gone (its node was lost)."""
+    import ray
+
+    from synth.backends.types import FramesUnavailable
+
+    name = key.partition("|")[0]
+    try:
+        return ray.get(_keeper(name).get.remote(key), timeout=300)
+    except Exception as exc:  # noqa: BLE001 - ActorDiedError, ValueError (no such actor), KeyError ...
+        raise FramesUnavailable(f"frames {key!r}: {type(exc).__name__}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------
+# cluster checks
+
+
+def nodes_sharing_dir(path: Any) -> tuple[int, int]:
+    """(nodes that see `path`, alive nodes with CPUs), probed with a marker file from the driver."""
+    import uuid
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n["Alive"] and n.get("Resources", {}).get("CPU", 0) > 0]
+    if len(nodes) <= 1:
+        return len(nodes), len(nodes)
+    path.mkdir(parents=True, exist_ok=True)
+    marker = path / f".curate-probe-{uuid.uuid4().hex}"
+    marker.write_text("written by the driver to see which nodes share this directory\n")
+
+    @ray.remote(num_cpus=0)
+    def sees(p: str) -> bool:
+        return os.path.exists(p)
+
+    try:
+        refs = [sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(str(marker)) for n in nodes]
+        return sum(ray.get(refs, timeout=120)), len(nodes)
+    finally:
+        marker.unlink(missing_ok=True)

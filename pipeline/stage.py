@@ -7,10 +7,21 @@ skips tasks that an earlier stage already rejected.
 """
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
 from pipeline.records import VideoTask
+
+
+NODE_ENV = "CURATE_NODE"
+
+
+def current_node() -> str:
+    """The node this code runs on, for messages and `media_node`: the runner sets CURATE_NODE in
+    its workers (host and Ray node id); elsewhere the host name."""
+    return os.environ.get(NODE_ENV) or socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -47,22 +58,36 @@ class Stage:
     def describe(self) -> str:
         return f"{self.name}@{self.version}"
 
+    def batch_scope(self):
+        """Context for one `apply_stage` call, spanning a batch attempt and its per-row retries."""
+        import contextlib
+
+        return contextlib.nullcontext()
+
 
 def apply_stage(stage: Stage, tasks: Sequence[VideoTask]) -> list[VideoTask]:
     """Run a stage over tasks the way every runner must: row failures become data.
 
     Already-rejected tasks pass through untouched. If a batch raises, each task is
     retried alone so one bad video cannot take its batch-mates down; a task that still
-    raises is rejected with `stage_error` and the exception text. Wall time per task is
-    recorded in `stage_timings` (a batch's time is split evenly across its tasks).
+    raises is rejected with `stage_error` and the exception text. The retries work on
+    copies of the tasks as they came in, so nothing the failed batch attempt did to them
+    (costs counted, items attached) is kept or counted twice; a stage with side effects
+    worth keeping across the attempts (model results already paid for) keeps them in its
+    `batch_scope`. Wall time per task is recorded in `stage_timings` (a batch's time is
+    split evenly across its tasks).
     """
+    import copy
     import time
     import traceback
 
     from pipeline.records import Reason, StageTiming
 
     live = [t for t in tasks if not t.rejected]
-    if live:
+    if not live:
+        return list(tasks)
+    with stage.batch_scope():
+        pristine = [copy.deepcopy(t) for t in live] if len(live) > 1 else None
         start = time.perf_counter()
         try:
             done = stage.process_batch(live)
@@ -71,19 +96,52 @@ def apply_stage(stage: Stage, tasks: Sequence[VideoTask]) -> list[VideoTask]:
             share = (time.perf_counter() - start) / len(live)
             for task in done:
                 task.stage_timings.append(StageTiming(stage.name, share))
-        except Exception:  # noqa: BLE001 - isolate the failing row below
+        except Exception as batch_exc:  # noqa: BLE001 - isolate the failing row below
             done = []
-            for task in live:
+            for original in pristine or [None]:
+                task = original if original is not None else live[0]
                 one_start = time.perf_counter()
                 try:
+                    if original is None:  # a batch of one: its failure is the row's
+                        raise batch_exc
                     (result,) = stage.process_batch([task])
                 except Exception as exc:  # noqa: BLE001 - a row failure is data
                     tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
                     result = task.reject(Reason.stage_error, f"{stage.name}: {tb}", stage=stage.name)
                 result.stage_timings.append(StageTiming(stage.name, time.perf_counter() - one_start))
                 done.append(result)
-        # keep input order; process_batch may return new objects for the live tasks
-        replaced = iter(done)
-        live_ids = {id(t) for t in live}
-        return [next(replaced) if id(t) in live_ids else t for t in tasks]
-    return list(tasks)
+    # keep input order; process_batch may return new objects for the live tasks
+    replaced = iter(done)
+    live_ids = {id(t) for t in live}
+    return [next(replaced) if id(t) in live_ids else t for t in tasks]
+
+
+class Chain(Stage):
+    """Stages that run one after another in one process, per video.
+
+    The media stages (fetch, segment, select, filters) read a file that exists only on
+    the node that downloaded it. Run as separate Ray Data operators, each could be
+    scheduled on another node, where the path does not exist; chained, the file is read
+    only where it was written, and what later stages need (frames as JPEG bytes,
+    subtitle text, media facts) travels with the task.
+    """
+
+    def __init__(self, name: str, stages: Sequence[Stage], resources: Resources) -> None:
+        self.name = name
+        self.stages = list(stages)
+        self.resources = resources
+        self.version = "+".join(s.describe() for s in self.stages)
+        self.env_vars = tuple(v for s in self.stages for v in getattr(s, "env_vars", ()))
+
+    def describe(self) -> str:
+        return f"{self.name}[{', '.join(s.describe() for s in self.stages)}]"
+
+    def setup(self) -> None:
+        for stage in self.stages:
+            stage.setup()
+
+    def process_batch(self, tasks: Sequence[VideoTask]) -> list[VideoTask]:
+        out = list(tasks)
+        for stage in self.stages:  # each sub-stage keeps its own timings and row isolation
+            out = apply_stage(stage, out)
+        return out

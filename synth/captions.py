@@ -1,9 +1,7 @@
 """Windows to caption, their requests, and the hierarchy up to a whole-video description."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 from pipeline.records import Frame, VideoTask
@@ -44,45 +42,18 @@ def frames_in(frames: Sequence[Frame], start: float, end: float, limit: int) -> 
     return [inside[int(i * step)] for i in range(limit)]
 
 
-_CUE_TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})\s*-->\s*(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})")
-
-
-def read_subtitles(paths: Sequence[str]) -> list[tuple[float, float, str]]:
-    """(start, end, text) cues of the first readable WebVTT/SRT file."""
-    for path in paths:
-        try:
-            text = Path(path).read_text(errors="replace")
-        except OSError:
-            continue
-        cues = []
-        for block in re.split(r"\n\s*\n", text):
-            lines = block.strip().splitlines()
-            for i, line in enumerate(lines):
-                m = _CUE_TIME.search(line)
-                if m:
-                    g = [int(x) if x else 0 for x in m.groups()]
-                    start = g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000
-                    end = g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000
-                    body = " ".join(re.sub(r"<[^>]+>", "", x) for x in lines[i + 1:]).strip()
-                    if body:
-                        cues.append((start, end, body))
-                    break
-        if cues:
-            return cues
-    return []
-
-
-def caption_requests(task: VideoTask, windows: list[Window], cfg: CaptionConfig, system: str | None,
-                     subtitles: list[tuple[float, float, str]]) -> list[ChatRequest]:
+def caption_requests(task: VideoTask, windows: list[Window], cfg: CaptionConfig, system: str | None) -> list[ChatRequest]:
+    """One request per window: its frames, their timestamps and the window's subtitle lines."""
     prompt = load_prompt("caption_window")
     out = []
     for w in windows:
-        subs = [t for s, e, t in subtitles if s < w.end_s and e > w.start_s] if cfg.use_subtitles else []
+        subs = [c.text for c in task.subtitles if c.start_s < w.end_s and c.end_s > w.start_s] \
+            if cfg.use_subtitles else []
         sub_text = ("Subtitles in this window: " + " ".join(subs)[:1500]) if subs else ""
         out.append(ChatRequest(
             key=f"{task.video_id}/caption/{w.index}", system=system,
             prompt=prompt.render(start=w.start_s, end=w.end_s, duration=task.duration_s or 0.0, subtitles=sub_text),
-            frames=frames_in(task.frames, w.start_s, w.end_s, cfg.max_frames_per_window),
+            frames=frames_in(task.frames, w.start_s, w.end_s, cfg.max_frames_per_window), frames_key=task.frames_key,
             max_tokens=cfg.max_tokens, temperature=0.2))
     return out
 

@@ -14,9 +14,11 @@ drive the same generator:
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Callable, Generator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Generator, Iterator, Sequence
 
 from pipeline.records import VideoTask
 from pipeline.stage import Stage
@@ -51,8 +53,13 @@ Answer = Callable[[Round], list[ChatResult]]
 
 
 def add_cost(task: VideoTask, result: ChatResult, bucket: str = "cost") -> None:
-    """Count a request and its tokens on the task (`cost`: teacher, `verify_cost`: verifier)."""
+    """Count a request and its tokens on the task (`cost`: teacher, `verify_cost`: verifier).
+
+    A result served from already-paid results counts as `cached_requests` only."""
     cost = task.extra.setdefault(bucket, Counter())
+    if result.cached:
+        cost["cached_requests"] += 1
+        return
     cost["requests"] += 1
     cost["failed_requests"] += 0 if result.ok else 1
     cost["prompt_tokens"] += result.prompt_tokens
@@ -60,15 +67,29 @@ def add_cost(task: VideoTask, result: ChatResult, bucket: str = "cost") -> None:
     cost["output_tokens"] += result.completion_tokens
 
 
-def drive(rounds: Rounds, answer: Answer) -> None:
+def request_digest(role: str, req: ChatRequest) -> str:
+    """What a request asks, hashed: equal digests get equal answers (its key is not part of it)."""
+    h = hashlib.sha256()
+    for part in (role, req.system or "", req.prompt, req.max_tokens, req.temperature, req.json_mode, req.n, req.seed):
+        h.update(repr(part).encode())
+        h.update(b"\x00")
+    for f in req.frames:
+        h.update(f"{f.timestamp_s:.6f}|{f.mime}|".encode())
+        h.update(hashlib.sha1(f.image).digest() if f.image else f"{req.frames_key}#{f.index}".encode())
+    return h.hexdigest()
+
+
+def drive(rounds: Rounds, answer: Answer, memo: dict[str, ChatResult] | None = None) -> None:
     """Run a stage's rounds to the end, answering each with `answer` and counting cost.
 
-    An empty round is answered with no results without calling `answer`.
+    An empty round is answered with no results without calling `answer`. With a `memo`,
+    requests answered well before (an earlier attempt at the same batch) are served from
+    it, marked `cached`, and not sent again.
     """
     try:
         rnd = next(rounds)
         while True:
-            results = answer(rnd) if rnd.requests else []
+            results = _answer(rnd, answer, memo) if rnd.requests else []
             if len(results) != len(rnd.requests):
                 raise RuntimeError(f"round {rnd.name}: {len(results)} results for {len(rnd.requests)} requests")
             for owner, result in zip(rnd.owners, results):
@@ -78,7 +99,37 @@ def drive(rounds: Rounds, answer: Answer) -> None:
         return
 
 
-class ModelStage(Stage):
+def _answer(rnd: Round, answer: Answer, memo: dict[str, ChatResult] | None) -> list[ChatResult]:
+    if memo is None:
+        return answer(rnd)
+    digests = [request_digest(rnd.role, r) for r in rnd.requests]
+    todo = [i for i, d in enumerate(digests) if d not in memo]
+    fresh: dict[int, ChatResult] = {}
+    if todo:
+        sub = Round(rnd.name, rnd.role, rnd.bucket, [rnd.owners[i] for i in todo], [rnd.requests[i] for i in todo])
+        fresh = dict(zip(todo, answer(sub)))
+        for i, result in fresh.items():
+            if result.ok:  # failures are not remembered: a retry asks again
+                memo[digests[i]] = result
+    return [fresh[i] if i in fresh else replace(memo[d], key=req.key, cached=True)
+            for i, (req, d) in enumerate(zip(rnd.requests, digests))]
+
+
+class Memoized:
+    """Mixin: one memo of paid-for results per `apply_stage` call (a batch and its per-row retries)."""
+
+    memo: dict[str, ChatResult] | None = None
+
+    @contextlib.contextmanager
+    def batch_scope(self) -> Iterator[None]:
+        self.memo = {}
+        try:
+            yield
+        finally:
+            self.memo = None
+
+
+class ModelStage(Memoized, Stage):
     """A stage whose work is `rounds()`; in an actor, each role has its own backend.
 
     Subclasses set `roles` (role -> BackendConfig) in `__init__` and may pass factories
@@ -106,5 +157,5 @@ class ModelStage(Stage):
     def process_batch(self, tasks: Sequence[VideoTask]) -> list[VideoTask]:
         if not hasattr(self, "backends"):
             self.setup()
-        drive(self.rounds(tasks), lambda rnd: self.backends[rnd.role].generate(rnd.requests))
+        drive(self.rounds(tasks), lambda rnd: self.backends[rnd.role].generate(rnd.requests), self.memo)
         return list(tasks)

@@ -41,9 +41,14 @@ def _text(text: str, timestamps: list[float] | None = None) -> dict[str, Any]:
     return {"type": "text", "text": text, "video_url": None, "conversation_timestamps": timestamps}
 
 
+def media_reference(task: VideoTask) -> str:
+    """What a trainer is pointed at: the shared copy when there is one, else the local file."""
+    return task.media_uri or task.video_path or ""
+
+
 def sft_messages(task: VideoTask, item: QAItem, system: str | None = None) -> list[dict[str, Any]]:
     video = {"type": "video_url", "text": None, "conversation_timestamps": None,
-             "video_url": {"url": task.video_path, "image_wh": [task.width, task.height],
+             "video_url": {"url": media_reference(task), "image_wh": [task.width, task.height],
                            "origin_video_length": task.frame_count, "origin_fps": task.fps}}
     messages = []
     if system:
@@ -57,6 +62,7 @@ def qa_fields(task: VideoTask, item: QAItem, teacher: str) -> dict[str, Any]:
     """The columns shared by `sft` and `distill` rows."""
     return {
         "id": item_id(task, item), "video_id": task.video_id, "video_path": task.video_path,
+        "media_store": task.media_store, "media_uri": task.media_uri,
         "duration_s": float(task.duration_s or 0.0), "frame_count": task.frame_count, "fps": task.fps,
         "width": task.width, "height": task.height, "category": item.category, "qa_type": item.qa_type,
         "format": item.format, "question": item.question, "options": list(item.options),
@@ -87,6 +93,7 @@ def rl_row(task: VideoTask, item: QAItem, difficulty: float | None = None) -> di
         "ability": ability,
         "reward_model": {"style": "rule", "ground_truth": truth},
         "extra_info": {"id": item_id(task, item), "video_id": task.video_id, "video_path": task.video_path,
+                       "media_store": task.media_store, "media_uri": task.media_uri,
                        "duration_s": float(task.duration_s or 0.0), "reward_kind": kind, "difficulty": difficulty},
         "video_id": task.video_id,
     }

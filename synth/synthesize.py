@@ -11,11 +11,10 @@ import zlib
 from typing import Callable, Sequence
 
 from pipeline.records import VideoTask
-from pipeline.stage import Resources
 from synth.backends.base import ModelBackend
 from synth.backends.parsing import parse_json_reply
 from synth.backends.types import ChatRequest, ChatResult
-from synth.captions import (Window, caption_requests, describe_request, make_windows, read_subtitles,
+from synth.captions import (Window, caption_requests, describe_request, make_windows,
                             summary_requests, timestamped)
 from synth.composed import grounding_items, order_items
 from synth.config import SynthConfig
@@ -41,12 +40,8 @@ class SynthesizeStage(ModelStage):
         teacher = cfg.teacher
         self.roles = {"teacher": teacher}
         self.factories = {"teacher": backend_factory} if backend_factory else {}
-        if teacher.kind == "transformers":
-            self.resources = Resources(cpus=1.0, gpus=teacher.transformers.num_gpus,
-                                       concurrency=(1, cfg.replicas), batch_size=cfg.videos_per_batch)
-        else:  # remote endpoint: waiting on HTTP, not computing
-            self.resources = Resources(cpus=0.25, concurrency=(1, cfg.replicas), batch_size=cfg.videos_per_batch)
-        self.env_vars = tuple(n for n in [teacher.openai.api_key_env] if n and teacher.kind == "openai")
+        self.resources = teacher.actor_resources(cfg.replicas, cfg.videos_per_batch)
+        self.env_vars = teacher.env_vars()
 
     @staticmethod
     def _text(res: ChatResult) -> str | None:
@@ -58,8 +53,7 @@ class SynthesizeStage(ModelStage):
         # round 1: window captions from frames (multimodal)
         rnd, targets = Round("caption", "teacher", "cost"), []
         for t in tasks:
-            subs = read_subtitles(t.subtitle_paths) if cfg.caption.use_subtitles else []
-            for w, r in zip(windows[t.video_id], caption_requests(t, windows[t.video_id], cfg.caption, system, subs)):
+            for w, r in zip(windows[t.video_id], caption_requests(t, windows[t.video_id], cfg.caption, system)):
                 rnd.ask(t, r), targets.append(w)
         for w, res in zip(targets, (yield rnd)):
             w.caption = self._text(res)

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Callable, Generator, Sequence
 
 from pipeline.records import VideoTask
-from pipeline.stage import Resources
 from synth.backends.base import ModelBackend
 from synth.backends.config import BackendConfig
 from synth.backends.parsing import parse_json_reply
@@ -71,13 +70,8 @@ class VerifyStage(ModelStage):
         self.needs_teacher = teacher is not None and (self.judge == "teacher" or cfg.reconfirm_with_teacher)
         self.roles = {"verifier": verifier, **({"teacher": teacher} if self.needs_teacher else {})}
         self.factories = {role: f for role, f in (("verifier", verifier_factory), ("teacher", teacher_factory)) if f}
-        if verifier.kind == "transformers":
-            self.resources = Resources(cpus=1.0, gpus=verifier.transformers.num_gpus,
-                                       concurrency=(1, cfg.replicas), batch_size=cfg.videos_per_batch)
-        else:
-            self.resources = Resources(cpus=0.25, concurrency=(1, cfg.replicas), batch_size=cfg.videos_per_batch)
-        env = [b.openai.api_key_env for b in self.roles.values() if b.kind == "openai"]
-        self.env_vars = tuple(n for n in env if n)
+        self.resources = verifier.actor_resources(cfg.replicas, cfg.videos_per_batch)
+        self.env_vars = tuple(dict.fromkeys(n for b in self.roles.values() for n in b.env_vars()))
         self.embedder: EmbeddingJudge | None = None
 
     def setup(self) -> None:
@@ -98,7 +92,8 @@ class VerifyStage(ModelStage):
         rnd = Round("verify", "verifier", "verify_cost")
         for i, (t, item) in enumerate(jobs):
             rnd.ask(t, ChatRequest(key=f"{t.video_id}/verify/{i}", system=None, prompt=verifier_prompt(item),
-                                   frames=frames_in(t.frames, 0.0, float("inf"), cfg.max_frames), n=cfg.samples,
+                                   frames=frames_in(t.frames, 0.0, float("inf"), cfg.max_frames),
+                                   frames_key=t.frames_key, n=cfg.samples,
                                    temperature=cfg.temperature, max_tokens=cfg.max_tokens))
         answers = [r.texts if r.ok else [] for r in (yield rnd)]
         # 2. the blind pass: same question, no video

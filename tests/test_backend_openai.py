@@ -10,7 +10,8 @@ from dataclasses import asdict
 import pytest
 from pydantic import ValidationError
 
-from synth.backends import BackendConfig, ChatRequest, FrameRef, make_backend
+from pipeline.records import Frame
+from synth.backends import BackendConfig, ChatRequest, make_backend
 from synth.backends.openai_backend import OpenAIBackend, parse_retry_after
 from synth.backends.parsing import MALFORMED_JSON, parse_json_reply
 from tests.openai_server import Hang, Raw, Reply, ScriptedOpenAIServer, Status
@@ -120,7 +121,7 @@ def test_every_failure_mode_ends_with_the_right_outcome(server):
 
 
 def test_frames_timestamps_key_and_payload_reach_the_server(server):
-    frames = [FrameRef(12.0, JPEG), FrameRef(47.5, b"\x89PNG-bytes", mime="image/png")]
+    frames = [Frame(12.0, JPEG), Frame(47.5, b"\x89PNG-bytes", mime="image/png")]
     [res] = _run(server, [ChatRequest(key="v1", system="sys", prompt="Describe.",
                                       frames=frames, max_tokens=64, temperature=0.0)])
     assert res.ok and res.texts == ["ok"]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from synth.backends import BackendConfig, ChatRequest, FrameRef, make_backend
+from pipeline.records import Frame
+from synth.backends import BackendConfig, ChatRequest, make_backend
 from synth.backends.transformers_backend import TransformersBackend, subsample_frames
 
 from tests.helpers import jpeg
@@ -33,13 +34,13 @@ def _backend(path: Path, **settings) -> TransformersBackend:
 
 def test_frames_in_text_out(tiny_llava):
     backend = _backend(tiny_llava, batch_size=2)
-    frames = [FrameRef(t, jpeg((40 * i, 80, 200 - 40 * i))) for i, t in enumerate((1.0, 5.5, 9.0))]
+    frames = [Frame(t, jpeg((40 * i, 80, 200 - 40 * i))) for i, t in enumerate((1.0, 5.5, 9.0))]
     reqs = [
         ChatRequest(key="a", system="You write QA.", prompt="Describe the video.",
                     frames=frames, max_tokens=6, temperature=0.0),
         ChatRequest(key="b", system=None, prompt="What happens?", frames=frames[:2],
                     max_tokens=6, temperature=0.0),
-        ChatRequest(key="bad", system=None, prompt="?", frames=[FrameRef(0.0, b"not a jpeg")]),
+        ChatRequest(key="bad", system=None, prompt="?", frames=[Frame(0.0, b"not a jpeg")]),
         ChatRequest(key="c", system=None, prompt="Text only question.", max_tokens=6,
                     temperature=0.0),
     ]
@@ -64,7 +65,7 @@ def test_frames_in_text_out(tiny_llava):
 
 def test_max_frames_subsamples_and_n_sequences(tiny_llava):
     backend = _backend(tiny_llava, max_frames=2)
-    frames = [FrameRef(float(t), jpeg((t * 20, 0, 0))) for t in range(5)]
+    frames = [Frame(float(t), jpeg((t * 20, 0, 0))) for t in range(5)]
     [r] = backend.generate([ChatRequest(key="k", system=None, prompt="Q", frames=frames,
                                         max_tokens=4, temperature=0.8, n=2)])
     assert r.ok and len(r.texts) == 2 and r.visual_tokens == 8
@@ -88,7 +89,7 @@ def test_trust_remote_code_only_when_configured(custom_code_ckpt, tiny_llava):
                                         max_tokens=5, temperature=0.0)])
     assert r.ok and r.texts[0] and r.prompt_tokens > 0 and r.visual_tokens == 0
     [f] = backend.generate([ChatRequest(key="f", system=None, prompt="?",
-                                        frames=[FrameRef(0.0, jpeg((0, 0, 0)))])])
+                                        frames=[Frame(0.0, jpeg((0, 0, 0)))])])
     assert not f.ok and f.error_reason == "bad_request"  # text-only model given frames
 
 
@@ -101,6 +102,6 @@ def test_custom_code_multimodal_checkpoint_loads_only_with_trust_remote_code(tmp
     backend = _backend(ckpt, trust_remote_code=True)
     assert type(backend.model).__name__ == "TinyM2LAVLForConditionalGeneration"
     [r] = backend.generate([ChatRequest(key="m", system=None, prompt="What happens?",
-                                        frames=[FrameRef(0.5, jpeg((9, 99, 199)))], max_tokens=4,
+                                        frames=[Frame(0.5, jpeg((9, 99, 199)))], max_tokens=4,
                                         temperature=0.0)])
     assert r.ok and r.visual_tokens == 4

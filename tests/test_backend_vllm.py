@@ -13,7 +13,8 @@ from dataclasses import asdict
 
 import pytest
 
-from synth.backends import BackendConfig, ChatRequest, FrameRef, make_backend
+from pipeline.records import Frame
+from synth.backends import BackendConfig, ChatRequest, make_backend
 from synth.backends.openai_backend import build_payload
 from synth.backends.vllm_backend import (build_vllm_processor, build_vllm_processor_config,
                                          request_dict_to_row, request_to_messages, request_to_row,
@@ -62,7 +63,7 @@ def test_vllm_is_not_a_per_call_backend():
 
 def test_rows_share_the_openai_messages():
     req = ChatRequest(key="v7", system="Caption.", prompt="Describe.", json_mode=True,
-                      frames=[FrameRef(2.0, b"JPEGDATA")], max_tokens=99, temperature=0.1)
+                      frames=[Frame(2.0, b"JPEGDATA")], max_tokens=99, temperature=0.1)
     row = request_to_row(req)
     assert row["messages"] == request_to_messages(req)
     assert row["messages"] == build_payload(BackendConfig(), req)["messages"]  # one builder
@@ -126,7 +127,7 @@ def test_samples_split_into_seeded_rows_and_merge_back():
     from synth.backends import ChatResult
     from synth.backends.vllm_backend import merge_samples, split_samples
 
-    frame = FrameRef(timestamp_s=2.5, image=b"\xff\xd8jpeg")
+    frame = Frame(timestamp_s=2.5, image=b"\xff\xd8jpeg")
     req = ChatRequest(key="v1/verify/3", system=None, prompt="Which?", frames=[frame], n=3, temperature=0.7)
     parts = split_samples(req)
     assert [(p.key, p.n, p.seed) for p in parts] == [("v1/verify/3#0", 1, 0), ("v1/verify/3#1", 1, 1),

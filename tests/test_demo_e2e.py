@@ -123,7 +123,9 @@ def test_sigkill_mid_run_then_rerun_completes_exactly(tmp_path):
     assert 3 <= committed, "the run should have committed a few chunks before the kill"
     assert not list((out / "_runs").glob("*.json")), "killed before it could finish"
     partial = datasets.load_dataset(str(out), "videos", split="train")
-    assert 3 <= len(partial) < 19 and len(set(partial["video_id"])) == len(partial)
+    # one video per shard; the card (what `datasets` reads) is rewritten right after each commit,
+    # so a kill between the two leaves the newest shard unlisted until the next run
+    assert committed - 1 <= len(partial) <= committed < 19 and len(set(partial["video_id"])) == len(partial)
     rerun = curate(*args)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     videos = datasets.load_dataset(str(out), "videos", split="train")

@@ -80,7 +80,9 @@ def test_publish_then_restore_without_network(server, tmp_path, store_url):
     stored = _stored(store_url)
     assert set(stored) == {f"{VID}.mp4", f"{VID}.info.json", f"{VID}.verified.json"}  # no temp leftovers
     assert stored[f"{VID}.mp4"] == first.file_size
-    assert first.extra["storage_url"] == f"{store_url.rstrip('/')}/{VID[:2]}/{VID}.mp4"
+    assert first.media_uri == f"{store_url.rstrip('/')}/{VID[:2]}/{VID}.mp4"
+    assert first.media_store == store_url.rstrip("/")
+    assert first.sidecar_uris == [f"{store_url.rstrip('/')}/{VID[:2]}/{VID}.info.json"]
     assert first.video_path.startswith(str(cache))  # decoding still reads the local copy
 
     # a fresh worker: empty local cache, different cache dir -> copied from the store
@@ -89,16 +91,17 @@ def test_publish_then_restore_without_network(server, tmp_path, store_url):
     other = tmp_path / "other_node"
     again = _fetch(_stage(server, other, store_url))
     assert server.total_hits() == hits  # neither the probe nor the download touched the origin
-    assert again.status == "accepted" and again.extra.get("fetch_store_hit")
+    assert again.status == "accepted"
     assert [getattr(again, k) for k in META] == [getattr(first, k) for k in META]
     assert again.video_path == str(other / VID[:2] / f"{VID}.mp4") and _decodes(again.video_path)
     assert again.info_json_path == str(other / VID[:2] / f"{VID}.info.json")
     assert Path(again.info_json_path).is_file()
-    assert again.extra["storage_url"] == first.extra["storage_url"]
+    assert (again.media_uri, again.sidecar_uris) == (first.media_uri, first.sidecar_uris)
 
     # the restored copy is now an ordinary local cache hit
     third = _fetch(_stage(server, other, store_url))
-    assert third.extra.get("fetch_cache_hit") and server.total_hits() == hits
+    assert third.status == "accepted" and third.video_path == again.video_path and server.total_hits() == hits
+    assert third.media_uri == first.media_uri
 
 
 def test_corrupt_stored_object_is_downloaded_again(server, tmp_path, store_url):
@@ -109,8 +112,7 @@ def test_corrupt_stored_object_is_downloaded_again(server, tmp_path, store_url):
     fs.pipe_file(key, good[: len(good) // 2])  # truncated: the size no longer matches the record
     hits = server.total_hits()
     t = _fetch(_stage(server, tmp_path / "b", store_url))
-    assert t.status == "accepted" and not t.extra.get("fetch_store_hit")
-    assert server.total_hits() > hits
+    assert t.status == "accepted" and server.total_hits() > hits  # downloaded again, not restored
     assert fs.cat_file(key) == good  # the re-download repaired the store
     assert not list((tmp_path / "b").rglob("*.part-*"))
 
@@ -122,8 +124,7 @@ def test_same_size_corruption_fails_verification(server, tmp_path, store_url):
     fs.pipe_file(key, bytes(len(fs.cat_file(key))))  # right size, garbage content
     hits = server.total_hits()
     t = _fetch(_stage(server, tmp_path / "b", store_url))
-    assert t.status == "accepted" and not t.extra.get("fetch_store_hit")
-    assert server.total_hits() > hits and _decodes(t.video_path)
+    assert t.status == "accepted" and server.total_hits() > hits and _decodes(t.video_path)
 
 
 def test_stored_video_is_refiltered_without_transfer(server, tmp_path, store_url):
@@ -135,7 +136,8 @@ def test_stored_video_is_refiltered_without_transfer(server, tmp_path, store_url
     assert not list((tmp_path / "b").rglob("*.mp4"))  # rejected from the record alone
 
 
-def test_publish_failure_keeps_the_task(server, tmp_path, monkeypatch, store_url):
+def test_publish_failure_is_a_transient_reject(server, tmp_path, monkeypatch, store_url):
+    """With a store configured, a row must carry the shared URI: an unpublished video is retried."""
     stage = _stage(server, tmp_path / "a", store_url)
 
     def broken(*a, **kw):
@@ -143,8 +145,14 @@ def test_publish_failure_keeps_the_task(server, tmp_path, monkeypatch, store_url
 
     monkeypatch.setattr(stage.store, "publish", broken)
     t = _fetch(stage)
-    assert t.status == "accepted" and "read-only bucket" in t.extra["storage_error"]
-    assert "storage_url" not in t.extra
+    assert (t.status, t.reject_reason) == ("rejected", "storage_error") and "read-only bucket" in t.reject_message
+    from pipeline.job import RETRYABLE_REASONS
+
+    assert "storage_error" in RETRYABLE_REASONS
+    monkeypatch.undo()  # the store works again: the next run publishes from the local cache, no download
+    hits = server.total_hits()
+    again = _fetch(_stage(server, tmp_path / "a", store_url))
+    assert again.status == "accepted" and again.media_uri and server.total_hits() == hits
 
 
 def test_relative_store_path_is_under_work_dir(tmp_path):

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 from pipeline.records import Frame, Scene, VideoTask  # noqa: E402
 from pipeline.schema import validate_row  # noqa: E402
 from pipeline.stage import apply_stage  # noqa: E402
-from synth.backends import BackendConfig, ChatRequest, FrameRef, make_backend  # noqa: E402
+from synth.backends import BackendConfig, ChatRequest, make_backend  # noqa: E402
 from synth.config import SynthConfig, VerifyConfig, VerifyPolicy  # noqa: E402
 from synth.publish import publish_rows  # noqa: E402
 from synth.synthesize import SynthesizeStage  # noqa: E402
@@ -52,7 +52,7 @@ def _backend(path: Path, **settings):
 
 
 def _requests() -> list[ChatRequest]:
-    frames = [FrameRef(t, jpeg((40 * i, 80, 200 - 40 * i))) for i, t in enumerate((1.0, 5.5, 9.0))]
+    frames = [Frame(t, jpeg((40 * i, 80, 200 - 40 * i))) for i, t in enumerate((1.0, 5.5, 9.0))]
     return [ChatRequest(key="a", system="You write QA.", prompt="Describe the video.", frames=frames,
                         max_tokens=6, temperature=0.0),
             ChatRequest(key="b", system=None, prompt="What happens?", frames=frames[:1], max_tokens=6,

@@ -37,6 +37,34 @@ class Gate(Stage):
         return task
 
 
+class Crasher(Stage):
+    """Kills its own worker process on IDs starting with 'k' (a decoder segfault, say)."""
+
+    name = "crasher"
+    version = "1"
+    resources = Resources(cpus=0.5, concurrency=1)
+
+    def process(self, task: VideoTask) -> VideoTask:
+        if task.video_id.startswith("k"):
+            import os
+
+            os._exit(1)
+        return task
+
+
+def test_a_video_that_kills_its_worker_is_rejected_after_bounded_attempts(ray_local):
+    """Ray retries tasks of dead actors without limit (node loss must not fail a run), so the
+    runner's attempt ledger is what stops a poison video from looping forever."""
+    from pipeline.runner import MAX_ATTEMPTS
+
+    ids = ["aaaaaaaaaa1", "kkkkkkkkkk1", "aaaaaaaaaa2"]
+    out = {t.video_id: t for t in run_plan(_tasks(ids), [Crasher()], progress=False)}
+    assert sorted(out) == sorted(ids)
+    assert out["kkkkkkkkkk1"].reject_reason == "stage_error"
+    assert f"died {MAX_ATTEMPTS} times" in out["kkkkkkkkkk1"].reject_message
+    assert out["aaaaaaaaaa1"].reject_reason is None and out["aaaaaaaaaa2"].reject_reason is None
+
+
 def _tasks(ids):
     return [VideoTask(video_id=v, source=v, source_kind="youtube", input_index=i) for i, v in enumerate(ids)]
 

@@ -32,7 +32,6 @@ class FetchConfig(Section):
     min_duration_s: float = Field(60.0, ge=0, description="reject videos shorter than this before download")
     max_duration_s: float = Field(3600.0, gt=0, description="reject videos longer than this before download")
     max_height: int = Field(720, ge=144, description="format selection: best stream up to this height")
-    concurrency: int = Field(4, ge=1, description="parallel fetch workers per node")
     prefer_vcodec: str = Field("avc1", pattern=r"^[a-z0-9.]{1,16}$", description="preferred video codec prefix (avc1 = H.264); other codecs are a fallback")
     prefer_ext: str = Field("mp4", pattern=r"^[a-z0-9]{1,8}$", description="preferred container; also the merge output format")
     subtitle_langs: list[str] = Field(default_factory=lambda: ["en"], description="subtitle / automatic caption languages to save for the teacher (yt-dlp patterns, e.g. 'en.*'); empty = none")

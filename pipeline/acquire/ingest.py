@@ -199,6 +199,10 @@ def _build_tasks(raw_values: Iterable[object], limit: int | None) -> IngestResul
                          input_index=index, url=parsed.url)
         if not parsed.ok:
             task.reject(Reason.bad_id, parsed.error or "malformed input", stage=STAGE)
+        elif parsed.kind == "local" and not Path(parsed.url or "").is_file():
+            # checked where the input list is read: a worker that cannot see the file later
+            # says media_missing (its node lacks it), which is retried; this is final
+            task.reject(Reason.unavailable, f"local file not found: {parsed.url!r}", stage=STAGE)
         tasks.append(task)
     return IngestResult(tasks=tasks, duplicates=len(dup_idx), duplicate_indices=dup_idx, total_inputs=n)
 

@@ -3,8 +3,9 @@
 With `fetch.storage_url` set, verified videos are also published to a shared fsspec store,
 and a worker whose local cache lacks a video copies it from there instead of downloading.
 
-Plain Python (no Ray): the runner wraps it in actors with `resources.concurrency`
-replicas per node; tests and the bench call `process` directly. Every failure ends as
+Plain Python (no Ray): `plan.build_stages` chains it with segmentation and selection
+(one process per video: the file is read where it was downloaded) and the runner runs
+the chain in actors; tests and the bench call `process` directly. Every failure ends as
 `task.reject(reason, original_message)`; transient ones (rate_limited, network/5xx) are
 retried with exponential backoff first, permanent ones fail at once.
 """
@@ -21,10 +22,11 @@ from pipeline.acquire.classify import classify_error
 from pipeline.acquire.config import FetchConfig
 from pipeline.acquire.ids import safe_id
 from pipeline.acquire.storage import VideoStore
+from pipeline.acquire.subtitles import read_subtitles
 from pipeline.acquire.verify import MediaError, MediaInfo, probe_media_header, verify_media
 from pipeline.acquire.ytdlp_options import CapturingLogger, build_params, video_dir
 from pipeline.records import Reason, VideoTask
-from pipeline.stage import Resources, Stage
+from pipeline.stage import Resources, Stage, current_node
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,8 +66,8 @@ class FetchStage(Stage):
         if not cache.is_absolute() and cache_root is not None:
             cache = Path(cache_root) / cache
         self.cache_dir = cache.resolve()
-        # I/O-bound: several downloaders share a core; verification decodes only a few frames
-        self.resources = Resources(cpus=0.2, concurrency=(1, cfg.concurrency))
+        # I/O-bound: verification decodes only a few frames (used alone: bench, tests)
+        self.resources = Resources(cpus=0.2, concurrency=(1, 4))
         self._sleep = sleep
         self.storage_url = cfg.storage_url
         if self.storage_url and "://" not in self.storage_url:  # a path: relative to work_dir, like the cache
@@ -93,21 +95,28 @@ class FetchStage(Stage):
             return task
         try:
             if task.source_kind == "local":
-                return self._local(task)
-            if task.source_kind in ("youtube", "url"):
-                return self._remote(task)
-            return task.reject(Reason.bad_id, f"unknown source_kind {task.source_kind!r}", self.name)
+                self._local(task)
+            elif task.source_kind in ("youtube", "url"):
+                self._remote(task)
+            else:
+                return task.reject(Reason.bad_id, f"unknown source_kind {task.source_kind!r}", self.name)
         except FetchFailure as exc:
-            task.extra["fetch_transient"] = exc.transient
             return task.reject(exc.reason, exc.message, self.name)
         except MediaError as exc:
             return task.reject(exc.reason, exc.message, self.name)
+        if not task.rejected:
+            # the file and its sidecars are on this node's disk; what later stages need of them
+            # travels with the task (the subtitle text), never the path
+            task.media_node = current_node()
+            task.subtitles = read_subtitles(task.subtitle_paths)
+        return task
 
     # -- local files: verify in place --------------------------------------
     def _local(self, task: VideoTask) -> VideoTask:
         path = Path(task.url or task.source)
-        if not path.is_file():
-            raise FetchFailure(Reason.unavailable, f"local file not found: {str(path)!r}")
+        if not path.is_file():  # ingest saw it on the driver: this node does not have it
+            raise FetchFailure(Reason.media_missing, f"local file {str(path)!r} is not on node {current_node()} "
+                               "(local inputs must be on a disk every node mounts)", transient=True)
         media = verify_media(path, tolerance_s=self.cfg.duration_tolerance_s, decode=self.cfg.verify_decode)
         self._check_duration(media.duration_s)
         task.title = task.title or path.stem
@@ -240,8 +249,6 @@ class FetchStage(Stage):
             task.channel = str(info["uploader"])
         if task.title is None and info.get("title"):
             task.title = str(info["title"])
-        langs = set(info.get("subtitles") or {}) | set(info.get("automatic_captions") or {})
-        task.extra["available_subtitle_langs"] = sorted(langs)
 
     @staticmethod
     def _fill_media(task: VideoTask, path: Path, media: MediaInfo) -> None:
@@ -290,7 +297,6 @@ class FetchStage(Stage):
         for key, value in record["task"].items():
             setattr(task, key, value)
         task.video_path, task.file_size = str(path), st.st_size
-        task.extra["fetch_cache_hit"] = True
         self._check_duration(task.duration_s)  # bounds may have changed since the download
         task.accept()
         return True
@@ -303,16 +309,26 @@ class FetchStage(Stage):
 
     # -- shared store ----------------------------------------------------------
     def _publish(self, task: VideoTask, vid: str, video: Path, if_missing: bool = False) -> None:
-        """Copy a verified video + sidecars to the store. A failure only loses the cheap
-        re-run, so the (locally verified) task stays accepted; the error is kept in extra."""
+        """Copy a verified video + sidecars to the store and record their shared URIs.
+
+        With a store configured, the shared URI is the reference trainers use: a video that
+        could not be published is not accepted with only a node-local path, it is rejected
+        as `storage_error` (transient: the next run publishes it from the local cache)."""
         assert self.store is not None
+        files = self._files(task, video)
         try:
             if not (if_missing and self.store.read_record(vid) is not None):
-                self.store.publish(vid, self._files(task, video), self._cache_file(vid))
-            task.extra["storage_url"] = self.store.url_of(vid, video.name)
+                self.store.publish(vid, files, self._cache_file(vid))
         except Exception as exc:  # noqa: BLE001 - each fsspec backend raises its own types
-            log.warning("could not publish %s to %s: %s", vid, self.storage_url, exc)
-            task.extra["storage_error"] = f"{type(exc).__name__}: {exc}"
+            raise FetchFailure(Reason.storage_error, f"could not publish {vid} to {self.storage_url}: "
+                               f"{type(exc).__name__}: {exc}", transient=True) from exc
+        self._set_uris(task, vid, video.name, [p.name for p in files[1:]])
+
+    def _set_uris(self, task: VideoTask, vid: str, video_name: str, sidecars: list[str]) -> None:
+        assert self.store is not None
+        task.media_store = self.store.url
+        task.media_uri = self.store.url_of(vid, video_name)
+        task.sidecar_uris = [self.store.url_of(vid, name) for name in sidecars]
 
     def _from_store(self, task: VideoTask, vid: str) -> bool:
         """Copy a verified video from the shared store into the local cache: no yt-dlp call.
@@ -345,7 +361,6 @@ class FetchStage(Stage):
         self._fill_media(task, path, media)
         self._fill_sidecars(task, {}, vid)
         self._write_cache(task, path)
-        task.extra["fetch_store_hit"] = True
-        task.extra["storage_url"] = self.store.url_of(vid, path.name)
+        self._set_uris(task, vid, path.name, [n for n in files if n != path.name])
         task.accept()
         return True

@@ -11,16 +11,10 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from pipeline.media import MediaError, missing, open_container
 from pipeline.records import Reason
 
-
-class MediaError(Exception):
-    """Media that cannot be used, with the rejection reason and the original message."""
-
-    def __init__(self, reason: Reason, message: str):
-        super().__init__(f"{reason.value}: {message}")
-        self.reason = reason
-        self.message = message
+__all__ = ["MediaError", "MediaInfo", "probe_media_header", "verify_media"]
 
 
 @dataclass
@@ -42,23 +36,7 @@ class MediaInfo:
 
 
 def _open(src: str, timeout_s: float):
-    import av
-
-    options = {}
-    if "://" in src:
-        us = str(int(timeout_s * 1_000_000))
-        options = {"rw_timeout": us, "timeout": us}
-    try:
-        return av.open(src, "r", options=options, timeout=timeout_s)
-    except Exception as exc:  # PyAV raises many FFmpeg error subclasses
-        from pipeline.acquire.classify import classify_error
-
-        reason, _ = classify_error(str(exc))
-        if reason not in (Reason.unavailable, Reason.forbidden, Reason.rate_limited, Reason.network):
-            reason = Reason.corrupt_media
-        elif "://" not in src and reason is Reason.unavailable and Path(src).exists():
-            reason = Reason.corrupt_media
-        raise MediaError(reason, f"cannot open media {src!r}: {exc}") from exc
+    return open_container(src, timeout_s)
 
 
 def _stream_duration(container, stream) -> float | None:
@@ -113,8 +91,10 @@ def verify_media(path: str | Path, expected_duration_s: float | None = None, *,
     import av
 
     path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        raise MediaError(Reason.corrupt_media, f"missing or empty media file: {str(path)!r}")
+    if not path.is_file():
+        raise missing(path)
+    if path.stat().st_size == 0:
+        raise MediaError(Reason.corrupt_media, f"empty media file: {str(path)!r}")
     container = _open(str(path), 30.0)
     try:
         info = _describe(container)

@@ -13,15 +13,9 @@ from typing import Iterator
 
 import av
 
+from pipeline.media import MediaError, open_container
+
 log = logging.getLogger(__name__)
-
-
-class MediaError(Exception):
-    """The file cannot be decoded; `reason` is a records.Reason value."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass
@@ -65,10 +59,7 @@ def open_video(path: str, thread_type: str = "NONE", threads: int = 0):
     """Open `path` and return (container, stream, VideoInfo); raise MediaError if unusable.
 
     `thread_type` as SegmentConfig.thread_type (NONE: one decoder thread, least CPU)."""
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError) as exc:  # truncated moov, random bytes, missing file
-        raise MediaError("corrupt_media", f"cannot open: {exc}") from exc
+    container = open_container(path)  # MediaError: media_missing (not on this node) or corrupt_media
     if not container.streams.video:
         container.close()
         raise MediaError("no_video_stream", "the file has no video stream")

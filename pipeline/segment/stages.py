@@ -64,8 +64,8 @@ def segment_video(path: str, cfg: SegmentConfig | None = None) -> SegmentResult:
     kinds = mark_gradual(cuts, analyzer.luma_diff, numbers, cfg, analyzer.luma_mean)
     scenes = scenes_from_cuts(cuts, end_frame, duration_s, kinds)
     scenes = split_long(merge_short(scenes, cfg.min_scene_s), cfg.max_scene_s, float(info.rate))
-    frames = [Frame(timestamp_s=f.timestamp_s, image=f.image, width=f.width, height=f.height)
-              for f in sampler.frames]
+    frames = [Frame(timestamp_s=f.timestamp_s, image=f.image, width=f.width, height=f.height, index=i)
+              for i, f in enumerate(sampler.frames)]
     assign_frames(scenes, frames)
     rot = info.rotation
     w, h = (info.height, info.width) if rot in (90, 270) else (info.width, info.height)
@@ -94,11 +94,13 @@ class SegmentStage(Stage):
         if task.rejected:
             return task
         if not task.video_path:
-            return task.reject(Reason.corrupt_media, "no local video file", stage=self.name)
+            return task.reject(Reason.stage_error, "segment: the task has no video_path (fetch did not run?)",
+                               stage=self.name)
         try:
             res = segment_video(task.video_path, self.cfg)
         except MediaError as exc:
-            return task.reject(exc.reason, str(exc), stage=self.name)
+            where = f" (fetched on node {task.media_node})" if exc.reason is Reason.media_missing else ""
+            return task.reject(exc.reason, exc.message + where, stage=self.name)
         task.scenes, task.frames = res.scenes, res.frames
         task.width, task.height, task.fps = res.width, res.height, res.fps
         task.frame_count, task.duration_s, task.rotation = res.frame_count, res.duration_s, res.rotation

@@ -9,10 +9,10 @@ from synth.backends.base import ModelBackend, make_backend
 from synth.backends.config import BackendConfig, OpenAIConfig, TransformersConfig, VLLMConfig
 from synth.backends.messages import frame_marker, request_to_messages
 from synth.backends.parsing import MALFORMED_JSON, parse_json_reply
-from synth.backends.types import ChatRequest, ChatResult, ErrorReason, FrameRef
+from synth.backends.types import ChatRequest, ChatResult, ErrorReason, FramesUnavailable
 
 __all__ = [
-    "BackendConfig", "ChatRequest", "ChatResult", "ErrorReason", "FrameRef", "MALFORMED_JSON",
+    "BackendConfig", "ChatRequest", "ChatResult", "ErrorReason", "FramesUnavailable", "MALFORMED_JSON",
     "ModelBackend", "OpenAIConfig", "TransformersConfig", "VLLMConfig", "frame_marker",
     "make_backend", "parse_json_reply", "request_to_messages",
 ]

@@ -6,9 +6,12 @@ rejected with a message saying so.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from pipeline.stage import Resources
 
 _SECRET_FIELDS = ("api_key", "openai_api_key", "api_token")
 
@@ -122,3 +125,26 @@ class BackendConfig(_Strict):
     @classmethod
     def _no_key(cls, data: Any) -> Any:
         return _reject_secrets(data, "backend")
+
+    # -- how this backend runs: the runner translates these into Ray, and knows no kinds --
+    def env_vars(self) -> tuple[str, ...]:
+        """Names of the environment variables its workers need (the API key), passed by the runner."""
+        return (self.openai.api_key_env,) if self.kind == "openai" and self.openai.api_key_env else ()
+
+    def actor_resources(self, replicas: int, batch_size: int) -> "Resources":
+        """One stage replica holding this backend: in-process models compute, HTTP clients wait."""
+        from pipeline.stage import Resources
+
+        if self.kind == "transformers":
+            return Resources(cpus=1.0, gpus=self.transformers.num_gpus, concurrency=(1, replicas),
+                             batch_size=batch_size)
+        return Resources(cpus=0.25, concurrency=(1, replicas), batch_size=batch_size)
+
+    def pass_resources(self, replicas: int) -> "Resources":
+        """The actor pool of one pass over a round's requests (kinds openai / transformers)."""
+        from pipeline.stage import Resources
+
+        if self.kind == "transformers":
+            return Resources(cpus=1.0, gpus=self.transformers.num_gpus, concurrency=(1, replicas),
+                             batch_size=self.transformers.batch_size * 4)
+        return Resources(cpus=0.25, concurrency=(1, replicas), batch_size=self.openai.concurrency * 4)

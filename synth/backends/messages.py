@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from synth.backends.types import ChatRequest, frame_mime
+from synth.backends.types import ChatRequest
 
 
 def frame_marker(timestamp_s: float) -> str:
@@ -38,7 +38,7 @@ def request_to_messages(req: ChatRequest) -> list[dict[str, Any]]:
     for fr in req.frames:
         parts.append({"type": "text", "text": frame_marker(float(fr.timestamp_s))})
         parts.append({"type": "image_url",
-                      "image_url": {"url": data_url(bytes(fr.image), frame_mime(fr))}})
+                      "image_url": {"url": data_url(bytes(fr.image), fr.mime)}})
     parts.append({"type": "text", "text": req.prompt})
     return _system(req) + [{"role": "user", "content": parts}]
 

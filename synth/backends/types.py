@@ -7,7 +7,9 @@ with that reason and go on (DESIGN.md: nothing is silently dropped).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
+
+from pipeline.records import Frame
 
 
 class ErrorReason:
@@ -22,25 +24,11 @@ class ErrorReason:
     empty_response = "empty_response"  # 200 but no choices / empty content
     malformed_response = "malformed_response"  # 200 but the body is not the OpenAI shape
     model_error = "model_error"  # an in-process model raised while generating
+    frames_unavailable = "frames_unavailable"  # the frame store lost the request's frames (node loss)
 
     TRANSIENT = frozenset({rate_limited, server_error, timeout, network, malformed_response})
-
-
-@runtime_checkable
-class FrameLike(Protocol):
-    """Anything with a timestamp and encoded image bytes (e.g. `pipeline.records.Frame`)."""
-
-    timestamp_s: float
-    image: bytes
-
-
-@dataclass(frozen=True)
-class FrameRef:
-    """One encoded frame (JPEG/PNG bytes) and where it sits in the video, in seconds."""
-
-    timestamp_s: float
-    image: bytes
-    mime: str = "image/jpeg"
+    # failures that say nothing about the video or the item: the video is re-run, not committed
+    INFRASTRUCTURE = TRANSIENT | {auth, frames_unavailable, model_error}
 
 
 @dataclass
@@ -54,7 +42,8 @@ class ChatRequest:
     key: str
     system: str | None
     prompt: str
-    frames: list[Any] = field(default_factory=list)  # FrameRef or any FrameLike
+    frames: list[Frame] = field(default_factory=list)
+    frames_key: str | None = None  # frames' bytes are in a frame store under this key (passes)
     max_tokens: int = 512
     temperature: float = 0.2
     json_mode: bool = False
@@ -80,6 +69,7 @@ class ChatResult:
     visual_tokens: int = 0
     attempts: int = 0
     latency_s: float = 0.0
+    cached: bool = False  # served from results already paid for (not sent again, not counted again)
 
     @classmethod
     def failure(
@@ -90,16 +80,17 @@ class ChatResult:
                    attempts=attempts, latency_s=latency_s)
 
 
-def to_frame(obj: Any) -> Any:
-    """A frame-like object from a frame or a dict (extra keys such as width are ignored)."""
+class FramesUnavailable(RuntimeError):
+    """A request's frames could not be fetched from the frame store (its node was lost)."""
+
+
+def to_frame(obj: Any) -> Frame:
+    """A `Frame` from a frame or its dict (rows that went through Ray Data / Arrow)."""
+    if isinstance(obj, Frame):
+        return obj
     if isinstance(obj, dict):
-        return FrameRef(timestamp_s=float(obj["timestamp_s"]), image=bytes(obj["image"]),
-                        mime=obj.get("mime") or "image/jpeg")
-    if not (hasattr(obj, "timestamp_s") and hasattr(obj, "image")):
-        raise TypeError(f"a frame needs timestamp_s and image, got {type(obj).__name__}")
-    return obj
-
-
-def frame_mime(frame: Any) -> str:
-    """The MIME type of a frame-like object (JPEG unless it says otherwise)."""
-    return getattr(frame, "mime", None) or "image/jpeg"
+        fields = {k: obj[k] for k in ("timestamp_s", "image", "width", "height", "scene_index", "mime", "index")
+                  if obj.get(k) is not None}
+        fields["timestamp_s"], fields["image"] = float(fields["timestamp_s"]), bytes(fields.get("image", b""))
+        return Frame(**fields)
+    raise TypeError(f"a frame must be a pipeline.records.Frame or its dict, got {type(obj).__name__}")

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from synth.backends.base import make_backend
 from synth.backends.config import BackendConfig
+from synth.backends.frames import FetchFrames, generate_with_images
 from synth.backends.types import ChatRequest
 
 
@@ -32,17 +33,19 @@ class GenerateUDF:
     """Per-actor backend: `setup()` once, `generate()` per batch."""
 
     def __init__(self, backend_config: Mapping[str, Any] | BackendConfig,
-                 request_column: str = "request", result_column: str = "result") -> None:
+                 request_column: str = "request", result_column: str = "result",
+                 fetch_frames: FetchFrames | None = None) -> None:
         cfg = backend_config if isinstance(backend_config, BackendConfig) \
             else BackendConfig.model_validate(dict(backend_config))
         self.backend = make_backend(cfg)
         self.backend.setup()
         self.request_column = request_column
         self.result_column = result_column
+        self.fetch_frames = fetch_frames  # requests whose frames wait in a frame store (passes)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         requests = [as_request(r) for r in batch[self.request_column]]
-        results = self.backend.generate(requests)
+        results = generate_with_images(self.backend.generate, requests, self.fetch_frames)
         out = {k: list(v) for k, v in batch.items()}
         out[self.result_column] = [asdict(r) for r in results]
         return out

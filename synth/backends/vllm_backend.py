@@ -116,11 +116,19 @@ def merge_samples(req: ChatRequest, parts: list[ChatResult]) -> ChatResult:
                       attempts=max(p.attempts for p in parts), latency_s=max(p.latency_s for p in parts))
 
 
-def request_dict_to_row(row: Row) -> Row:
-    """Default preprocess: a row with a `request` column (a `ChatRequest`, its dict or pickle)."""
+def request_dict_to_row(row: Row, fetch_frames: Callable[[str], list[bytes]] | None = None) -> Row:
+    """Default preprocess: a row with a `request` column (a `ChatRequest`, its dict or pickle).
+
+    Frames waiting in a frame store are fetched here, on the worker (`fetch_frames`); if
+    they are gone the row raises, and the processor's error row fails that request only.
+    """
+    from synth.backends.frames import with_images
     from synth.backends.udf import as_request
 
-    return request_to_row(as_request(row["request"]))
+    (ready,) = with_images([as_request(row["request"])], fetch_frames)
+    if not isinstance(ready, ChatRequest):
+        raise RuntimeError(f"{ErrorReason.frames_unavailable}: {ready.error_message}")
+    return request_to_row(ready)
 
 
 def build_vllm_processor(
