@@ -124,3 +124,53 @@ def test_select_pending_respects_fingerprint_and_retryable_reasons():
     assert [t.video_id for t in pending] == ["bbbbbbbbbbb", "ccccccccccc", "ddddddddddd"] and skipped == 1
     pending, skipped = select_pending(tasks, ledger, "fp", force=True)
     assert len(pending) == 4 and skipped == 0
+
+
+def test_a_failed_batch_is_retried_on_copies_without_resending_paid_rounds():
+    """apply_stage retries a failed batch row by row: the retries start from the tasks as they
+    came in (no cost counted twice) and requests already answered are served from the memo."""
+    from synth.backends.types import ChatRequest, ChatResult
+    from synth.rounds import ModelStage, Round
+
+    sent: list[str] = []
+
+    class Echo:
+        name = "echo"
+
+        def setup(self) -> None:
+            pass
+
+        def generate(self, requests):
+            sent.extend(r.key for r in requests)
+            return [ChatResult(key=r.key, texts=[r.prompt], ok=True, prompt_tokens=10) for r in requests]
+
+    class TwoRounds(ModelStage):
+        name = "two_rounds"
+
+        def __init__(self):
+            self.roles, self.factories = {"teacher": None}, {"teacher": Echo}
+
+        def rounds(self, tasks):
+            rnd = Round("first", "teacher", "cost")
+            for t in tasks:
+                rnd.ask(t, ChatRequest(key=f"{t.video_id}/1", system=None, prompt=f"describe {t.video_id}"))
+            yield rnd
+            rnd = Round("second", "teacher", "cost")
+            for t in tasks:
+                if t.video_id.startswith("x"):
+                    raise ValueError("the round logic trips over this video")
+                rnd.ask(t, ChatRequest(key=f"{t.video_id}/2", system=None, prompt=f"ask {t.video_id}"))
+            results = yield rnd
+            for t, r in zip(rnd.owners, results):
+                t.extra["answer"] = r.texts[0]
+
+    stage = TwoRounds()
+    stage.setup()
+    out = apply_stage(stage, _tasks(["aaaaaaaaaaa", "xxxxxxxxxxx"]))
+    good, bad = out
+    assert good.extra["answer"] == "ask aaaaaaaaaaa" and bad.reject_reason == "stage_error"
+    # round 1 went out once per video (the retries were served from the memo), round 2 once for the good one
+    assert sorted(sent) == ["aaaaaaaaaaa/1", "aaaaaaaaaaa/2", "xxxxxxxxxxx/1"]
+    assert good.extra["cost"]["requests"] == 1 and good.extra["cost"]["cached_requests"] == 1
+    assert good.extra["cost"]["prompt_tokens"] == 10  # the memo hit costs nothing; the retry started clean
+    assert len([t for t in good.stage_timings if t.stage == "two_rounds"]) == 1
