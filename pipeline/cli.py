@@ -122,6 +122,26 @@ def validate(out: str = typer.Argument(..., help="dataset directory")) -> None:
     typer.echo("ok: every row valid")
 
 
+@app.command()
+def check(
+    out: str = typer.Argument(..., help="dataset directory"),
+    media_root: Optional[str] = typer.Option(None, help="where the videos are (default: the shared store, or the "
+                                             "common parent of the local files)"),
+    decode: bool = typer.Option(True, "--decode/--no-decode", help="decode every video in full with decord"),
+    max_videos: Optional[int] = typer.Option(None, help="decode at most this many videos (big datasets)"),
+) -> None:
+    """The trainers' and evaluators' rules over a dataset; counts per rule, exit 1 on any violation."""
+    from pipeline.check import check_dataset
+
+    try:
+        report = check_dataset(out, media_root=media_root, decode=decode, max_videos=max_videos)
+    except ValueError as exc:
+        _fail(f"error: {exc}")
+    typer.echo(report.render())
+    if sum(report.violations.values()):
+        raise typer.Exit(1)
+
+
 export_app = typer.Typer(no_args_is_help=True, help="Export a dataset into a trainer's own format.")
 app.add_typer(export_app, name="export")
 

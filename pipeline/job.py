@@ -89,8 +89,10 @@ class RunSummary:
         for timing in task.stage_timings:
             self.stage_counts[timing.stage]["processed"] += 1
             self.stage_seconds[timing.stage] += timing.seconds
-        self.cost.update(task.extra.get("cost", {}))
+        self.cost.update(task.extra.get("cost", {}))  # paid, whatever became of the video
         self.verify_cost.update(task.extra.get("verify_cost", {}))
+        if task.rejected:  # a rejected video publishes no items (rows_for)
+            return
         for item in task.extra.get("qa_items", ()):
             if item.verification:
                 self.decisions[item.verification["decision"]] += 1

@@ -39,6 +39,7 @@ class Reason(str, enum.Enum):
     decode_error = "decode_error"
     media_missing = "media_missing"  # the local file is not on this node (transient: retried)
     storage_error = "storage_error"  # the shared store could not be written (transient: retried)
+    model_error = "model_error"  # a model request got no usable answer after its retries (transient)
     # pipeline
     stage_error = "stage_error"
     schema_invalid = "schema_invalid"
@@ -47,7 +48,7 @@ class Reason(str, enum.Enum):
 
 # Causes outside the video itself: a rejected row with one of these is retried by the next run.
 TRANSIENT_REASONS = frozenset({Reason.rate_limited, Reason.network, Reason.bot_check, Reason.stage_error,
-                               Reason.media_missing, Reason.storage_error})
+                               Reason.media_missing, Reason.storage_error, Reason.model_error})
 
 
 class Status(str, enum.Enum):
@@ -90,6 +91,15 @@ class Frame:
 @dataclass
 class Cue:
     """One subtitle line, read where the subtitle file was downloaded (it travels as text)."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass
+class Caption:
+    """The teacher's caption of one window (a scene, or part of a long one)."""
 
     start_s: float
     end_s: float
@@ -146,6 +156,7 @@ class VideoTask:
     sidecar_uris: list[str] = field(default_factory=list)  # shared copies of subtitles and info JSON
     # segmentation
     scenes: list[Scene] = field(default_factory=list)
+    captions: list[Caption] = field(default_factory=list)  # the teacher's window captions (synthesis)
     stage_timings: list[StageTiming] = field(default_factory=list)
     # transient: travels between stages, never written to `videos`
     frames: list[Frame] = field(default_factory=list)

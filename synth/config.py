@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.acquire.config import Section
 from synth.backends.config import BackendConfig
@@ -86,6 +86,22 @@ class VerifyConfig(Section):
     policy: VerifyPolicy = Field(default_factory=VerifyPolicy)
     replicas: int = Field(1, ge=1, description="max verifier replicas (actors); each loads the model once")
     videos_per_batch: int = Field(2, ge=1, description="videos whose questions are sent together")
+
+    @model_validator(mode="after")
+    def _rl_band_reachable(self) -> "VerifyConfig":
+        """With k samples a pass rate is one of 0, 1/k, ..., 1: a band that holds none of them
+        would silently leave the RL config empty."""
+        p, k = self.policy, self.samples
+        if p.rl_min_pass_rate > p.rl_max_pass_rate:
+            raise ValueError(f"verify.policy.rl_min_pass_rate ({p.rl_min_pass_rate}) exceeds "
+                             f"verify.policy.rl_max_pass_rate ({p.rl_max_pass_rate})")
+        rates = [i / k for i in range(k + 1)]
+        if not any(p.rl_min_pass_rate <= r <= p.rl_max_pass_rate for r in rates):
+            shown = ", ".join(f"{i}/{k}" for i in range(k + 1))
+            raise ValueError(f"verify.policy.rl_min_pass_rate..rl_max_pass_rate ({p.rl_min_pass_rate}.."
+                             f"{p.rl_max_pass_rate}) admits none of the pass rates verify.samples={k} answers can "
+                             f"give ({shown}): widen the band or raise verify.samples")
+        return self
 
     def judge_kind(self, has_teacher: bool) -> str:
         if self.judge == "auto":

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from synth.evaluator import format_span, grounding_question, mentions_time, snap_span
 from synth.taxonomy import CATEGORIES, FORMATS, LETTERS, TYPE_TO_CATEGORY, ItemReason
 
 SPAN_TOLERANCE_S = 0.5
@@ -35,6 +36,7 @@ class QAItem:
     options: list[str] = field(default_factory=list)
     source: str = "teacher"  # teacher | composed
     verifiable: bool = False
+    query: str | None = None  # grounding: the time-free description of the moment
     prompt_version: str = ""
     index: int = 0
     verification: dict | None = None  # set by the verify stage
@@ -88,8 +90,10 @@ def check_item(raw: Any, duration_s: float, prompt_version: str) -> QAItem | Rej
     """Validate and repair one raw item from the teacher."""
     if not isinstance(raw, dict):
         return RejectedItem(ItemReason.unparseable, f"item is {type(raw).__name__}, not an object", raw)
-    missing = [k for k in ("question", "answer", "format") if not str(raw.get(k) or "").strip()]
-    if "evidence" not in raw and raw.get("format") != "grounding":
+    grounding = str(raw.get("format") or "").strip().lower() in ("grounding", "temporal_grounding")
+    needed = ("answer", "format") if grounding else ("question", "answer", "format")  # grounding: a query
+    missing = [k for k in needed if not str(raw.get(k) or "").strip()]
+    if "evidence" not in raw and not grounding:
         missing.append("evidence")
     if missing:
         return RejectedItem(ItemReason.missing_field, f"missing {', '.join(missing)}", raw)
@@ -104,7 +108,7 @@ def check_item(raw: Any, duration_s: float, prompt_version: str) -> QAItem | Rej
         return RejectedItem(ItemReason.invalid_value, f"unknown category {raw.get('category')!r}", raw)
     if qa_type not in CATEGORIES[category]:
         qa_type = qa_type or "unspecified"
-    question = " ".join(str(raw["question"]).split())
+    question = " ".join(str(raw.get("question") or "").split())
     answer = " ".join(str(raw["answer"]).split()) if not isinstance(raw["answer"], list) else raw["answer"]
     span = _span(raw.get("evidence") if raw.get("evidence") is not None else raw.get("answer"))
     if span is None:
@@ -112,13 +116,24 @@ def check_item(raw: Any, duration_s: float, prompt_version: str) -> QAItem | Rej
     if span[0] < -SPAN_TOLERANCE_S or span[1] > duration_s + SPAN_TOLERANCE_S or span[1] - span[0] <= 0:
         return RejectedItem(ItemReason.span_out_of_range,
                             f"evidence {list(span)} outside 0-{duration_s:.1f} s or empty", raw)
-    span = (max(0.0, span[0]), min(duration_s, span[1]))
     options: list[str] = []
+    query: str | None = None
     if fmt == "grounding":
         target = _span(raw["answer"]) or span
         if target[0] < -SPAN_TOLERANCE_S or target[1] > duration_s + SPAN_TOLERANCE_S or target[1] <= target[0]:
             return RejectedItem(ItemReason.span_out_of_range, f"answer span {list(target)} outside the video", raw)
-        span = (max(0.0, target[0]), min(duration_s, target[1]))
+        span = target
+        query = " ".join(str(raw.get("query") or "").split()).strip('"')
+        if not query:
+            return RejectedItem(ItemReason.missing_field, "a grounding item needs a query (what the moment shows)", raw)
+        if mentions_time(query):
+            return RejectedItem(ItemReason.time_in_query, f"the query says when: {query!r}", raw)
+        question = grounding_question(duration_s, query)
+    snapped = snap_span(*span, duration_s)
+    if snapped is None:
+        return RejectedItem(ItemReason.span_out_of_range, f"span {list(span)} is empty at 0.1 s", raw)
+    span = snapped
+    if fmt == "grounding":
         answer = format_span(*span)
     elif fmt == "multiple_choice":
         raw_options = raw.get("options")
@@ -127,6 +142,8 @@ def check_item(raw: Any, duration_s: float, prompt_version: str) -> QAItem | Rej
         options = [_OPTION_PREFIX.sub("", " ".join(str(o).split())) for o in raw_options]
         if len({o.lower() for o in options}) != 4:
             return RejectedItem(ItemReason.invalid_value, "options are not distinct", raw)
+        if qa_type in ("time_order", "temporal_localization") and any(mentions_time(o) for o in options):
+            return RejectedItem(ItemReason.time_in_query, "an option says when it happens", raw)
         answer = str(answer)
         letter = answer.strip().rstrip(".").strip("()").upper()
         if len(letter) == 1 and letter in LETTERS:
@@ -146,8 +163,8 @@ def check_item(raw: Any, duration_s: float, prompt_version: str) -> QAItem | Rej
             _leaks(o, question) for o in options if o != answer):
         return RejectedItem(ItemReason.answer_leaked_in_question, "only the correct option appears in the question", raw)
     return QAItem(category=category, qa_type=qa_type, format=fmt, question=question, answer=answer,
-                  evidence_start_s=round(span[0], 3), evidence_end_s=round(span[1], 3), options=options,
-                  prompt_version=prompt_version)
+                  evidence_start_s=span[0], evidence_end_s=span[1], options=options,
+                  prompt_version=prompt_version, query=query)
 
 
 def _leaks(answer: str, question: str) -> bool:
@@ -155,10 +172,6 @@ def _leaks(answer: str, question: str) -> bool:
     if len(words) < 2 or words in (["yes"], ["no"]):
         return False
     return f" {' '.join(words)} " in f" {' '.join(_norm_words(question))} "
-
-
-def format_span(start: float, end: float) -> str:
-    return f"{start:.1f} - {end:.1f} seconds"
 
 
 def drop_near_duplicates(items: list[QAItem], threshold: float = 0.8) -> tuple[list[QAItem], list[RejectedItem]]:

@@ -79,13 +79,17 @@ def request_digest(role: str, req: ChatRequest) -> str:
     return h.hexdigest()
 
 
-def drive(rounds: Rounds, answer: Answer, memo: dict[str, ChatResult] | None = None) -> None:
+Failures = dict[int, Counter]  # id(video task) -> Counter of "round: error_reason"
+
+
+def drive(rounds: Rounds, answer: Answer, memo: dict[str, ChatResult] | None = None) -> Failures:
     """Run a stage's rounds to the end, answering each with `answer` and counting cost.
 
     An empty round is answered with no results without calling `answer`. With a `memo`,
     requests answered well before (an earlier attempt at the same batch) are served from
-    it, marked `cached`, and not sent again.
+    it, marked `cached`, and not sent again. Returns the failed requests per video.
     """
+    failures: Failures = {}
     try:
         rnd = next(rounds)
         while True:
@@ -94,9 +98,26 @@ def drive(rounds: Rounds, answer: Answer, memo: dict[str, ChatResult] | None = N
                 raise RuntimeError(f"round {rnd.name}: {len(results)} results for {len(rnd.requests)} requests")
             for owner, result in zip(rnd.owners, results):
                 add_cost(owner, result, rnd.bucket)
+                if not result.ok:
+                    failures.setdefault(id(owner), Counter())[f"{rnd.name}: {result.error_reason}"] += 1
             rnd = rounds.send(results)
     except StopIteration:
-        return
+        return failures
+
+
+def reject_incomplete(tasks: Sequence[VideoTask], failures: Failures, stage: str) -> None:
+    """A video with a request that got no usable answer (after the backend's retries) is not
+    committed as complete: its captions, QA or verdicts would be silently missing. It is
+    rejected as `model_error`, which the next run retries (answers already paid for are
+    reused from the result cache)."""
+    from pipeline.records import Reason
+
+    for task in tasks:
+        failed = failures.get(id(task))
+        if failed and not task.rejected:
+            detail = ", ".join(f"{k} x{v}" for k, v in failed.most_common())
+            task.reject(Reason.model_error, f"{stage}: {sum(failed.values())} model request(s) got no usable "
+                        f"answer after retries ({detail}); the next run asks again", stage=stage)
 
 
 def _answer(rnd: Round, answer: Answer, memo: dict[str, ChatResult] | None) -> list[ChatResult]:
@@ -157,5 +178,6 @@ class ModelStage(Memoized, Stage):
     def process_batch(self, tasks: Sequence[VideoTask]) -> list[VideoTask]:
         if not hasattr(self, "backends"):
             self.setup()
-        drive(self.rounds(tasks), lambda rnd: self.backends[rnd.role].generate(rnd.requests), self.memo)
+        failures = drive(self.rounds(tasks), lambda rnd: self.backends[rnd.role].generate(rnd.requests), self.memo)
+        reject_incomplete(tasks, failures, self.name)
         return list(tasks)

@@ -11,11 +11,11 @@ import json
 from typing import Any
 
 from pipeline.records import VideoTask
+from synth.evaluator import MC_SUFFIX
 from synth.items import QAItem
 from synth.taxonomy import LETTERS
 
 VIDEO_PLACEHOLDER = "<VIDEO_CONTEXT>"
-MC_SUFFIX = "Answer with the option letter only."
 RL_VIDEO_TOKEN = "<video>"
 
 

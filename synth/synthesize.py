@@ -10,21 +10,23 @@ from __future__ import annotations
 import zlib
 from typing import Callable, Sequence
 
-from pipeline.records import VideoTask
+from pipeline.records import Caption, VideoTask
 from synth.backends.base import ModelBackend
 from synth.backends.parsing import parse_json_reply
 from synth.backends.types import ChatRequest, ChatResult
 from synth.captions import (Window, caption_requests, describe_request, make_windows,
                             summary_requests, timestamped)
-from synth.composed import grounding_items, order_items
+from synth.composed import MomentPlan, best_windows, composed_items, moments_request, parse_moments, plan_moments
+from synth.evaluator import snap_span
 from synth.config import SynthConfig
 from synth.items import QAItem, RejectedItem, balance_letters, check_item, drop_near_duplicates
 from synth.prompting import load_prompt
 from synth.rounds import ModelStage, Round, Rounds
-from synth.taxonomy import ItemReason
+from synth.taxonomy import ItemReason, taxonomy_text
 
 def prompt_versions() -> str:
-    return "+".join(load_prompt(n).tag for n in ("caption_window", "summarize", "describe_video", "write_qa"))
+    return "+".join(load_prompt(n).tag for n in ("caption_window", "summarize", "describe_moments",
+                                                  "describe_video", "write_qa"))
 
 
 class SynthesizeStage(ModelStage):
@@ -57,20 +59,27 @@ class SynthesizeStage(ModelStage):
                 rnd.ask(t, r), targets.append(w)
         for w, res in zip(targets, (yield rnd)):
             w.caption = self._text(res)
-        # round 2: summaries of caption groups (text); skipped when one group covers the video
+        # round 2 (text): summaries of caption groups (skipped when one group covers the video), and
+        # the time-free descriptions of the windows that composed items are built on
         summaries: dict[str, list[str]] = {}
-        rnd = Round("summarize", "teacher", "cost")
+        plans = {t.video_id: plan_moments(windows[t.video_id], cfg.qa.composed_grounding, cfg.qa.composed_order,
+                                          cfg.qa.min_caption_words) for t in tasks}
+        rnd, kinds = Round("summarize", "teacher", "cost"), []
         for t in tasks:
             s_reqs, groups = summary_requests(t, windows[t.video_id], cfg.caption, system)
-            if len(groups) <= 1:
-                summaries[t.video_id] = [timestamped(windows[t.video_id])] if groups else []
-                continue
-            summaries[t.video_id] = []
-            for r in s_reqs:
-                rnd.ask(t, r)
-        for t, res in zip(rnd.owners, (yield rnd)):
-            if res.ok and res.texts:
-                summaries[t.video_id].append(res.texts[0].strip())
+            summaries[t.video_id] = [timestamped(windows[t.video_id])] if len(groups) == 1 else []
+            for r in s_reqs if len(groups) > 1 else []:
+                rnd.ask(t, r), kinds.append("summary")
+            moments = moments_request(t.video_id, float(t.duration_s or 0.0), windows[t.video_id],
+                                      plans[t.video_id], system, cfg.caption.max_tokens * 4)
+            if moments is not None:
+                rnd.ask(t, moments), kinds.append("moments")
+        queries: dict[str, dict[int, str]] = {t.video_id: {} for t in tasks}
+        for t, kind, res in zip(rnd.owners, kinds, (yield rnd)):
+            if kind == "summary" and self._text(res):
+                summaries[t.video_id].append(self._text(res))
+            elif kind == "moments" and self._text(res):
+                queries[t.video_id] = parse_moments(self._text(res))
         # round 3: whole-video description
         rnd = Round("describe", "teacher", "cost")
         for t in tasks:
@@ -89,21 +98,23 @@ class SynthesizeStage(ModelStage):
                     key=f"{t.video_id}/qa", system=system, json_mode=True, max_tokens=cfg.qa.max_tokens,
                     temperature=cfg.qa.temperature,
                     prompt=qa_prompt.render(duration=t.duration_s or 0.0, count=cfg.qa.items_per_video,
-                                            captions=timestamped(windows[t.video_id]),
+                                            captions=timestamped(windows[t.video_id]), taxonomy=taxonomy_text(),
                                             description=descriptions.get(t.video_id, "(none)"))))
         replies = {t.video_id: res for t, res in zip(rnd.owners, (yield rnd))}
         for t in tasks:
-            self._finish(t, windows[t.video_id], descriptions.get(t.video_id), replies.get(t.video_id))
+            self._finish(t, windows[t.video_id], descriptions.get(t.video_id), replies.get(t.video_id),
+                         plans[t.video_id], queries[t.video_id])
 
     def _finish(self, task: VideoTask, windows: list[Window], description: str | None,
-                reply: ChatResult | None) -> None:
-        """Parse, filter and compose the items of one video; attach its output rows."""
+                reply: ChatResult | None, plan: MomentPlan, queries: dict[int, str]) -> None:
+        """Parse, filter and compose the items of one video; attach its output rows.
+
+        A failed request makes the whole video incomplete (`rounds.reject_incomplete`), so
+        only answered requests reach this point."""
         cfg, versions, duration = self.cfg, prompt_versions(), float(task.duration_s or 0.0)
         rejected: list[RejectedItem] = []
         teacher_items: list[QAItem] = []
-        if reply is not None and not reply.ok:
-            rejected.append(RejectedItem(ItemReason.teacher_failed, f"{reply.error_reason}: {reply.error_message}", None))
-        elif reply is not None:
+        if reply is not None and reply.ok:
             parsed, error = parse_json_reply(reply.texts[0] if reply.texts else "")
             raw_items = parsed.get("items") if isinstance(parsed, dict) else parsed
             if error or not isinstance(raw_items, list):
@@ -112,11 +123,13 @@ class SynthesizeStage(ModelStage):
                 raw_items = []
             for raw in raw_items:
                 checked = check_item(raw, duration, versions)
+                if isinstance(checked, QAItem) and checked.query is not None:
+                    checked = _vet_teacher_grounding(checked, windows, raw)
                 (teacher_items if isinstance(checked, QAItem) else rejected).append(checked)
-        composed = (grounding_items(windows, duration, cfg.qa.composed_grounding, cfg.qa.min_caption_words, versions)
-                    + order_items(windows, cfg.qa.composed_order, cfg.qa.min_caption_words, versions))
-        # composed items are distinct by construction (unique captions) and share the
-        # evaluators' long template, so only the teacher's questions are de-duplicated
+        composed, dropped = composed_items(plan, queries, windows, duration, versions)
+        rejected += dropped
+        # composed items are distinct by construction (vetted queries) and share the evaluators'
+        # template, so only the teacher's questions are de-duplicated
         teacher_items, dupes = drop_near_duplicates(teacher_items, cfg.qa.dedupe_threshold)
         rejected += dupes
         kept = composed + teacher_items
@@ -125,13 +138,24 @@ class SynthesizeStage(ModelStage):
         balance_letters(kept, offset=zlib.crc32(task.video_id.encode()) % 4)
         for i, item in enumerate(kept):
             item.index = i
-        if description:
+        whole = snap_span(0.0, duration, duration)
+        if description and whole is not None:
             kept.append(QAItem(category="holistic", qa_type="summary", format="description",
                                question="Describe this video in detail.", answer=description,
-                               evidence_start_s=0.0, evidence_end_s=duration, prompt_version=versions,
+                               evidence_start_s=whole[0], evidence_end_s=whole[1], prompt_version=versions,
                                index=len(kept)))
         task.extra["teacher"] = self.model_name("teacher")
         task.extra["system_prompt"] = cfg.system_prompt
         task.extra["qa_items"] = kept
         task.extra["rejected_items"] = rejected
-        task.extra["captions"] = [(w.start_s, w.end_s, w.caption) for w in windows if w.caption]
+        task.captions = [Caption(w.start_s, w.end_s, w.caption) for w in windows if w.caption]
+
+
+def _vet_teacher_grounding(item: QAItem, windows: list[Window], raw: object) -> QAItem | RejectedItem:
+    """A teacher's grounding query must fit the window(s) its answer covers better than any other."""
+    best = best_windows(item.query or "", windows)
+    overlaps = [w for w in best if w.start_s < item.evidence_end_s and w.end_s > item.evidence_start_s]
+    if best and len(overlaps) == len(best):
+        return item
+    return RejectedItem(ItemReason.ambiguous_query, "the query fits a window outside the answer span as well"
+                        if best else "the query matches no caption", raw)

@@ -11,6 +11,12 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 }
 TYPE_TO_CATEGORY = {t: c for c, types in CATEGORIES.items() for t in types}
 FORMATS = ("open_ended", "multiple_choice", "grounding", "description")
+
+
+def taxonomy_text() -> str:
+    """The categories and question types as the QA-writing prompt lists them (generated here,
+    so the prompt and the checks in `synth.items` can never disagree)."""
+    return "\n".join(f"- {category}: {', '.join(types)}" for category, types in CATEGORIES.items())
 LETTERS = "ABCD"
 
 
@@ -25,4 +31,5 @@ class ItemReason:
     duplicate_question = "duplicate_question"
     hedge_answer = "hedge_answer"
     answer_leaked_in_question = "answer_leaked_in_question"
-    teacher_failed = "teacher_failed"
+    ambiguous_query = "ambiguous_query"  # a grounding query that fits another window as well
+    time_in_query = "time_in_query"  # a grounding query or option that says when: it answers itself

@@ -31,15 +31,13 @@ from synth.rows import question_text
 from synth.scoring import parse_letter, parse_span, temporal_iou, token_f1
 from synth.rounds import ModelStage, Round, Rounds
 
-GROUNDING_SUFFIX = "Answer with the start and end timestamps in seconds."
 BLIND_PREFIX = "You cannot see the video this question is about. Give your best guess anyway.\n"
 
 
 def verifier_prompt(item: QAItem) -> str:
-    text = question_text(item)
-    if item.format == "grounding" and not text.startswith("Given the video"):
-        text = f"{text}\n{GROUNDING_SUFFIX}"
-    return text
+    """Exactly what a policy is asked in RL (grounding: the evaluators' template; multiple
+    choice: lettered options and the answer-format line), so the pass rate is the RL one."""
+    return question_text(item)
 
 
 def sample_score(item: QAItem, answer: str) -> float | None:
@@ -175,7 +173,7 @@ class VerifyStage(ModelStage):
         rnd = Round("reconfirm", "teacher", "cost")
         for i in disputed:
             task, item = jobs[i]
-            captions = "\n".join(f"[{s:.1f}-{e:.1f} s] {c}" for s, e, c in task.extra.get("captions", []))
+            captions = "\n".join(f"[{c.start_s:.1f}-{c.end_s:.1f} s] {c.text}" for c in task.captions)
             rnd.ask(owners[i], ChatRequest(
                 key=f"{task.video_id}/reconfirm/{i}", system=None, json_mode=True, max_tokens=32, temperature=0.0,
                 prompt=prompt.render(captions=captions, question=verifier_prompt(item), reference=item.answer,
@@ -190,13 +188,14 @@ class VerifyStage(ModelStage):
                 blind: str | None, blind_ok: bool, confirmed: bool | None) -> dict:
         policy = self.cfg.policy
         score = sum(scores) / len(scores) if scores else 0.0
-        if not answers:
-            decision, reason = ("hard", "verifier_failed_measured_truth") if item.source == "composed" \
-                else ("reject", "verifier_failed")
-        elif item.format == "description":
+        # a failed request never gets here: the video is incomplete and retried (rounds.reject_incomplete).
+        # The blind check comes first: an item answerable without the video is no item, whatever else holds
+        if item.format == "description":
             decision, reason = "keep", "description"
         elif blind_ok and policy.reject_blind_answerable:
             decision, reason = "reject", "blind_answerable"
+        elif not answers:
+            decision, reason = "reject", "verifier_gave_no_answer"
         elif pass_rate >= policy.agree_rate:
             decision, reason = "keep", "verifier_agrees"
         elif item.source == "composed":

@@ -86,3 +86,15 @@ def test_vllm_kind_builds_a_pass_plan_and_refuses_actors(tmp_path):
     cfg = load_config(REPO / "jobs" / "internvideo3_long.yaml", ["synth.teacher.kind=vllm", "synth.execution=actors"])
     with pytest.raises(ValueError, match="synth.execution=actors: kind=vllm"):
         build_stages(cfg, tmp_path)
+
+
+def test_an_rl_band_no_k_sample_rate_can_reach_fails_at_load():
+    # k=3: the band 0.1-0.9 holds 1/3 and 2/3
+    assert load_config(None, ["verify.samples=3"]).verify.policy.rl_min_pass_rate == 0.1
+    with pytest.raises(ConfigError) as err:  # k=1: rates 0 and 1 only
+        load_config(None, ["verify.samples=1"])
+    msg = str(err.value)
+    assert "rl_min_pass_rate" in msg and "rl_max_pass_rate" in msg and "verify.samples=1" in msg and "0/1, 1/1" in msg
+    with pytest.raises(ConfigError, match="rl_min_pass_rate"):  # k=4: 0.3-0.45 holds none of 0.25, 0.5
+        load_config(None, ["verify.samples=4", "verify.policy.rl_min_pass_rate=0.3",
+                           "verify.policy.rl_max_pass_rate=0.45"])

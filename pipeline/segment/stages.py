@@ -60,18 +60,24 @@ def segment_video(path: str, cfg: SegmentConfig | None = None) -> SegmentResult:
                          + "; ".join(stats.errors[:2]))
     cuts = analyzer.finish()
     end_frame = last.number + 1
-    duration_s = last.seconds + 1.0 / float(info.rate)
+    # The trainer (decord) puts frame i at i / origin_fps, so fps is the average rate and the
+    # duration what makes frame_count / fps land on the real end: the last frame's time plus one
+    # mean frame interval (for constant rate exactly frames / nominal rate; for VFR files the
+    # nominal rate would stretch or squeeze the timeline)
+    frames = stats.frames
+    duration_s = round(last.seconds * frames / (frames - 1) if frames > 1 and last.seconds > 0
+                       else last.seconds + 1.0 / float(info.rate), 6)
     kinds = mark_gradual(cuts, analyzer.luma_diff, numbers, cfg, analyzer.luma_mean)
     scenes = scenes_from_cuts(cuts, end_frame, duration_s, kinds)
     scenes = split_long(merge_short(scenes, cfg.min_scene_s), cfg.max_scene_s, float(info.rate))
-    frames = [Frame(timestamp_s=f.timestamp_s, image=f.image, width=f.width, height=f.height, index=i)
-              for i, f in enumerate(sampler.frames)]
-    assign_frames(scenes, frames)
+    sampled = [Frame(timestamp_s=f.timestamp_s, image=f.image, width=f.width, height=f.height, index=i)
+               for i, f in enumerate(sampler.frames)]
+    assign_frames(scenes, sampled)
     rot = info.rotation
     w, h = (info.height, info.width) if rot in (90, 270) else (info.width, info.height)
     return SegmentResult(
-        scenes=scenes, frames=frames, cuts=cuts, width=w, height=h, fps=float(info.rate),
-        frame_count=stats.frames, duration_s=duration_s, rotation=rot, codec=info.codec,
+        scenes=scenes, frames=sampled, cuts=cuts, width=w, height=h, fps=round(frames / duration_s, 6),
+        frame_count=frames, duration_s=duration_s, rotation=rot, codec=info.codec,
         stats={"packets": stats.packets, "decode_errors": stats.decode_errors,
                "frames": stats.frames, "missing_pts": stats.missing_pts,
                "analysed_frames": analyzer.analysed, "refined_frames": analyzer.refined, "analysis_size": list(analyzer.size),
@@ -105,5 +111,4 @@ class SegmentStage(Stage):
         task.width, task.height, task.fps = res.width, res.height, res.fps
         task.frame_count, task.duration_s, task.rotation = res.frame_count, res.duration_s, res.rotation
         task.codec = task.codec or res.codec
-        task.extra["segment_stats"] = res.stats
         return task

@@ -23,6 +23,7 @@ import aiohttp
 
 from synth.backends.config import BackendConfig
 from synth.backends.messages import request_to_messages
+from synth.backends.parsing import parse_json_reply
 from synth.backends.types import ChatRequest, ChatResult, ErrorReason
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,10 @@ def build_payload(cfg: BackendConfig, req: ChatRequest) -> dict[str, Any]:
     return body
 
 
-def _parse_ok_body(key: str, text: str, attempts: int) -> _Attempt:
-    """Turn a 200 body into a result; a body that is not the OpenAI shape is retryable."""
+def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False) -> _Attempt:
+    """Turn a 200 body into a result. Retryable: a body that is not the OpenAI shape, a
+    reply with no text, and (JSON mode) a reply that is not JSON: a sampled model often
+    answers well the second time, and a missing caption or QA reply must not pass as final."""
     try:
         data = json.loads(text)
         choices = data["choices"]
@@ -83,8 +86,11 @@ def _parse_ok_body(key: str, text: str, attempts: int) -> _Attempt:
                         message=f"unparseable response body ({e}): {text[:200]!r}")
     texts = [((c or {}).get("message") or {}).get("content") or "" for c in choices]
     if not texts or not any(t.strip() for t in texts):
-        return _Attempt(result=ChatResult.failure(
-            key, ErrorReason.empty_response, "no choices or empty content", attempts=attempts))
+        return _Attempt(reason=ErrorReason.empty_response, message=f"200 with no choices or empty content: "
+                                                                    f"{text[:200]!r}")
+    if json_mode and not any(parse_json_reply(t)[1] is None for t in texts):
+        return _Attempt(reason=ErrorReason.malformed_response,
+                        message=f"JSON was asked for, the reply is not JSON: {texts[0][:200]!r}")
     usage = data.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
     return _Attempt(result=ChatResult(
@@ -179,7 +185,7 @@ class OpenAIBackend:
         last = _Attempt()
         for attempt in range(1, max_attempts + 1):
             async with sem:
-                last = await self._attempt(session, req.key, payload, attempt)
+                last = await self._attempt(session, req.key, payload, attempt, req.json_mode)
             if last.result is not None:
                 last.result.latency_s = time.monotonic() - t0
                 return last.result
@@ -192,14 +198,14 @@ class OpenAIBackend:
                                   attempts=attempt, latency_s=time.monotonic() - t0)
 
     async def _attempt(self, session: aiohttp.ClientSession, key: str,
-                       payload: dict[str, Any], attempt: int) -> _Attempt:
+                       payload: dict[str, Any], attempt: int, json_mode: bool = False) -> _Attempt:
         timeout = aiohttp.ClientTimeout(total=self.cfg.openai.timeout_s)
         try:
             async with session.post(self.url, json=payload, headers=self._headers,
                                     timeout=timeout) as resp:
                 body = await resp.text(errors="replace")
                 if resp.status == 200:
-                    return _parse_ok_body(key, body, attempt)
+                    return _parse_ok_body(key, body, attempt, json_mode)
                 return _classify_status(resp.status, body, resp.headers.get("Retry-After"))
         except asyncio.TimeoutError:
             return _Attempt(reason=ErrorReason.timeout,

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from synth.backends.config import BackendConfig
 from synth.backends.messages import request_to_hf_messages, request_to_plain_prompt
+from synth.backends.parsing import parse_json_reply
 from synth.backends.types import ChatRequest, ChatResult, ErrorReason
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,11 @@ class TransformersBackend:
                 results.append((i, ChatResult.failure(req.key, ErrorReason.empty_response,
                                                       "the model generated no text", attempts=1,
                                                       latency_s=latency)))
+                continue
+            if req.json_mode and all(parse_json_reply(decoded[s])[1] for s in seqs):
+                results.append((i, ChatResult.failure(req.key, ErrorReason.malformed_response,
+                                                      f"JSON was asked for, the reply is not JSON: "
+                                                      f"{decoded[seqs[0]][:200]!r}", attempts=1, latency_s=latency)))
                 continue
             results.append((i, ChatResult(
                 key=req.key, texts=[decoded[s] for s in seqs], ok=True,

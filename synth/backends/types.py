@@ -26,9 +26,8 @@ class ErrorReason:
     model_error = "model_error"  # an in-process model raised while generating
     frames_unavailable = "frames_unavailable"  # the frame store lost the request's frames (node loss)
 
-    TRANSIENT = frozenset({rate_limited, server_error, timeout, network, malformed_response})
-    # failures that say nothing about the video or the item: the video is re-run, not committed
-    INFRASTRUCTURE = TRANSIENT | {auth, frames_unavailable, model_error}
+    # retried by the backend itself (with backoff); after the last retry the request fails
+    TRANSIENT = frozenset({rate_limited, server_error, timeout, network, malformed_response, empty_response})
 
 
 @dataclass

@@ -1,0 +1,236 @@
+"""`curate check OUT`: the trainers' and evaluators' rules, run over a finished dataset.
+
+Each rule is written here from the consumers' contracts (DESIGN.md), not from the code
+that produced the rows, so a producer's mistake shows up as a violation instead of being
+repeated: the RL prompt is matched against the evaluators' literal template, spans are
+parsed out of the text the trainer sees, videos are decoded in full by decord (the SFT
+trainer's reader), and ambiguity is judged from the stored captions with a word-coverage
+rule of its own.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from pipeline.store import DatasetStore
+
+RULES = {
+    "xtuner_line": "every sft row exports to an xtuner line the trainer accepts (format rules)",
+    "trainer_decode": "every video decodes in full with decord: frames >= origin_video_length, each of size "
+                      "image_wh, the last one where origin_fps puts it",
+    "rl_prompt": "every RL prompt is the evaluators' template of its reward kind",
+    "span_in_video": "every span (stored, in the answer text, in the RL ground truth) lies inside the video",
+    "sft_rl_agree": "an item's SFT answer and its RL ground truth are the same numbers",
+    "blind_kept": "no sft or rl item is answerable without the video (verification.blind_answerable)",
+    "ambiguous": "no grounding or time-order answer that another captioned window satisfies as well",
+}
+# DESIGN.md, "Grounding prompt used by the evaluators", literally
+_GROUNDING = re.compile(r'^<video>\nGiven the video of duration (\d+\.\d) seconds, find the start and end '
+                        r'timestamps \(in seconds\) of the moment that best matches the following description: '
+                        r'"(.+)"$', re.DOTALL)
+_MC = re.compile(r"^<video>\n(.+)\nA\. (.+)\nB\. (.+)\nC\. (.+)\nD\. (.+)\nAnswer with the option letter only\.$",
+                 re.DOTALL)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_SAYS_WHEN = re.compile(r"\d+(?:\.\d+)?\s*(?:s|sec|secs|seconds?|min|minutes?)\b|\b\d{1,2}:\d{2}\b", re.IGNORECASE)
+_WORDS = re.compile(r"[a-z0-9]+")
+_COMMON = frozenset("a an the and or of in on at to with over under from by for is are was were be its it this "
+                    "that there their his her they he she as into onto while then".split())
+
+
+@dataclass
+class CheckReport:
+    checked: Counter = field(default_factory=Counter)
+    violations: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def fail(self, rule: str, what: str) -> None:
+        self.violations[rule] += 1
+        if len(self.examples[rule]) < 5:
+            self.examples[rule].append(what)
+
+    def render(self) -> str:
+        lines = [f"{'rule':<16} {'checked':>8} {'violations':>10}  meaning"]
+        for rule, meaning in RULES.items():
+            lines.append(f"{rule:<16} {self.checked[rule]:>8} {self.violations[rule]:>10}  {meaning}")
+            lines += [f"    e.g. {e}" for e in self.examples.get(rule, [])]
+        total = sum(self.violations.values())
+        lines.append(f"{total} violation(s)" if total else "ok: 0 violations")
+        return "\n".join(lines)
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORDS.findall((text or "").lower()) if w not in _COMMON and len(w) > 1}
+
+
+def _coverage(query: str, caption: str) -> float:
+    q = _words(query)
+    return len(q & _words(caption)) / len(q) if q else 0.0
+
+
+def _span_numbers(text: str) -> list[float]:
+    return [float(x) for x in _NUMBER.findall(text or "")[:2]]
+
+
+def check_dataset(out: str, *, media_root: str | None = None, decode: bool = True,
+                  max_videos: int | None = None) -> CheckReport:
+    """Run every rule over the dataset at `out`."""
+    from pipeline.export import check_xtuner, default_media_root, to_xtuner
+
+    store = DatasetStore(out)
+    report = CheckReport()
+    videos = {r["video_id"]: r for r in store.read_table("videos").to_pylist() if r["status"] == "accepted"}
+    sft = store.read_table("sft").to_pylist()
+    rl = store.read_table("rl").to_pylist()
+    by_id = {r["id"]: r for r in sft}
+    root = media_root or (default_media_root(sft) if sft else "/")
+    decoded: dict[str, Any] = {}
+    for row in sft:
+        report.checked["xtuner_line"] += 1
+        line = to_xtuner(row, root)
+        problems = check_xtuner(line, root)  # format rules only; the media is decoded below
+        if problems:
+            report.fail("xtuner_line", f"{row['id']}: {problems[0]}")
+        _check_spans(report, row["id"], row["duration_s"], [(row["evidence_start_s"], row["evidence_end_s"])]
+                     + ([tuple(_span_numbers(row["answer"]))] if row["format"] == "grounding" else []))
+        _check_blind(report, row["id"], row.get("verification"))
+        if decode and (max_videos is None or len(decoded) < max_videos or row["video_id"] in decoded):
+            video = line["messages"][-2]["content"][0]["video_url"] if not problems else None
+            if video is not None:
+                key = video["url"]
+                if key not in decoded:
+                    decoded[key] = full_decode(os.path.join(root, key), row.get("media_uri"))
+                _check_decode(report, row["id"], video, decoded[key])
+        v = videos.get(row["video_id"])
+        if v is not None and row["format"] == "grounding":
+            _check_grounding_unique(report, row, v)
+        if v is not None and row["qa_type"] == "time_order" and row["format"] == "multiple_choice":
+            _check_order_unique(report, row, v)
+    for row in rl:
+        info = row["extra_info"]
+        prompt = row["prompt"][-1]["content"] if row["prompt"] else ""
+        report.checked["rl_prompt"] += 1
+        truth = row["reward_model"]["ground_truth"]
+        if info["reward_kind"] == "temporal_iou":
+            m = _GROUNDING.match(prompt)
+            if not m:
+                report.fail("rl_prompt", f"{info['id']}: not the evaluators' grounding template: {prompt[:120]!r}")
+            elif m[1] != f"{info['duration_s']:.1f}" or _SAYS_WHEN.search(m[2]):
+                report.fail("rl_prompt", f"{info['id']}: duration {m[1]} vs {info['duration_s']:.1f}, or the "
+                                         f"description says when: {m[2][:80]!r}")
+            span = json.loads(truth)
+            _check_spans(report, info["id"], info["duration_s"], [tuple(span)])
+            sft_row = by_id.get(info["id"])
+            report.checked["sft_rl_agree"] += 1
+            if sft_row is None or _span_numbers(sft_row["answer"]) != [float(x) for x in span]:
+                report.fail("sft_rl_agree", f"{info['id']}: RL {span} vs SFT "
+                                            f"{sft_row['answer'] if sft_row else '(no sft row)'!r}")
+        else:
+            m = _MC.match(prompt)
+            if not m or truth not in "ABCD" or len(truth) != 1:
+                report.fail("rl_prompt", f"{info['id']}: not a lettered 4-option prompt with the answer line, or "
+                                         f"ground truth {truth!r}")
+        sft_row = by_id.get(info["id"])
+        _check_blind(report, info["id"], sft_row.get("verification") if sft_row else None)
+    return report
+
+
+def _check_spans(report: CheckReport, item: str, duration: float, spans: Iterable[tuple]) -> None:
+    for span in spans:
+        report.checked["span_in_video"] += 1
+        if len(span) != 2 or not (0 <= span[0] < span[1] <= duration):
+            report.fail("span_in_video", f"{item}: span {list(span)} outside 0-{duration} s")
+
+
+def _check_blind(report: CheckReport, item: str, verification: dict | None) -> None:
+    report.checked["blind_kept"] += 1
+    if verification and verification.get("blind_answerable"):
+        report.fail("blind_kept", f"{item}: kept although the verifier answered it without the video")
+
+
+def _check_grounding_unique(report: CheckReport, row: dict, video: dict) -> None:
+    m = re.search(r'following description: "(.+)"$', row["question"], re.DOTALL)
+    captions = video.get("captions") or []
+    if not m or not captions:
+        return
+    report.checked["ambiguous"] += 1
+    s, e = row["evidence_start_s"], row["evidence_end_s"]
+    inside = [_coverage(m[1], c["text"]) for c in captions if c["start_s"] < e and c["end_s"] > s]
+    outside = [_coverage(m[1], c["text"]) for c in captions if not (c["start_s"] < e and c["end_s"] > s)]
+    if not inside or (outside and max(outside) >= max(inside)):
+        report.fail("ambiguous", f"{row['id']}: {m[1][:80]!r} fits a window outside {s}-{e} s as well")
+
+
+def _check_order_unique(report: CheckReport, row: dict, video: dict) -> None:
+    captions = video.get("captions") or []
+    if not captions:
+        return
+    report.checked["ambiguous"] += 1
+    owners = []
+    for option in row["options"]:
+        scores = [_coverage(option, c["text"]) for c in captions]
+        best = max(scores)
+        hits = [i for i, sc in enumerate(scores) if sc == best]
+        if len(hits) != 1:
+            report.fail("ambiguous", f"{row['id']}: option {option[:60]!r} fits {len(hits)} windows")
+            return
+        owners.append(hits[0])
+    first = "first" in row["question"]
+    starts = [captions[i]["start_s"] for i in owners]
+    want = starts.index(min(starts) if first else max(starts))
+    if len(set(owners)) != 4 or row["options"][want] != row["answer"]:
+        report.fail("ambiguous", f"{row['id']}: the options' windows do not make {row['answer'][:60]!r} the answer")
+
+
+@dataclass
+class FullDecode:
+    """A whole video decoded by decord, frame by frame."""
+
+    frames: int
+    sizes: set
+    last_frame_s: float
+    error: str | None = None
+
+
+def full_decode(path: str, uri: str | None = None, batch: int = 64) -> FullDecode:
+    """Decode every frame with decord (from the store through fsspec when the root is not mounted)."""
+    import io
+
+    try:
+        from decord import VideoReader, cpu
+    except ImportError:
+        return FullDecode(0, set(), 0.0, "decord (the SFT trainer's reader) is not installed")
+    try:
+        if os.path.exists(path) or not uri:
+            source: Any = path
+        else:
+            import fsspec
+
+            with fsspec.open(uri, "rb") as fh:
+                source = io.BytesIO(fh.read())
+        reader = VideoReader(source, ctx=cpu(0), num_threads=1)
+        n, sizes = len(reader), set()
+        for start in range(0, n, batch):
+            shape = reader.get_batch(list(range(start, min(n, start + batch)))).shape
+            sizes.add((int(shape[2]), int(shape[1])))
+        return FullDecode(n, sizes, float(reader.get_frame_timestamp(n - 1)[0]) if n else 0.0)
+    except Exception as exc:  # noqa: BLE001 - whatever decord cannot read, the trainer cannot either
+        return FullDecode(0, set(), 0.0, f"{type(exc).__name__}: {exc}")
+
+
+def _check_decode(report: CheckReport, item: str, video: dict, decoded: FullDecode) -> None:
+    report.checked["trainer_decode"] += 1
+    wh, length, fps = tuple(video["image_wh"]), video["origin_video_length"], video["origin_fps"]
+    if decoded.error or not decoded.frames:
+        report.fail("trainer_decode", f"{item}: {video['url']} does not decode: {decoded.error}")
+    elif decoded.sizes != {wh}:
+        report.fail("trainer_decode", f"{item}: image_wh {list(wh)}, decoded frames {sorted(decoded.sizes)}")
+    elif length > decoded.frames:
+        report.fail("trainer_decode", f"{item}: origin_video_length {length} > {decoded.frames} decoded frames")
+    elif decoded.frames > 1 and abs((decoded.frames - 1) / fps - decoded.last_frame_s) > \
+            max(0.5, 0.02 * decoded.last_frame_s):
+        report.fail("trainer_decode", f"{item}: origin_fps {fps} puts the last frame at "
+                                      f"{(decoded.frames - 1) / fps:.2f} s, decord has it at {decoded.last_frame_s:.2f} s")
