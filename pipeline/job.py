@@ -78,6 +78,7 @@ class RunSummary:
     verify_cost: Counter = field(default_factory=Counter)
     decisions: Counter = field(default_factory=Counter)
     quality: dict[str, Any] = field(default_factory=dict)
+    fetch_limiter: dict[str, Any] = field(default_factory=dict)  # the shared limiter's stats for this run
 
     def record(self, task: VideoTask) -> None:
         self.processed += 1
@@ -125,7 +126,7 @@ class RunSummary:
             "chunks": self.chunks, "reconcile": self.reconcile, "notes": self.notes,
             "qa_kept": self.qa_kept, "qa_rejects_by_reason": dict(self.item_rejects.most_common()),
             "verification_decisions": dict(self.decisions), "quality": self.quality,
-            "cost": self.cost_report(),
+            "cost": self.cost_report(), "fetch_limiter": self.fetch_limiter,
         }
 
     def render(self) -> str:
@@ -152,8 +153,25 @@ class RunSummary:
                      + f" in {self.chunks} chunk(s); quarantined {self.quarantined}")
         if self.quality and self.quality.get("sft_rows"):
             lines.append("  " + render_text(self.quality).replace("\n", "\n  "))
+        if self.fetch_limiter.get("counts") or self.fetch_limiter.get("pauses"):
+            lines.append("  " + limiter_line(self.fetch_limiter))
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def limiter_line(stats: dict[str, Any]) -> str:
+    """The limiter's stats in one line: traffic, rate waits, benches, and how long fetching paused, why."""
+    c = stats.get("counts", {})
+    line = (f"fetch limiter: {c.get('request', 0)} requests, {c.get('download', 0)} downloads, "
+            f"{c.get('subtitle', 0)} subtitles; waited {stats.get('waited_s', 0):.1f} s for slots; "
+            f"identities benched {c.get('benched', 0)} times (bot_check {c.get('bot_check', 0)}, "
+            f"rate_limited {c.get('rate_limited', 0)})")
+    pauses = stats.get("pauses", [])
+    if pauses:
+        why = ", ".join(f"{k} {v}" for k, v in sorted(stats.get("pause_reasons", {}).items())) or "benched"
+        line += (f"; fetching paused {stats.get('paused_s', 0):.1f} s in {len(pauses)} pause(s) "
+                 f"(every identity benched: {why})")
+    return line
 
 
 StageFactory = Callable[[JobConfig, Path], list[Stage]]
@@ -261,6 +279,9 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
             for task in execute(cfg, todo, stages, progress=progress, echo=echo):
                 take(task)
         flush()
+        for stage in stages:  # the fetch stage's limiter: how long fetching paused, and why
+            if callable(getattr(stage, "limiter_stats", None)):
+                summary.fetch_limiter = stage.limiter_stats()
         stale = store.reconcile()  # drop rows superseded by this run (force / new versions)
         if stale.get("stale_rows_removed"):
             summary.notes.append(f"replaced {stale['stale_rows_removed']} rows of earlier runs")
