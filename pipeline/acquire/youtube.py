@@ -86,8 +86,9 @@ def impersonate_target(cfg: YouTubeConfig) -> Any:
 
 
 def exempt_url_prefixes(cfg: YouTubeConfig) -> tuple[str, ...]:
-    """Requests that are not the origin's: the PO-token provider's own server."""
-    return (cfg.pot_base_url.rstrip("/") + "/",) if cfg.pot_provider == "bgutil_http" else ()
+    """Requests that are not the origin's: the PO-token provider's own server (an installed
+    bgutil plugin pings its default address even when no provider is configured)."""
+    return (cfg.pot_base_url.rstrip("/") + "/",)
 
 
 def plugin_installed(provider: str) -> bool:
@@ -105,7 +106,8 @@ def runtime_report(params: dict[str, Any]) -> dict[str, Any]:
     from yt_dlp.networking.impersonate import ImpersonateTarget
 
     out: dict[str, Any] = {"yt_dlp": yt_dlp.version.__version__}
-    quiet = {k: v for k, v in params.items() if k not in ("logger",)}
+    # no cookie file: YoutubeDL writes its jar back on close, and the YouTube extractor adds consent cookies
+    quiet = {k: v for k, v in params.items() if k not in ("logger", "cookiefile")}
     quiet.update(quiet=True, no_warnings=True, logger=_Silent())
     with yt_dlp.YoutubeDL(quiet) as ydl:
         runtimes = {}
