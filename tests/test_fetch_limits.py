@@ -56,8 +56,9 @@ def _rate(hits) -> float:
     return (len(hits) - 1) / (hits[-1].t - hits[0].t)
 
 
-def _peak(hits, n: int = 6) -> float:
-    """The highest rate over any n consecutive requests: a burst would show here."""
+def _peak(hits, n: int = 8) -> float:
+    """The highest rate over any n consecutive requests: a burst would show here (a worker that is
+    descheduled between its slot and its send shortens the next gap: n long enough to absorb that)."""
     return max(_rate(hits[i:i + n]) for i in range(len(hits) - n + 1))
 
 
@@ -95,7 +96,7 @@ def test_global_request_rate_holds_across_workers(ray_local, media, tmp_path):
     assert len(pages) == len(ids) and origin.refused == 0  # never over the origin's limit: no 429 at all
     streams = _by_account(pages)
     assert sorted(streams) == ["a", "b"]
-    # within 10 %: never above (overall, nor over any 6 requests in a row), and at it once the workers are up
+    # within 10 %: never above (overall, nor over any 8 requests in a row), and at it once the workers are up
     for account, mine in streams.items():
         assert _rate(mine) <= 1.1 * rate / 2 and _peak(mine) <= 1.1 * rate / 2, (account, _rate(mine), _peak(mine))
     total = sum(_rate(mine) for mine in streams.values())
@@ -158,3 +159,5 @@ def test_breaker_pauses_through_a_storm_and_recovers(ray_local, media, tmp_path)
     assert "fetching paused" in summary.render() and "bot_check" in summary.render()
     run = json.loads(next((tmp_path / "out" / "_runs").glob("*.json")).read_text())
     assert run["fetch_limiter"]["paused_s"] == stats["paused_s"]
+    for name in ("a", "b"):  # workers wrote their own cookie copies, never the accounts' files
+        assert (tmp_path / f"{name}.txt").read_text() == cookie_file(tmp_path / "x.txt", name).read_text()

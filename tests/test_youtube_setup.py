@@ -178,3 +178,24 @@ def test_doctor_checks_pot_server_cookies_and_proxies(tmp_path):
     finally:
         srv.shutdown()
         listening.close()
+
+
+def test_each_worker_logs_yt_dlp_and_runtime_versions_once(tmp_path, monkeypatch, caplog):
+    from pipeline.acquire import stages
+    from pipeline.acquire.stages import FetchStage
+    from pipeline.records import VideoTask
+    from pipeline.samples import SampleSpec, make_video
+
+    monkeypatch.setattr(stages, "_RUNTIME_LOGGED", set())
+    media = make_video(tmp_path / "ok.mp4", SampleSpec([1.5, 1.5], fps=10, width=160, height=96))
+    with MediaServer() as srv:
+        for vid in ("logonce0001", "logonce0002"):
+            srv.add_video(vid, media)
+        stage = FetchStage(FetchConfig(cache_dir=str(tmp_path / "cache"), url_template=srv.watch_template(),
+                                       min_duration_s=1, limits={"requests_per_hour": None, "downloads_per_hour": None}))
+        with caplog.at_level("INFO", logger="pipeline.acquire.stages"):
+            done = [stage.process(VideoTask(v, v, "youtube", 0)) for v in ("logonce0001", "logonce0002")]
+    assert [t.status for t in done] == ["accepted", "accepted"]
+    lines = [r.getMessage() for r in caplog.records if "fetch worker" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert f"yt-dlp {yt_dlp.version.__version__}; JS runtime deno " in lines[0] and "challenge solver: Deno" in lines[0]

@@ -428,10 +428,9 @@ class Throttle:
     not the sleeps it asks for): microseconds in-process, a round trip for an actor.
     """
 
-    def __init__(self, limiter: FetchLimiter, max_pause_s: float,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, limiter: FetchLimiter, max_pause_s: float, sleep: Callable[[float], None] = time.sleep):
         self.limiter, self.max_pause_s = limiter, max_pause_s
-        self._sleep, self._clock = sleep, clock
+        self._sleep = sleep
         self.calls = 0
         self.overhead_s = 0.0
         self.slept_s = 0.0

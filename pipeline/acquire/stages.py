@@ -222,7 +222,7 @@ class FetchStage(Stage):
             return self._download_verify(task, ydl, logger, url, vid, lease, info)
 
     def _identity(self, name: str) -> IdentityConfig:
-        """The identity's settings, its cookies as this process's private copy (yt-dlp rewrites them)."""
+        """The identity's settings, its cookies as this worker's private copy (yt-dlp rewrites them)."""
         identity = self.identities[name]
         if not identity.cookies_file:
             return identity
