@@ -154,24 +154,11 @@ class RunSummary:
         if self.quality and self.quality.get("sft_rows"):
             lines.append("  " + render_text(self.quality).replace("\n", "\n  "))
         if self.fetch_limiter.get("counts") or self.fetch_limiter.get("pauses"):
-            lines.append("  " + limiter_line(self.fetch_limiter))
+            from pipeline.acquire.limiter import stats_line
+
+            lines.append("  " + stats_line(self.fetch_limiter))
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
-
-
-def limiter_line(stats: dict[str, Any]) -> str:
-    """The limiter's stats in one line: traffic, rate waits, benches, and how long fetching paused, why."""
-    c = stats.get("counts", {})
-    line = (f"fetch limiter: {c.get('request', 0)} requests, {c.get('download', 0)} downloads, "
-            f"{c.get('subtitle', 0)} subtitles; waited {stats.get('waited_s', 0):.1f} s for slots; "
-            f"identities benched {c.get('benched', 0)} times (bot_check {c.get('bot_check', 0)}, "
-            f"rate_limited {c.get('rate_limited', 0)})")
-    pauses = stats.get("pauses", [])
-    if pauses:
-        why = ", ".join(f"{k} {v}" for k, v in sorted(stats.get("pause_reasons", {}).items())) or "benched"
-        line += (f"; fetching paused {stats.get('paused_s', 0):.1f} s in {len(pauses)} pause(s) "
-                 f"(every identity benched: {why})")
-    return line
 
 
 StageFactory = Callable[[JobConfig, Path], list[Stage]]

@@ -483,3 +483,18 @@ class Throttle:
     def overhead(self) -> dict[str, float]:
         return {"calls": self.calls, "overhead_s": round(self.overhead_s, 6),
                 "per_call_us": round(1e6 * self.overhead_s / self.calls, 1) if self.calls else 0.0}
+
+
+def stats_line(stats: dict[str, Any]) -> str:
+    """The limiter's stats in one line: traffic, rate waits, benches, and how long fetching paused, why."""
+    c = stats.get("counts", {})
+    line = (f"fetch limiter: {c.get('request', 0)} requests, {c.get('download', 0)} downloads, "
+            f"{c.get('subtitle', 0)} subtitles; waited {stats.get('waited_s', 0):.1f} s for slots; "
+            f"identities benched {c.get('benched', 0)} times (bot_check {c.get('bot_check', 0)}, "
+            f"rate_limited {c.get('rate_limited', 0)})")
+    pauses = stats.get("pauses", [])
+    if pauses:
+        why = ", ".join(f"{k} {v}" for k, v in sorted(stats.get("pause_reasons", {}).items())) or "benched"
+        line += (f"; fetching paused {stats.get('paused_s', 0):.1f} s in {len(pauses)} pause(s) "
+                 f"(every identity benched: {why})")
+    return line
