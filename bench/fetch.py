@@ -5,7 +5,12 @@ per-connection bandwidth cap (a remote CDN in miniature), in one run, so the rat
 The pipeline does more per video (metadata probe, header probe, decode check), so the ratio
 is what concurrency buys net of that work.
 
-    python bench/fetch.py [--videos N] [--workers K] [--latency 0.2] [--bandwidth-mbps 4]
+Every request of the pipeline also passes the cluster-wide limiter (budgets off here, so it
+never makes anyone wait): the bench reports its overhead per limiter call and per video,
+in-process (what the run measures) and through the named Ray actor the runner uses
+(`--ray-calls` round trips against a local Ray; 0 skips it).
+
+    python bench/fetch.py [--videos N] [--workers K] [--latency 0.2] [--bandwidth-mbps 4] [--ray-calls 300]
 """
 from __future__ import annotations
 
@@ -36,9 +41,12 @@ def sequential_ytdlp(urls: list[str], out: Path) -> int:
     return sum(p.stat().st_size for p in out.glob("*.mp4")) if not failed else -1
 
 
-def pipeline_fetch(srv: MediaServer, ids: list[str], cache: Path, workers: int) -> tuple[int, int]:
+UNLIMITED = {"requests_per_hour": None, "downloads_per_hour": None, "subtitle_requests_per_hour": None}
+
+
+def pipeline_fetch(srv: MediaServer, ids: list[str], cache: Path, workers: int) -> tuple[int, int, dict]:
     cfg = FetchConfig(cache_dir=str(cache), url_template=srv.url_template(), min_duration_s=1,
-                      retries=0, subtitle_langs=[])
+                      retries=0, subtitle_langs=[], limits=UNLIMITED)
     stage = FetchStage(cfg)
     stage.setup()
     tasks = [VideoTask(v, v, "youtube", i) for i, v in enumerate(ids)]
@@ -48,7 +56,21 @@ def pipeline_fetch(srv: MediaServer, ids: list[str], cache: Path, workers: int) 
     for t in done:
         if t.rejected:
             print(f"  rejected {t.video_id}: {t.reject_reason}: {t.reject_message}", file=sys.stderr)
-    return len(ok), sum(t.file_size or 0 for t in ok)
+    return len(ok), sum(t.file_size or 0 for t in ok), stage.throttle.overhead()
+
+
+def ray_limiter_round_trip(calls: int) -> float:
+    """Seconds per take() through the runner's named limiter actor on a local Ray."""
+    from pipeline.acquire.limiter import LimiterSpec
+    from pipeline.runner import init_ray, shared_fetch_limiter
+
+    init_ray(None, num_cpus=2)
+    limiter = shared_fetch_limiter(LimiterSpec.from_config(FetchConfig(limits=UNLIMITED)))
+    lease = limiter.lease().lease  # the first call waits for the actor to start
+    start = time.perf_counter()
+    for _ in range(calls):
+        limiter.take(lease, "request")
+    return (time.perf_counter() - start) / calls
 
 
 def main() -> None:
@@ -58,6 +80,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.2, help="seconds added to every HTTP request")
     ap.add_argument("--bandwidth-mbps", type=float, default=4.0, help="per-connection cap in MB/s (0 = none)")
     ap.add_argument("--seconds", type=float, default=8.0, help="duration of each sample video")
+    ap.add_argument("--ray-calls", type=int, default=300, help="limiter round trips timed through the Ray actor (0 = skip)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,7 +98,7 @@ def main() -> None:
             seq_bytes = sequential_ytdlp([srv.url_template().format(id=v) for v in ids], root / "seq")
             seq_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            n_ok, pipe_bytes = pipeline_fetch(srv, ids, root / "cache", args.workers)
+            n_ok, pipe_bytes, limiter = pipeline_fetch(srv, ids, root / "cache", args.workers)
             pipe_s = time.perf_counter() - t0
     if seq_bytes < 0 or n_ok != len(ids):
         raise SystemExit(f"bench failed: sequential bytes={seq_bytes}, pipeline accepted {n_ok}/{len(ids)}")
@@ -85,6 +108,14 @@ def main() -> None:
     print(f"FetchStage x{args.workers:<3}   : {pipe_s:6.2f}s  {pipe_rate:6.2f} downloads/s  "
           f"{pipe_bytes / pipe_s / 1e6:6.2f} MB/s  (probe + download + verify)")
     print(f"ratio pipeline/sequential: {pipe_rate / seq_rate:.2f}x")
+    per_video = limiter["calls"] / len(ids)
+    print(f"limiter in-process: {limiter['calls']} calls ({per_video:.1f} per video), {limiter['per_call_us']:.1f} us "
+          f"per call, {1e3 * limiter['overhead_s'] / len(ids):.3f} ms per video "
+          f"({100 * limiter['overhead_s'] / (pipe_s * args.workers):.3f}% of worker time)")
+    if args.ray_calls:
+        rt = ray_limiter_round_trip(args.ray_calls)
+        print(f"limiter via the Ray actor: {1e3 * rt:.2f} ms per call, {1e3 * rt * per_video:.1f} ms per video "
+              f"(against {1e3 * pipe_s * args.workers / len(ids):.0f} ms of worker time per video here)")
 
 
 if __name__ == "__main__":

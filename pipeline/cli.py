@@ -69,6 +69,29 @@ def config(
 
 
 @app.command()
+def doctor(
+    path: Optional[Path] = typer.Argument(None, help="job YAML (omit for the defaults)"),
+    set_: List[str] = typer.Option([], "--set", help="override a config key"),
+) -> None:
+    """What this node has for YouTube (yt-dlp, JS runtime, EJS, ffmpeg, PO tokens, cookies, proxies);
+    exit 0 when fetching is full, 1 when degraded (the reasons are printed)."""
+    from pipeline.acquire.doctor import diagnose
+    from pipeline.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(path, set_)
+    except ConfigError as exc:
+        _fail(str(exc))
+    cache = Path(cfg.fetch.cache_dir).expanduser()
+    if not cache.is_absolute():
+        cache = Path(cfg.work_dir) / cache
+    diagnosis = diagnose(cfg.fetch, cache)
+    typer.echo(diagnosis.render())
+    if not diagnosis.full:
+        raise typer.Exit(1)
+
+
+@app.command()
 def status(out: str = typer.Argument(..., help="dataset directory")) -> None:
     """Counts per config, video status, rejects by reason, and the runs so far."""
     from pipeline.store import DatasetStore

@@ -132,7 +132,9 @@ def _apply(raw: dict[str, Any], path: list[str], value: Any) -> None:
 def _model_at(loc: tuple) -> type[BaseModel] | None:
     model: Any = JobConfig
     for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if isinstance(part, int):  # an item of a list of sections: the item's own model
+            continue
+        field = model.model_fields.get(part)
         if field is None:
             return None
         ann = field.annotation

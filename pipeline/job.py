@@ -17,7 +17,7 @@ from pipeline.card import CardState, write_card
 from pipeline.config import JobConfig
 from pipeline.records import TRANSIENT_REASONS, Reason, VideoTask, video_row
 from pipeline.report import quality_report, render_markdown, render_text
-from pipeline.stage import Stage
+from pipeline.stage import Stage, leaves
 from pipeline.store import DatasetStore, LedgerEntry, new_run_id, utc_now
 
 log = logging.getLogger("curate")
@@ -79,6 +79,7 @@ class RunSummary:
     quality: dict[str, Any] = field(default_factory=dict)
     commit_latency_s: list[float] = field(default_factory=list)  # finished at the driver -> committed
     first_result_s: float | None = None  # run start -> the first finished video at the driver
+    fetch_limiter: dict[str, Any] = field(default_factory=dict)  # the shared limiter's stats for this run
 
     def record(self, task: VideoTask) -> None:
         self.processed += 1
@@ -128,7 +129,7 @@ class RunSummary:
             "chunks": self.chunks, "reconcile": self.reconcile, "notes": self.notes,
             "qa_kept": self.qa_kept, "qa_rejects_by_reason": dict(self.item_rejects.most_common()),
             "verification_decisions": dict(self.decisions), "quality": self.quality,
-            "cost": self.cost_report(),
+            "cost": self.cost_report(), "fetch_limiter": self.fetch_limiter,
             "commit_latency_s": _latency(self.commit_latency_s),
             "first_result_s": None if self.first_result_s is None else round(self.first_result_s, 3),
         }
@@ -160,6 +161,10 @@ class RunSummary:
                      + f" in {self.chunks} chunk(s); quarantined {self.quarantined}")
         if self.quality and self.quality.get("sft_rows"):
             lines.append("  " + render_text(self.quality).replace("\n", "\n  "))
+        if self.fetch_limiter.get("counts") or self.fetch_limiter.get("pauses"):
+            from pipeline.acquire.limiter import stats_line
+
+            lines.append("  " + stats_line(self.fetch_limiter))
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -327,6 +332,12 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
             for task in lost:
                 take(task.reject(Reason.stage_error, f"plan: {why}"[:2000], stage="runner"))
         flush()
+        for stage in leaves(stages):  # the fetch stage's limiter: how long fetching paused, and why
+            if callable(getattr(stage, "limiter_stats", None)):
+                try:
+                    summary.fetch_limiter = stage.limiter_stats()
+                except Exception as exc:  # noqa: BLE001 - a report, never a reason to lose the run's end
+                    summary.notes.append(f"fetch limiter stats unavailable: {type(exc).__name__}")
         if failure is not None:
             raise PlanFailed(f"the plan failed after committing {summary.processed - len(lost)} finished videos; "
                              f"{len(lost)} are recorded as stage_error and re-run next time: {failure}") from failure

@@ -20,7 +20,7 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 from pipeline.records import Reason, VideoTask
-from pipeline.stage import NODE_ENV, Resources, Stage, apply_stage
+from pipeline.stage import NODE_ENV, Resources, Stage, apply_stage, leaves
 from synth.rounds import Memoized
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,7 @@ def run_plan(tasks: Sequence[VideoTask], stages: Sequence[Stage], *,
     rows = [{"video_id": t.video_id, "payload": pickle.dumps(t, protocol=pickle.HIGHEST_PROTOCOL)}
             for t in tasks]
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), MAX_BLOCKS)))
+    bind_shared_limiters(stages)
     for position, stage in enumerate(stages):
         env = {name: os.environ[name] for name in getattr(stage, "env_vars", ()) if name in os.environ}
         ds = ds.map_batches(
@@ -546,3 +547,85 @@ def nodes_sharing_dir(path: Any) -> tuple[int, int]:
         return sum(ray.get(refs, timeout=120)), len(nodes)
     finally:
         marker.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Shared fetch limiter: one named actor serves pipeline.acquire.limiter's core to every
+# fetch worker on every node. Stages that want it expose `limiter_spec()` and
+# `bind_limiter(limiter)`; they only ever see the Ray-free FetchLimiter protocol.
+
+
+class _FetchLimiterActor:
+    """Ray actor body: one LimiterCore; calls are serialised (one at a time), each a few µs."""
+
+    def __init__(self, spec: Any) -> None:
+        from pipeline.acquire.limiter import LimiterCore
+
+        self.core = LimiterCore(spec)
+
+    def call(self, method: str, *args: Any) -> Any:
+        return getattr(self.core, method)(*args)
+
+
+class RayFetchLimiter:
+    """The FetchLimiter protocol over the named actor; picklable, so it travels inside the stage."""
+
+    def __init__(self, handle: Any, name: str) -> None:
+        self.handle, self.name = handle, name
+
+    def _call(self, method: str, *args: Any) -> Any:
+        import ray
+
+        return ray.get(self.handle.call.remote(method, *args))
+
+    def lease(self) -> Any:
+        return self._call("lease")
+
+    def take(self, lease: int, kind: str) -> Any:
+        return self._call("take", lease, kind)
+
+    def valid(self, lease: int) -> bool:
+        return self._call("valid", lease)
+
+    def report(self, lease: int, outcome: str, lane: str = "fetch") -> None:
+        self._call("report", lease, outcome, lane)
+
+    def release(self, lease: int) -> None:
+        self._call("release", lease)
+
+    def mark(self) -> int:
+        return self._call("mark")
+
+    def stats(self, since: int | None = None) -> dict:
+        return self._call("stats", since)
+
+
+def shared_fetch_limiter(spec: Any) -> RayFetchLimiter:
+    """The cluster's limiter for `spec`: created on first use, found by name afterwards.
+
+    Named by the spec's hash in namespace `curate`, so runs with the same identities and
+    budgets share it, also from other drivers while the first one lives (it is owned by the
+    driver that created it and ends with it). It needs no CPU of its own.
+    """
+    import ray
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    name = f"curate-fetch-limiter-{spec.key}"
+    # on the driver's node (its loss ends the run anyway); restarted, with fresh budgets, if it dies
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    actor = ray.remote(_FetchLimiterActor).options(
+        name=name, namespace="curate", get_if_exists=True, num_cpus=0, max_restarts=-1, max_task_retries=-1,
+        scheduling_strategy=here)
+    return RayFetchLimiter(actor.remote(spec), name)
+
+
+def bind_shared_limiters(stages: Sequence[Stage]) -> None:
+    """Hand every stage that declares a limiter spec the cluster-wide limiter for it."""
+    for stage in leaves(stages):
+        spec_of = getattr(stage, "limiter_spec", None)
+        if callable(spec_of) and hasattr(stage, "bind_limiter"):
+            limiter = getattr(stage, "limiter", None)
+            if isinstance(limiter, RayFetchLimiter):
+                continue  # bound by an earlier wave of this run
+            stage.bind_limiter(shared_fetch_limiter(spec_of()))

@@ -116,6 +116,14 @@ def apply_stage(stage: Stage, tasks: Sequence[VideoTask]) -> list[VideoTask]:
     return [next(replaced) if id(t) in live_ids else t for t in tasks]
 
 
+def leaves(stages: Sequence[Stage]) -> list[Stage]:
+    """The stages themselves, with every `Chain` replaced by the stages it runs."""
+    out: list[Stage] = []
+    for stage in stages:
+        out += leaves(stage.stages) if isinstance(stage, Chain) else [stage]
+    return out
+
+
 class Chain(Stage):
     """Stages that run one after another in one process, per video.
 

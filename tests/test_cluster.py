@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from pipeline.samples import SampleSpec, make_video
-from tests.acquire_server import MediaServer, Route
+from tests.acquire_server import FAST_LIMITS, MediaServer, Route
 from tests.cluster import ENV, TwoNodeCluster
 from tests.teacher import TeacherServer
 
@@ -42,7 +42,7 @@ def job(tmp: Path, origin: MediaServer, work: Path, **sections) -> Path:
     cfg = {"name": "cluster", "work_dir": str(work),
            "input": {"items": GOOD + ["corruptclip"]},
            "fetch": {"url_template": origin.url_template(), "min_duration_s": 1, "retries": 0,
-                     "subtitle_langs": [], "socket_timeout_s": 10},
+                     "subtitle_langs": [], "socket_timeout_s": 10, "limits": FAST_LIMITS},
            "segment": {"sample_fps": 1.0},
            "select": {"min_duration_s": 1},
            "media": {"cpus_per_worker": 0.5, "min_workers": 4},  # 2 per node: the cluster's 2 CPUs

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acquire_server import MediaServer, Route, faststart
+from tests.acquire_server import FAST_LIMITS, MediaServer, Route, faststart
 from pipeline.acquire.config import FetchConfig, InputConfig
 from pipeline.acquire.ingest import read_inputs
 from pipeline.acquire.stages import FetchStage
@@ -60,6 +60,7 @@ def server(media):
 
 
 def _stage(srv: MediaServer, cache: Path, sleeps: list[float] | None = None, **kw) -> FetchStage:
+    kw.setdefault("limits", FAST_LIMITS)
     cfg = FetchConfig(cache_dir=str(cache), url_template=srv.url_template(), min_duration_s=2.0,
                       max_duration_s=6.0, retries=2, backoff_s=0.01, ytdlp_retries=0,
                       socket_timeout_s=5, **kw)
@@ -91,11 +92,15 @@ def test_every_input_ends_in_the_right_row(server, tmp_path, media):
             assert (t.status, t.reject_reason) == ("rejected", reason.value), (vid, t.reject_message)
             assert t.reject_stage == "fetch" and t.reject_message
     assert "429" in by_id["ratelimit29"].reject_message  # the original yt-dlp text is kept
-    assert server.hits["/v/ratelimit29.mp4"] == 3  # 1 + 2 retries: transient
+    assert server.hits["/v/ratelimit29.mp4"] == 3  # 1 + 2 retries, each after the identity's bench
+    from pipeline.records import TRANSIENT_REASONS
+
+    assert Reason(by_id["ratelimit29"].reject_reason) in TRANSIENT_REASONS  # retried by the next run
     assert server.hits["/v/forbidden03.mp4"] == 1  # permanent: never retried
     assert server.hits["/v/missing0404.mp4"] == 1
-    # exponential backoff: flaky500000 once, shortbody01 and ratelimit29 twice each
-    assert sleeps == [0.01, 0.01, 0.02, 0.01, 0.02]
+    # exponential backoff for network failures: flaky500000 once, shortbody01 twice
+    assert sleeps == [0.01, 0.01, 0.02]
+    assert stage.limiter_stats()["counts"]["rate_limited"] == 3
     assert server.hits["/v/flaky500000.mp4"] >= 2
 
     bad = [t for t in done if t.source_kind == "invalid"]

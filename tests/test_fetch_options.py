@@ -39,3 +39,24 @@ def test_config_rejects_unknown_keys_and_hostile_values():
 def test_format_prefers_h264_mp4_under_max_height():
     fmt = format_selector(720)
     assert fmt.startswith("bv*[height<=?720][vcodec^=avc1]+ba[ext=m4a]/") and fmt.endswith("/b")
+
+
+def test_each_worker_thread_gets_its_own_private_cookie_copy(tmp_path):
+    import os
+    import stat
+    import threading
+
+    from pipeline.acquire.cookies import private_copy
+
+    original = tmp_path / "acct.txt"
+    original.write_text("# Netscape HTTP Cookie File\n.youtube.com\tTRUE\t/\tTRUE\t0\tSID\tv1\n")
+    mine = private_copy(str(original))
+    assert private_copy(str(original)) == mine and Path(mine).read_text() == original.read_text()
+    assert stat.S_IMODE(os.stat(mine).st_mode) == 0o600
+    other: list[str] = []
+    thread = threading.Thread(target=lambda: other.append(private_copy(str(original))))
+    thread.start()
+    thread.join()
+    assert other[0] != mine  # yt-dlp rewrites the copy after every video: never two writers on one file
+    Path(mine).write_text("rewritten by yt-dlp")
+    assert "SID" in original.read_text()

@@ -17,7 +17,7 @@ from pipeline.acquire.config import FetchConfig
 from pipeline.acquire.stages import FetchStage
 from pipeline.records import VideoTask
 from pipeline.samples import SampleSpec, make_video
-from tests.acquire_server import MediaServer, Route
+from tests.acquire_server import FAST_LIMITS, MediaServer, Route
 
 VID = "okvideo0001"
 META = ("title", "duration_s", "width", "height", "fps", "frame_count", "codec", "file_size")
@@ -52,7 +52,7 @@ def store_url(request, tmp_path):
 
 def _stage(srv: MediaServer, cache: Path, store_url: str, **kw) -> FetchStage:
     kw = {"min_duration_s": 2.0, "max_duration_s": 6.0, **kw}
-    cfg = FetchConfig(cache_dir=str(cache), url_template=srv.url_template(), retries=0,
+    cfg = FetchConfig(cache_dir=str(cache), url_template=srv.url_template(), retries=0, limits=FAST_LIMITS,
                       ytdlp_retries=0, socket_timeout_s=5, storage_url=store_url, **kw)
     stage = FetchStage(cfg, sleep=lambda s: None)
     stage.setup()

@@ -3,34 +3,52 @@
 With `fetch.storage_url` set, verified videos are also published to a shared fsspec store,
 and a worker whose local cache lacks a video copies it from there instead of downloading.
 
-Plain Python (no Ray): `plan.build_stages` chains it with segmentation and selection
-(one process per video: the file is read where it was downloaded) and the runner runs
-the chain in actors; tests and the bench call `process` directly. Every failure ends as
-`task.reject(reason, original_message)`; transient ones (rate_limited, network/5xx) are
-retried with exponential backoff first, permanent ones fail at once.
+Every request to the origin passes the cluster-wide limiter first (pipeline/acquire/limiter.py):
+an attempt holds a lease on one egress identity (proxy / cookie account), each extraction
+request, header probe, download and subtitle takes a slot of that identity's budget, and a
+bot check or 429 benches the identity and starts the attempt again on another one (or after
+the pause, when every identity is benched). Subtitles come last, on their own budget, and
+never fail their video (pipeline/acquire/subtitles.py).
+
+Plain Python (no Ray): `plan.build_stages` chains it with segmentation and selection (one
+process per video: the file is read where it was downloaded), the runner runs the chain in
+actors and hands it the shared limiter (`limiter_spec` / `bind_limiter`); tests and the bench
+call `process` directly, with an in-process limiter. Every failure ends as
+`task.reject(reason, original_message)`; network/5xx failures are retried with exponential
+backoff, blocks (bot_check, rate_limited) on a fresh lease, permanent ones fail at once.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from pipeline.acquire import youtube
 from pipeline.acquire.classify import classify_error
-from pipeline.acquire.config import FetchConfig
+from pipeline.acquire.config import FetchConfig, IdentityConfig
+from pipeline.acquire.cookies import private_copy
 from pipeline.acquire.ids import safe_id
+from pipeline.acquire.limiter import (INCONCLUSIVE, OK, FetchLimiter, FetchPaused, IdentityLost, Lease,
+                                      LimiterSpec, LocalLimiter, Throttle)
 from pipeline.acquire.storage import VideoStore
-from pipeline.acquire.subtitles import read_subtitles
+from pipeline.acquire.cues import read_subtitles
+from pipeline.acquire.subtitles import fetch_subtitles
 from pipeline.acquire.verify import MediaError, MediaInfo, probe_media_header, verify_media
-from pipeline.acquire.ytdlp_options import CapturingLogger, build_params, video_dir
+from pipeline.acquire.ytdlp_options import (CapturingLogger, RequestRefused, build_params, metered_ydl,
+                                            refused_cause, video_dir)
 from pipeline.records import Reason, VideoTask
 from pipeline.stage import Resources, Stage, current_node
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-TRANSIENT = frozenset({Reason.rate_limited, Reason.network})
+TRANSIENT = frozenset({Reason.network})  # retried in place, with backoff
+BLOCKED = frozenset({Reason.bot_check, Reason.rate_limited})  # the identity's fault: bench it, new lease
+_RUNTIME_LOGGED: set[str] = set()
+_WORKER = f"{socket.gethostname()}:{os.getpid()}"
 _META_KEYS = ("title", "channel", "channel_id", "upload_date", "license", "live_status")
 
 
@@ -76,6 +94,11 @@ class FetchStage(Stage):
                 path = Path(cache_root) / path
             self.storage_url = str(path.resolve())
         self._store: VideoStore | None = None  # built lazily: the stage is pickled to workers
+        self.identities: dict[str, IdentityConfig] = {i.name: i for i in cfg.identity_list()}
+        self.limiter: FetchLimiter = LocalLimiter(LimiterSpec.from_config(cfg))
+        self._mark = self.limiter.mark()
+        self.throttle = Throttle(self.limiter, cfg.limits.max_pause_s)
+        self._exempt = youtube.exempt_url_prefixes(cfg.youtube)
 
     def setup(self) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +110,32 @@ class FetchStage(Stage):
         return self._store
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_store": None}
+        state = {**self.__dict__, "_store": None, "throttle": None}
+        if isinstance(self.limiter, LocalLimiter):  # per process: rebuilt on the other side
+            state["limiter"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.limiter is None:
+            self.limiter = LocalLimiter(LimiterSpec.from_config(self.cfg))
+            self._mark = self.limiter.mark()
+        self.throttle = Throttle(self.limiter, self.cfg.limits.max_pause_s)  # its counters are this process's
+
+    # -- the shared limiter (handed over by the runner) ------------------------
+    def limiter_spec(self) -> LimiterSpec:
+        """The identities and budgets this stage needs a limiter for; equal specs share one."""
+        return LimiterSpec.from_config(self.cfg)
+
+    def bind_limiter(self, limiter: FetchLimiter) -> None:
+        """Use `limiter` (shared by every worker) instead of this process's own."""
+        if limiter is not self.limiter:
+            self.limiter, self._mark = limiter, limiter.mark()
+            self.throttle = Throttle(limiter, self.cfg.limits.max_pause_s)
+
+    def limiter_stats(self) -> dict[str, Any]:
+        """What the limiter did since this stage got it: requests, waits, benches, pauses."""
+        return self.limiter.stats(self._mark)
 
     # -- entry point -------------------------------------------------------
     def process(self, task: VideoTask) -> VideoTask:
@@ -140,14 +188,88 @@ class FetchStage(Stage):
             return task
         if self.cfg.reuse_cache and self.store is not None and self._from_store(task, vid):
             return task
+        self._log_runtime_once()
         url = self.url_for(task)
-        logger = CapturingLogger()
-        with self._ydl(vid, logger) as ydl:  # one instance per video: creating one costs ~0.3 s
-            return self._probe_download_verify(task, ydl, logger, url, vid)
+        throttle, blocks, last_block = self.throttle, 0, Reason.bot_check
+        paused_before = throttle.paused_s
+        while True:
+            try:
+                lease = throttle.lease(last_block.value)
+            except FetchPaused as exc:
+                raise FetchFailure(last_block, f"{exc}; last: {task.extra.get('fetch_block_message', '')}",
+                                   transient=True) from exc
+            finally:
+                task.extra["fetch_paused_s"] = round(throttle.paused_s - paused_before, 3)
+            task.extra.update(fetch_identity=lease.identity, fetch_worker=_WORKER)
+            try:
+                return self._attempt(task, url, vid, lease)
+            except IdentityLost:
+                continue  # another worker benched this identity meanwhile: a new lease, not a retry
+            except FetchFailure as exc:
+                if exc.reason not in BLOCKED:
+                    raise
+                throttle.report(lease, exc.reason.value)
+                blocks, last_block = blocks + 1, exc.reason
+                task.extra["fetch_block_message"] = exc.message[:500]
+                if blocks > self.cfg.retries:
+                    raise FetchFailure(exc.reason, exc.message, transient=True) from exc
+            finally:
+                throttle.release(lease)
 
-    def _probe_download_verify(self, task: VideoTask, ydl, logger: CapturingLogger, url: str,
-                               vid: str) -> VideoTask:
-        info = self._retrying(lambda: self._extract(url, vid, ydl, logger))
+    def _attempt(self, task: VideoTask, url: str, vid: str, lease: Lease) -> VideoTask:
+        """One try at one video as one identity: probe, duration filter, download, verify, subtitles."""
+        logger = CapturingLogger()
+        params = build_params(self.cfg, self.cache_dir, vid, logger, self._identity(lease.identity))
+        with metered_ydl(params, self._meter(lease, "request")) as ydl:
+            try:
+                info = self._retrying(lambda: self._extract(url, vid, ydl, logger))
+            except FetchFailure as exc:
+                if exc.reason not in BLOCKED:  # the origin answered (unavailable, private, ...) or did not
+                    self.throttle.report(lease, INCONCLUSIVE if exc.reason in TRANSIENT else OK)
+                raise
+            self.throttle.report(lease, OK)  # closes a half-open identity: the origin answers again
+            return self._download_verify(task, ydl, logger, url, vid, lease, info)
+
+    def _identity(self, name: str) -> IdentityConfig:
+        """The identity's settings, its cookies as this worker's private copy (yt-dlp rewrites them)."""
+        identity = self.identities[name]
+        if not identity.cookies_file:
+            return identity
+        try:
+            return identity.model_copy(update={"cookies_file": private_copy(identity.cookies_file)})
+        except OSError as exc:
+            raise FetchFailure(Reason.stage_error, f"identity {name}: cannot read cookies file "
+                                                   f"{identity.cookies_file!r}: {exc}", transient=True) from exc
+
+    def _meter(self, lease: Lease, kind: str) -> Callable[[str], None]:
+        """Called by yt-dlp before each request: one `kind` slot of the lease's identity."""
+        def meter(url: str) -> None:
+            if self._exempt and url.startswith(self._exempt):
+                return  # the PO-token provider's own server, not the origin
+            try:
+                self.throttle.take(lease, kind)
+            except IdentityLost as exc:
+                raise RequestRefused(str(exc)) from exc
+        return meter
+
+    def _log_runtime_once(self) -> None:
+        """Log yt-dlp, the JS runtime and EJS versions once per worker process."""
+        key = f"{os.getpid()}:{self.cfg.youtube.model_dump_json()}"
+        if key in _RUNTIME_LOGGED:
+            return
+        _RUNTIME_LOGGED.add(key)
+        try:
+            report = youtube.runtime_report(build_params(self.cfg, self.cache_dir, "runtime-check"))
+        except Exception as exc:  # noqa: BLE001 - a report, never a reason to fail a video
+            log.warning("fetch worker %d: could not inspect yt-dlp: %s", os.getpid(), exc)
+            return
+        log.info("fetch worker %d: %s", os.getpid(), youtube.summary_line(report))
+        if youtube.solver_ready(report) is None and self.cfg.youtube.js_runtime != "none":
+            log.warning("fetch worker %d: no JS challenge solver (runtime + EJS scripts): YouTube fetching is "
+                        "degraded; run `curate doctor`", os.getpid())
+
+    def _download_verify(self, task: VideoTask, ydl, logger: CapturingLogger, url: str, vid: str,
+                         lease: Lease, info: dict[str, Any]) -> VideoTask:
         self._fill_meta(task, info)
         if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
             raise FetchFailure(Reason.live_stream, f"live_status={info.get('live_status') or 'is_live'}: "
@@ -155,7 +277,7 @@ class FetchStage(Stage):
         duration = info.get("duration")
         if duration is None:  # generic extractor / direct media: read the container header
             media_url = info.get("url") or url
-            header = self._retrying(lambda: self._probe_header(media_url))
+            header = self._retrying(lambda: self._probe_header(media_url, lease))
             if not header.has_video:
                 raise MediaError(Reason.no_video_stream, f"no video stream in {media_url} (header probe)")
             duration = header.duration_s
@@ -163,11 +285,16 @@ class FetchStage(Stage):
                 raise MediaError(Reason.corrupt_media, f"no duration in the header of {media_url}")
         task.duration_s = float(duration)
         self._check_duration(task.duration_s)
-        result = self._retrying(lambda: self._download(info, vid, ydl, logger))
+        ydl.meter = None  # a download is one `download` slot, whatever its range requests
+        ydl.params["writesubtitles"] = ydl.params["writeautomaticsub"] = False  # they come last, on their own
+        result = self._retrying(lambda: self._download(info, vid, ydl, logger, lease))
         path = self._downloaded_path(result, vid)
         media = verify_media(path, expected_duration_s=task.duration_s,
                              tolerance_s=self.cfg.duration_tolerance_s, decode=self.cfg.verify_decode)
         self._fill_media(task, path, media)
+        errors = fetch_subtitles(ydl, info, video_dir(self.cache_dir, vid), vid, self.throttle, lease)
+        if errors:
+            task.extra["subtitle_errors"] = errors
         self._fill_sidecars(task, result, vid)
         self._write_cache(task, path)
         if self.store is not None:
@@ -175,22 +302,16 @@ class FetchStage(Stage):
         return task.accept()
 
     def _retrying(self, fn: Callable[[], T]) -> T:
-        """Call fn; retry transient failures with exponential backoff, up to cfg.retries."""
+        """Call fn; retry network failures with exponential backoff, up to cfg.retries (blocks go up)."""
         attempt = 0
         while True:
             try:
                 return fn()
             except (FetchFailure, MediaError) as exc:
-                transient = exc.transient if isinstance(exc, FetchFailure) else exc.reason in TRANSIENT
-                if not transient or attempt >= self.cfg.retries:
+                if exc.reason not in TRANSIENT or attempt >= self.cfg.retries:
                     raise
                 self._sleep(min(self.cfg.backoff_s * (2 ** attempt), self.cfg.backoff_max_s))
                 attempt += 1
-
-    def _ydl(self, vid: str, logger: CapturingLogger):
-        import yt_dlp
-
-        return yt_dlp.YoutubeDL(build_params(self.cfg, self.cache_dir, vid, logger))
 
     def _extract(self, url: str, vid: str, ydl, logger: CapturingLogger) -> dict[str, Any]:
         from yt_dlp.utils import YoutubeDLError
@@ -198,6 +319,8 @@ class FetchStage(Stage):
         try:
             info = ydl.extract_info(url, download=False)
         except YoutubeDLError as exc:
+            if refused_cause(exc) is not None:
+                raise IdentityLost(str(exc)) from exc
             raise _from_ytdlp(exc, logger) from exc
         if not info:
             raise FetchFailure(Reason.unavailable, "; ".join(logger.errors) or f"no info for {url}")
@@ -205,12 +328,14 @@ class FetchStage(Stage):
             raise FetchFailure(Reason.bad_id, f"{url} is a playlist, not a video")
         return info
 
-    def _probe_header(self, media_url: str) -> MediaInfo:
+    def _probe_header(self, media_url: str, lease: Lease) -> MediaInfo:
+        self.throttle.take(lease, "request")
         return probe_media_header(media_url, timeout_s=self.cfg.socket_timeout_s)
 
-    def _download(self, info: dict[str, Any], vid: str, ydl, logger: CapturingLogger) -> dict[str, Any]:
+    def _download(self, info: dict[str, Any], vid: str, ydl, logger: CapturingLogger, lease: Lease) -> dict[str, Any]:
         from yt_dlp.utils import YoutubeDLError
 
+        self.throttle.take(lease, "download")
         video_dir(self.cache_dir, vid).mkdir(parents=True, exist_ok=True)
         try:
             return ydl.process_ie_result(dict(info), download=True)
