@@ -156,8 +156,8 @@ def main() -> None:
     stop.set()
     sampler.join()
     wall = time.perf_counter() - start
-    failed = sum(t.extra.get("cost", {}).get("failed_requests", 0) for t in done)
-    requests = sum(t.extra.get("cost", {}).get("requests", 0) for t in done)
+    failed = sum(t.cost.failed_requests for t in done)
+    requests = sum(t.cost.requests for t in done)
     wave_mb = args.videos * args.frames * args.frame_kb / 1024
     growth = max(peak) - before
     print(f"wave: {args.videos} videos x {args.frames} frames x {args.frame_kb:g} KB = {wave_mb:.0f} MB of frames; "

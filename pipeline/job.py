@@ -90,16 +90,17 @@ class RunSummary:
         for timing in task.stage_timings:
             self.stage_counts[timing.stage]["processed"] += 1
             self.stage_seconds[timing.stage] += timing.seconds
-        self.cost.update(task.extra.get("cost", {}))  # paid, whatever became of the video
-        self.verify_cost.update(task.extra.get("verify_cost", {}))
-        if task.rejected:  # a rejected video publishes no items (rows_for)
+        # paid, whatever became of the video (zeros left out: no model stage, no cost lines)
+        self.cost.update({k: v for k, v in task.cost.as_dict().items() if v})
+        self.verify_cost.update({k: v for k, v in task.verify_cost.as_dict().items() if v})
+        if task.rejected or task.synthesis is None:  # a rejected video publishes no items (rows_for)
             return
-        for item in task.extra.get("qa_items", ()):
+        items = task.synthesis.items
+        for item in items:
             if item.verification:
-                self.decisions[item.verification["decision"]] += 1
-        items = task.extra.get("qa_items", ())
-        self.qa_kept += sum(1 for i in items if not (i.verification and i.verification["decision"] == "reject"))
-        self.item_rejects.update(r.reason for r in task.extra.get("rejected_items", ()))
+                self.decisions[item.verification.decision] += 1
+        self.qa_kept += sum(1 for i in items if not (i.verification and i.verification.decision == "reject"))
+        self.item_rejects.update(r.reason for r in task.synthesis.rejected)
 
     def cost_report(self) -> dict[str, Any]:
         """Teacher requests and tokens in total, per processed video and per kept QA item."""
@@ -190,7 +191,7 @@ def rows_for(task: VideoTask, cfg: JobConfig) -> dict[str, list[dict[str, Any]]]
     from synth.publish import publish_rows
 
     rows: dict[str, list[dict[str, Any]]] = {"videos": [video_row(task)]}
-    if not task.rejected and ("qa_items" in task.extra or "rejected_items" in task.extra):
+    if not task.rejected and task.synthesis is not None:
         rows.update(publish_rows(task, cfg.verify.policy))
     return rows
 

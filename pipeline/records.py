@@ -86,6 +86,7 @@ class Frame:
     scene_index: int = -1
     mime: str = "image/jpeg"
     index: int = -1  # position among the video's sampled frames
+    digest: str = ""  # of the image bytes: what a request's cache key names (stable across runs)
 
 
 @dataclass
@@ -104,6 +105,86 @@ class Caption:
     start_s: float
     end_s: float
     text: str
+
+
+@dataclass
+class Cost:
+    """What the model requests of one video cost (teacher or verifier): counted per request."""
+
+    requests: int = 0
+    failed_requests: int = 0
+    cached_requests: int = 0  # served from results already paid for: not sent, not counted again
+    prompt_tokens: int = 0
+    visual_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, other: "Cost") -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class Verification:
+    """The in-training model's cross-check of one item (mirrors `verification` in schemas/sft.json)."""
+
+    verifier: str
+    answers: list[str]  # the k sampled answers
+    score: float  # mean score of the answers
+    pass_rate: float
+    k: int
+    blind_answer: str | None  # the answer given without the video
+    blind_answerable: bool
+    teacher_reconfirmed: bool | None
+    decision: str  # keep | hard | reject
+    reason: str
+
+
+@dataclass
+class QAItem:
+    """One synthesized item; `verifiable` items have answers from measured structure (RL-ready)."""
+
+    category: str
+    qa_type: str
+    format: str  # open_ended | multiple_choice | grounding | description
+    question: str
+    answer: str
+    evidence_start_s: float
+    evidence_end_s: float
+    options: list[str] = field(default_factory=list)
+    source: str = "teacher"  # teacher | composed
+    verifiable: bool = False
+    query: str | None = None  # grounding: the time-free description of the moment
+    prompt_version: str = ""
+    index: int = 0
+    verification: Verification | None = None  # set by the verify stage
+
+    @property
+    def answer_letter(self) -> str | None:
+        if self.format != "multiple_choice":
+            return None
+        return "ABCD"[self.options.index(self.answer)]
+
+
+@dataclass
+class RejectedItem:
+    """An item the checks or the verification refused, with its reason and what it was."""
+
+    reason: str
+    message: str
+    raw: Any
+
+
+@dataclass
+class Synthesis:
+    """What the teacher wrote for one video: its items and the items it refused."""
+
+    teacher: str
+    system_prompt: str | None = None
+    items: list[QAItem] = field(default_factory=list)
+    rejected: list[RejectedItem] = field(default_factory=list)
 
 
 @dataclass
@@ -140,6 +221,8 @@ class VideoTask:
     subtitle_langs: list[str] = field(default_factory=list)
     subtitle_paths: list[str] = field(default_factory=list)
     info_json_path: str | None = None
+    fetch_identity: str | None = None  # the egress identity (proxy / cookie account) that fetched it
+    subtitle_errors: list[str] = field(default_factory=list)  # "lang: why" for subtitles not saved
     # the verified media file
     video_path: str | None = None
     file_size: int | None = None
@@ -162,7 +245,9 @@ class VideoTask:
     frames: list[Frame] = field(default_factory=list)
     frames_key: str | None = None  # frames held by a frame store (passes), not in `frames[].image`
     subtitles: list[Cue] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    synthesis: Synthesis | None = None  # the teacher's items (synthesize), verified in place (verify)
+    cost: Cost = field(default_factory=Cost)  # the teacher's requests (synthesis, judge, re-confirmation)
+    verify_cost: Cost = field(default_factory=Cost)  # the verifier's requests
 
     # -- state transitions -------------------------------------------------
     @property
@@ -186,7 +271,7 @@ class VideoTask:
 
 
 # Transient fields are not part of the written `videos` row.
-TRANSIENT_FIELDS = ("frames", "frames_key", "subtitles", "extra", "url")
+TRANSIENT_FIELDS = ("frames", "frames_key", "subtitles", "synthesis", "cost", "verify_cost", "url")
 # Fields the store adds at commit time.
 PROVENANCE_FIELDS = ("config_hash", "pipeline_fingerprint", "run_id", "processed_at")
 

@@ -8,9 +8,9 @@ spelled differently); anything else is rejected.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.records import QAItem, RejectedItem
 from synth.evaluator import format_span, grounding_question, mentions_time, snap_span
 from synth.taxonomy import CATEGORIES, FORMATS, LETTERS, TYPE_TO_CATEGORY, ItemReason
 
@@ -20,39 +20,6 @@ _HEDGE = re.compile(r"\b(not (shown|visible|mentioned|specified|stated|clear|pro
                     r"not enough information)\b", re.IGNORECASE)
 _OPTION_PREFIX = re.compile(r"^\s*\(?([A-Da-d])[\).:]\s+")
 _WORD = re.compile(r"[a-z0-9]+")
-
-
-@dataclass
-class QAItem:
-    """One kept item; `verifiable` items have answers from measured structure (RL-ready)."""
-
-    category: str
-    qa_type: str
-    format: str
-    question: str
-    answer: str
-    evidence_start_s: float
-    evidence_end_s: float
-    options: list[str] = field(default_factory=list)
-    source: str = "teacher"  # teacher | composed
-    verifiable: bool = False
-    query: str | None = None  # grounding: the time-free description of the moment
-    prompt_version: str = ""
-    index: int = 0
-    verification: dict | None = None  # set by the verify stage
-
-    @property
-    def answer_letter(self) -> str | None:
-        if self.format != "multiple_choice":
-            return None
-        return LETTERS[self.options.index(self.answer)]
-
-
-@dataclass
-class RejectedItem:
-    reason: str
-    message: str
-    raw: Any
 
 
 def _norm_words(text: str) -> list[str]:

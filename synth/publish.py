@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from pipeline.records import VideoTask
@@ -24,32 +25,35 @@ def _rl_eligible(item: QAItem, verified: bool) -> bool:
 
 
 def publish_rows(task: VideoTask, policy: VerifyPolicy) -> dict[str, list[dict[str, Any]]]:
-    teacher = task.extra.get("teacher") or "unknown"
-    system = task.extra.get("system_prompt")
+    synthesis = task.synthesis
     rows: dict[str, list[dict[str, Any]]] = {"sft": [], "rl": [], "distill": [], "rejects": []}
-    rows["rejects"] += [reject_row(task, r.reason, r.message, r.raw) for r in task.extra.get("rejected_items", [])]
-    for item in task.extra.get("qa_items", []):
+    if synthesis is None:
+        return rows
+    teacher, system = synthesis.teacher, synthesis.system_prompt
+    rows["rejects"] += [reject_row(task, r.reason, r.message, r.raw) for r in synthesis.rejected]
+    for item in synthesis.items:
         v = item.verification
-        if v is not None and v["decision"] == "reject":
+        record = asdict(v) if v is not None else None
+        if v is not None and v.decision == "reject":
             rows["rejects"].append(reject_row(
-                task, v["reason"], f"verifier {v['verifier']}: pass rate {v['pass_rate']}, score {v['score']}",
-                {**qa_fields(task, item, teacher), "verification": v}))
+                task, v.reason, f"verifier {v.verifier}: pass rate {v.pass_rate}, score {v.score}",
+                {**qa_fields(task, item, teacher), "verification": record}))
             continue
         sft = sft_row(task, item, teacher, system)
-        sft["verifier"] = v["verifier"] if v else None
-        sft["verification"] = v
+        sft["verifier"] = v.verifier if v else None
+        sft["verification"] = record
         rows["sft"].append(sft)
         if _rl_eligible(item, v is not None):
             if v is None:
                 row = rl_row(task, item)
-            elif policy.rl_min_pass_rate <= v["pass_rate"] <= policy.rl_max_pass_rate:
-                row = rl_row(task, item, difficulty=round(1.0 - v["pass_rate"], 4))
+            elif policy.rl_min_pass_rate <= v.pass_rate <= policy.rl_max_pass_rate:
+                row = rl_row(task, item, difficulty=round(1.0 - v.pass_rate, 4))
             else:
                 row = None
             if row is not None:
                 rows["rl"].append(row)
-        if v is not None and v["answers"] and v["score"] < policy.distill_max_score:
-            rows["distill"].append({**qa_fields(task, item, teacher), "verifier": v["verifier"], "verification": v,
-                                    "student_answer": v["answers"][0],
+        if v is not None and v.answers and v.score < policy.distill_max_score:
+            rows["distill"].append({**qa_fields(task, item, teacher), "verifier": v.verifier, "verification": record,
+                                    "student_answer": v.answers[0],
                                     "messages": sft_messages(task, item, system)})
     return rows

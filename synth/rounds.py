@@ -20,13 +20,12 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Generator, Iterator, Sequence
 
-from pipeline.records import VideoTask
+from pipeline.records import Cost, VideoTask
 from pipeline.stage import Stage
 from synth.backends.base import ModelBackend, make_backend
 from synth.backends.config import BackendConfig
 from synth.backends.types import ChatRequest, ChatResult
 
-COST_KEYS = ("requests", "failed_requests", "prompt_tokens", "visual_tokens", "output_tokens")
 
 
 @dataclass
@@ -56,15 +55,15 @@ def add_cost(task: VideoTask, result: ChatResult, bucket: str = "cost") -> None:
     """Count a request and its tokens on the task (`cost`: teacher, `verify_cost`: verifier).
 
     A result served from already-paid results counts as `cached_requests` only."""
-    cost = task.extra.setdefault(bucket, Counter())
+    cost: Cost = getattr(task, bucket)
     if result.cached:
-        cost["cached_requests"] += 1
+        cost.cached_requests += 1
         return
-    cost["requests"] += 1
-    cost["failed_requests"] += 0 if result.ok else 1
-    cost["prompt_tokens"] += result.prompt_tokens
-    cost["visual_tokens"] += result.visual_tokens
-    cost["output_tokens"] += result.completion_tokens
+    cost.requests += 1
+    cost.failed_requests += 0 if result.ok else 1
+    cost.prompt_tokens += result.prompt_tokens
+    cost.visual_tokens += result.visual_tokens
+    cost.output_tokens += result.completion_tokens
 
 
 def request_digest(role: str, req: ChatRequest) -> str:
@@ -75,7 +74,7 @@ def request_digest(role: str, req: ChatRequest) -> str:
         h.update(b"\x00")
     for f in req.frames:
         h.update(f"{f.timestamp_s:.6f}|{f.mime}|".encode())
-        h.update(hashlib.sha1(f.image).digest() if f.image else f"{req.frames_key}#{f.index}".encode())
+        h.update((f.digest or hashlib.sha1(f.image).hexdigest()[:16]).encode())
     return h.hexdigest()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zlib
 from typing import Callable, Sequence
 
-from pipeline.records import Caption, VideoTask
+from pipeline.records import Caption, Synthesis, VideoTask
 from synth.backends.base import ModelBackend
 from synth.backends.parsing import parse_json_reply
 from synth.backends.types import ChatRequest, ChatResult
@@ -144,10 +144,8 @@ class SynthesizeStage(ModelStage):
                                question="Describe this video in detail.", answer=description,
                                evidence_start_s=whole[0], evidence_end_s=whole[1], prompt_version=versions,
                                index=len(kept)))
-        task.extra["teacher"] = self.model_name("teacher")
-        task.extra["system_prompt"] = cfg.system_prompt
-        task.extra["qa_items"] = kept
-        task.extra["rejected_items"] = rejected
+        task.synthesis = Synthesis(teacher=self.model_name("teacher"), system_prompt=cfg.system_prompt,
+                                   items=kept, rejected=rejected)
         task.captions = [Caption(w.start_s, w.end_s, w.caption) for w in windows if w.caption]
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Callable, Generator, Sequence
 
-from pipeline.records import VideoTask
+from pipeline.records import Verification, VideoTask
 from synth.backends.base import ModelBackend
 from synth.backends.config import BackendConfig
 from synth.backends.parsing import parse_json_reply
@@ -83,7 +83,7 @@ class VerifyStage(ModelStage):
     def rounds(self, tasks: Sequence[VideoTask]) -> Rounds:
         cfg = self.cfg
         self._load_embedder()
-        jobs = [(t, item) for t in tasks for item in t.extra.get("qa_items", [])]
+        jobs = [(t, item) for t in tasks for item in (t.synthesis.items if t.synthesis else [])]
         owners = [t for t, _ in jobs]
         name = self.model_name("verifier")
         # 1. k answers from the frames, never seeing the teacher's answer
@@ -185,7 +185,7 @@ class VerifyStage(ModelStage):
         return out
 
     def _decide(self, item: QAItem, name: str, answers: list[str], scores: list[float], pass_rate: float,
-                blind: str | None, blind_ok: bool, confirmed: bool | None) -> dict:
+                blind: str | None, blind_ok: bool, confirmed: bool | None) -> Verification:
         policy = self.cfg.policy
         score = sum(scores) / len(scores) if scores else 0.0
         # a failed request never gets here: the video is incomplete and retried (rounds.reject_incomplete).
@@ -204,7 +204,7 @@ class VerifyStage(ModelStage):
             decision, reason = "hard", "teacher_reconfirmed"
         else:
             decision, reason = "reject", "verifier_disagrees"
-        return {"verifier": name, "answers": [a[:2000] for a in answers], "score": round(score, 4),
-                "pass_rate": round(pass_rate, 4), "k": len(answers), "blind_answer": (blind or None) and blind[:2000],
-                "blind_answerable": bool(blind_ok), "teacher_reconfirmed": confirmed, "decision": decision,
-                "reason": reason}
+        return Verification(verifier=name, answers=[a[:2000] for a in answers], score=round(score, 4),
+                            pass_rate=round(pass_rate, 4), k=len(answers),
+                            blind_answer=(blind or None) and blind[:2000], blind_answerable=bool(blind_ok),
+                            teacher_reconfirmed=confirmed, decision=decision, reason=reason)

@@ -5,7 +5,7 @@ import io
 
 from PIL import Image
 
-from pipeline.records import Frame, Scene, VideoTask, video_row
+from pipeline.records import Caption, Frame, Scene, Synthesis, VideoTask, video_row
 from synth.items import QAItem
 
 PROV = {"config_hash": "0123456789abcdef", "pipeline_fingerprint": "fp1", "run_id": "r1",
@@ -54,5 +54,6 @@ def qa_task() -> VideoTask:
     ]
     for i, item in enumerate(items):
         item.index = i
-    task.extra.update(qa_items=items, teacher="teacher-x", captions=[(0.0, 60.0, "a red box moves")])
+    task.synthesis = Synthesis(teacher="teacher-x", items=items)
+    task.captions = [Caption(0.0, 60.0, "a red box moves")]
     return task

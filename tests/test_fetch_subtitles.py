@@ -49,9 +49,9 @@ def test_a_subtitle_429_benches_subtitles_only_and_the_videos_are_accepted(media
     for task in (ok, failed, skipped, back):
         assert task.status == "accepted", (task.video_id, task.reject_message)
     assert ok.subtitle_langs == ["en"] and Path(ok.subtitle_paths[0]).read_text() == VTT
-    assert failed.subtitle_langs == [] and failed.extra["subtitle_errors"]["en"].startswith("rate_limited")
+    assert failed.subtitle_langs == [] and failed.subtitle_errors[0].startswith("en: rate_limited")
     assert not list(Path(failed.video_path).parent.glob("subs429_001.*vtt*"))  # no partial file left
-    assert skipped.subtitle_langs == [] and skipped.extra["subtitle_errors"]["en"].startswith("skipped")
+    assert skipped.subtitle_langs == [] and skipped.subtitle_errors[0].startswith("en: skipped")
     assert "/subs/subsskip001.en.vtt" not in subtitle_hits
     assert back.subtitle_langs == ["en"]
     stats = stage.limiter_stats()

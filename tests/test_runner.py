@@ -162,15 +162,15 @@ def test_a_failed_batch_is_retried_on_copies_without_resending_paid_rounds():
                 rnd.ask(t, ChatRequest(key=f"{t.video_id}/2", system=None, prompt=f"ask {t.video_id}"))
             results = yield rnd
             for t, r in zip(rnd.owners, results):
-                t.extra["answer"] = r.texts[0]
+                t.title = r.texts[0]
 
     stage = TwoRounds()
     stage.setup()
     out = apply_stage(stage, _tasks(["aaaaaaaaaaa", "xxxxxxxxxxx"]))
     good, bad = out
-    assert good.extra["answer"] == "ask aaaaaaaaaaa" and bad.reject_reason == "stage_error"
+    assert good.title == "ask aaaaaaaaaaa" and bad.reject_reason == "stage_error"
     # round 1 went out once per video (the retries were served from the memo), round 2 once for the good one
     assert sorted(sent) == ["aaaaaaaaaaa/1", "aaaaaaaaaaa/2", "xxxxxxxxxxx/1"]
-    assert good.extra["cost"]["requests"] == 1 and good.extra["cost"]["cached_requests"] == 1
-    assert good.extra["cost"]["prompt_tokens"] == 10  # the memo hit costs nothing; the retry started clean
+    assert good.cost.requests == 1 and good.cost.cached_requests == 1
+    assert good.cost.prompt_tokens == 10  # the memo hit costs nothing; the retry started clean
     assert len([t for t in good.stage_timings if t.stage == "two_rounds"]) == 1

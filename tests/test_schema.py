@@ -85,3 +85,16 @@ def test_schema_derivation_rejects_untyped_nodes():
         arrow_type({"type": ["string", "integer"]})
     with pytest.raises(SchemaError):
         arrow_type({"type": "object", "properties": {"a": {"type": "string"}}})  # open object
+
+
+def test_typed_model_outputs_mirror_their_schemas():
+    """Verification records and captions are dataclasses named exactly as their JSON Schema nodes."""
+    verification = next(o for o in load_json_schema("sft")["properties"]["verification"]["anyOf"]
+                        if o.get("type") == "object")
+    assert [f.name for f in dataclasses.fields(records.Verification)] == list(verification["properties"])
+    for config in ("distill",):
+        node = next(o for o in load_json_schema(config)["properties"]["verification"]["anyOf"]
+                    if o.get("type") == "object")
+        assert list(node["properties"]) == list(verification["properties"])
+    caption = load_json_schema("videos")["properties"]["captions"]["items"]["properties"]
+    assert [f.name for f in dataclasses.fields(records.Caption)] == list(caption)

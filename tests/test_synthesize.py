@@ -265,13 +265,13 @@ def test_synthesize_stage_with_in_process_tiny_model(tmp_path):
         "qa": {"max_tokens": 64, "items_per_video": 3, "min_caption_words": 1}})
     stage = SynthesizeStage(cfg)
     [task] = apply_stage(stage, [task])
-    cost = task.extra["cost"]
-    assert cost["requests"] == 3 + 1 + 1 + 1  # 3 windows, 1 moments (text), 1 description, 1 QA writing
-    assert cost["visual_tokens"] == 3 * 2 * 4  # 2 frames per window, 4 tokens per 28 px frame
-    assert cost["output_tokens"] > 0
+    cost = task.cost
+    assert cost.requests == 3 + 1 + 1 + 1  # 3 windows, 1 moments (text), 1 description, 1 QA writing
+    assert cost.visual_tokens == 3 * 2 * 4  # 2 frames per window, 4 tokens per 28 px frame
+    assert cost.output_tokens > 0
     # a random tiny model does not write JSON where JSON is asked (moments, QA): those requests fail,
     # and the video is not committed as complete but left for the next run
-    assert cost["failed_requests"] == 2
+    assert cost.failed_requests == 2
     assert task.reject_reason == "model_error" and "write_qa: malformed_response" in task.reject_message
     assert validate_row("videos", {**__import__("pipeline.records", fromlist=["video_row"]).video_row(task),
                                    **PROV}) is None

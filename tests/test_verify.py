@@ -68,15 +68,15 @@ def verified():
 
 
 def test_each_decision_is_reached_for_its_reason(verified):
-    got = {item.question.split()[0]: (item.verification["decision"], item.verification["reason"])
-           for item in verified.extra["qa_items"]}
+    got = {item.question.split()[0]: (item.verification.decision, item.verification.reason)
+           for item in verified.synthesis.items}
     assert got == {"KEEP-MC": ("keep", "verifier_agrees"), "BLIND-OK": ("reject", "blind_answerable"),
                    "Given": ("hard", "measured_truth"), "MID": ("keep", "verifier_agrees"),
                    "CONFIRM": ("hard", "teacher_reconfirmed"), "DENY": ("reject", "verifier_disagrees"),
                    "GOODOPEN": ("keep", "verifier_agrees"), "Describe": ("keep", "description")}
-    mid = verified.extra["qa_items"][3].verification
-    assert mid["k"] == 4 and mid["pass_rate"] == 0.5 and mid["score"] == pytest.approx((1 + 1 + 0 + 0) / 4)
-    assert verified.extra["verify_cost"]["requests"] > 0 and verified.extra["cost"]["requests"] > 0
+    mid = verified.synthesis.items[3].verification
+    assert mid.k == 4 and mid.pass_rate == 0.5 and mid.score == pytest.approx((1 + 1 + 0 + 0) / 4)
+    assert verified.verify_cost.requests > 0 and verified.cost.requests > 0
 
 
 def test_policy_routes_items_to_sft_rl_distill_and_rejects(verified):
@@ -108,13 +108,13 @@ def test_tiny_custom_code_verifier_from_frames(tmp_path):
     task = qa_task()
     [task] = apply_stage(VerifyStage(cfg), [task])
     assert not task.rejected
-    for item in task.extra["qa_items"]:
+    for item in task.synthesis.items:
         v = item.verification
-        assert v["verifier"] == "tiny-m2la" and v["k"] == 2 and len(v["answers"]) == 2
-        assert v["decision"] in ("keep", "hard", "reject")
+        assert v.verifier == "tiny-m2la" and v.k == 2 and len(v.answers) == 2
+        assert v.decision in ("keep", "hard", "reject")
         if item.source == "composed":
-            assert v["decision"] != "reject"  # a measured answer is never thrown away
-    assert task.extra["verify_cost"]["visual_tokens"] > 0
+            assert v.decision != "reject"  # a measured answer is never thrown away
+    assert task.verify_cost.visual_tokens > 0
     for config, rows in publish_rows(task, VerifyPolicy()).items():
         for row in rows:
             assert validate_row(config, {**row, **PROV}) is None

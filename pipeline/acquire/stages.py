@@ -48,7 +48,6 @@ T = TypeVar("T")
 TRANSIENT = frozenset({Reason.network})  # retried in place, with backoff
 BLOCKED = frozenset({Reason.bot_check, Reason.rate_limited})  # the identity's fault: bench it, new lease
 _RUNTIME_LOGGED: set[str] = set()
-_WORKER = f"{socket.gethostname()}:{os.getpid()}"
 _META_KEYS = ("title", "channel", "channel_id", "upload_date", "license", "live_status")
 
 
@@ -190,17 +189,13 @@ class FetchStage(Stage):
             return task
         self._log_runtime_once()
         url = self.url_for(task)
-        throttle, blocks, last_block = self.throttle, 0, Reason.bot_check
-        paused_before = throttle.paused_s
+        throttle, blocks, last_block, last_message = self.throttle, 0, Reason.bot_check, ""
         while True:
             try:
                 lease = throttle.lease(last_block.value)
             except FetchPaused as exc:
-                raise FetchFailure(last_block, f"{exc}; last: {task.extra.get('fetch_block_message', '')}",
-                                   transient=True) from exc
-            finally:
-                task.extra["fetch_paused_s"] = round(throttle.paused_s - paused_before, 3)
-            task.extra.update(fetch_identity=lease.identity, fetch_worker=_WORKER)
+                raise FetchFailure(last_block, f"{exc}; last: {last_message}", transient=True) from exc
+            task.fetch_identity = lease.identity
             try:
                 return self._attempt(task, url, vid, lease)
             except IdentityLost:
@@ -210,7 +205,7 @@ class FetchStage(Stage):
                     raise
                 throttle.report(lease, exc.reason.value)
                 blocks, last_block = blocks + 1, exc.reason
-                task.extra["fetch_block_message"] = exc.message[:500]
+                last_message = exc.message[:500]
                 if blocks > self.cfg.retries:
                     raise FetchFailure(exc.reason, exc.message, transient=True) from exc
             finally:
@@ -293,8 +288,7 @@ class FetchStage(Stage):
                              tolerance_s=self.cfg.duration_tolerance_s, decode=self.cfg.verify_decode)
         self._fill_media(task, path, media)
         errors = fetch_subtitles(ydl, info, video_dir(self.cache_dir, vid), vid, self.throttle, lease)
-        if errors:
-            task.extra["subtitle_errors"] = errors
+        task.subtitle_errors = [f"{lang}: {why}" for lang, why in sorted(errors.items())]
         self._fill_sidecars(task, result, vid)
         self._write_cache(task, path)
         if self.store is not None:

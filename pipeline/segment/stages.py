@@ -1,6 +1,7 @@
 """SegmentStage: one decode feeds scene detection and frame sampling; plus `segment_video`."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from pipeline.records import Frame, Reason, Scene, VideoTask
@@ -70,8 +71,8 @@ def segment_video(path: str, cfg: SegmentConfig | None = None) -> SegmentResult:
     kinds = mark_gradual(cuts, analyzer.luma_diff, numbers, cfg, analyzer.luma_mean)
     scenes = scenes_from_cuts(cuts, end_frame, duration_s, kinds)
     scenes = split_long(merge_short(scenes, cfg.min_scene_s), cfg.max_scene_s, float(info.rate))
-    sampled = [Frame(timestamp_s=f.timestamp_s, image=f.image, width=f.width, height=f.height, index=i)
-               for i, f in enumerate(sampler.frames)]
+    sampled = [Frame(timestamp_s=f.timestamp_s, image=f.image, width=f.width, height=f.height, index=i,
+                     digest=hashlib.sha1(f.image).hexdigest()[:16]) for i, f in enumerate(sampler.frames)]
     assign_frames(scenes, sampled)
     rot = info.rotation
     w, h = (info.height, info.width) if rot in (90, 270) else (info.width, info.height)
