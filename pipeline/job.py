@@ -4,7 +4,6 @@ Plain orchestration; the Ray specifics live in `pipeline/runner.py`.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from pipeline.card import CardState, write_card
+from pipeline.keys import fingerprint, stage_keys
 from pipeline.config import JobConfig
 from pipeline.records import TRANSIENT_REASONS, Reason, VideoTask, video_row
 from pipeline.report import quality_report, render_markdown, render_text
@@ -27,9 +27,10 @@ RETRYABLE_REASONS = frozenset(r.value for r in TRANSIENT_REASONS)
 
 
 def pipeline_fingerprint(stages: Sequence[Stage]) -> str:
-    """Identifies the code that made a row; a changed stage version reprocesses videos."""
-    blob = "|".join(s.describe() for s in stages)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """One hash of every stage key (version, config read, prompts, models): a committed video is
+    skipped only while it is unchanged. What changed is redone cheaply: downloads, segmentation
+    and model answers are reused from their caches wherever their own keys still match."""
+    return fingerprint(stage_keys(stages))
 
 
 def select_pending(tasks: Iterable[VideoTask], ledger: dict[str, LedgerEntry], fingerprint: str,
@@ -186,11 +187,12 @@ StageFactory = Callable[[JobConfig, Path], list[Stage]]
 RowBuilder = Callable[[VideoTask], dict[str, list[dict[str, Any]]]]
 
 
-def rows_for(task: VideoTask, cfg: JobConfig) -> dict[str, list[dict[str, Any]]]:
-    """Output rows of one finished task, per config: its video row, plus its QA rows."""
+def rows_for(task: VideoTask, cfg: JobConfig, keys: list[dict[str, str]]) -> dict[str, list[dict[str, Any]]]:
+    """Output rows of one finished task, per config: its video row (with the stage keys it was
+    made with), plus its QA rows."""
     from synth.publish import publish_rows
 
-    rows: dict[str, list[dict[str, Any]]] = {"videos": [video_row(task)]}
+    rows: dict[str, list[dict[str, Any]]] = {"videos": [{**video_row(task), "stage_keys": keys}]}
     if not task.rejected and task.synthesis is not None:
         rows.update(publish_rows(task, cfg.verify.policy))
     return rows
@@ -250,6 +252,7 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
     run_id = new_run_id()
     work_dir = Path(cfg.work_dir).resolve()
     stages = stage_factory(cfg, work_dir)
+    keys = stage_keys(stages)
     fingerprint = pipeline_fingerprint(stages)
     summary = RunSummary(run_id=run_id, job=cfg.name, out=out, config_hash=cfg.content_hash(),
                          fingerprint=fingerprint, started_at=utc_now())
@@ -283,7 +286,7 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
                 return
             rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for task in buffer:
-                for config, config_rows in rows_for(task, cfg).items():
+                for config, config_rows in rows_for(task, cfg, keys).items():
                     rows[config].extend(config_rows)
             result = store.commit(f"{run_id}-{seq:06d}", rows, provenance={**provenance, "processed_at": utc_now()})
             now = time.perf_counter()

@@ -273,7 +273,7 @@ class VideoTask:
 # Transient fields are not part of the written `videos` row.
 TRANSIENT_FIELDS = ("frames", "frames_key", "subtitles", "synthesis", "cost", "verify_cost", "url")
 # Fields the store adds at commit time.
-PROVENANCE_FIELDS = ("config_hash", "pipeline_fingerprint", "run_id", "processed_at")
+PROVENANCE_FIELDS = ("stage_keys", "config_hash", "pipeline_fingerprint", "run_id", "processed_at")
 
 
 def video_row(task: VideoTask) -> dict[str, Any]:

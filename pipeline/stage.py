@@ -58,6 +58,12 @@ class Stage:
     def describe(self) -> str:
         return f"{self.name}@{self.version}"
 
+    def key_parts(self) -> dict[str, str]:
+        """What this stage's results depend on besides its input: its version, the config it
+        reads (execution-only settings left out), its prompts and models. A changed part makes
+        a re-run redo this stage (see pipeline/keys.py)."""
+        return {"version": self.version}
+
     def batch_scope(self):
         """Context for one `apply_stage` call, spanning a batch attempt and its per-row retries."""
         import contextlib

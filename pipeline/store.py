@@ -360,7 +360,10 @@ def schema_rejected_video(row: dict[str, Any], path: str, message: str,
     index = row.get("input_index") if isinstance(row.get("input_index"), int) and row["input_index"] >= 0 else 0
     task = VideoTask(video_id=safe, source=str(row.get("source", "")), source_kind=source_kind, input_index=index)
     task.reject(Reason.schema_invalid, f"{path}: {message}", stage="validate")
-    out = {**video_row(task), **provenance}
+    keys = row.get("stage_keys")
+    ok = isinstance(keys, list) and all(isinstance(k, dict) and set(k) == {"stage", "part", "value"}
+                                        and all(isinstance(v, str) for v in k.values()) for k in keys)
+    out = {**video_row(task), "stage_keys": keys if ok else [], **provenance}
     assert out["status"] == Status.rejected.value
     return out
 

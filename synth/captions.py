@@ -7,7 +7,7 @@ from typing import Sequence
 from pipeline.records import Frame, VideoTask
 from synth.backends.types import ChatRequest
 from synth.config import CaptionConfig
-from synth.prompting import load_prompt
+from synth.prompting import NEWEST, PromptSet
 
 
 @dataclass
@@ -42,9 +42,10 @@ def frames_in(frames: Sequence[Frame], start: float, end: float, limit: int) -> 
     return [inside[int(i * step)] for i in range(limit)]
 
 
-def caption_requests(task: VideoTask, windows: list[Window], cfg: CaptionConfig, system: str | None) -> list[ChatRequest]:
+def caption_requests(task: VideoTask, windows: list[Window], cfg: CaptionConfig, system: str | None,
+                     prompts: PromptSet = NEWEST) -> list[ChatRequest]:
     """One request per window: its frames, their timestamps and the window's subtitle lines."""
-    prompt = load_prompt("caption_window")
+    prompt = prompts("caption_window")
     out = []
     for w in windows:
         subs = [c.text for c in task.subtitles if c.start_s < w.end_s and c.end_s > w.start_s] \
@@ -62,12 +63,12 @@ def timestamped(windows: Sequence[Window]) -> str:
     return "\n".join(f"[{w.start_s:.1f}-{w.end_s:.1f} s] {w.caption}" for w in windows if w.caption)
 
 
-def summary_requests(task: VideoTask, windows: list[Window], cfg: CaptionConfig,
-                     system: str | None) -> tuple[list[ChatRequest], list[list[Window]]]:
+def summary_requests(task: VideoTask, windows: list[Window], cfg: CaptionConfig, system: str | None,
+                     prompts: PromptSet = NEWEST) -> tuple[list[ChatRequest], list[list[Window]]]:
     """One text-only request per group of `group_size` captioned windows."""
     captioned = [w for w in windows if w.caption]
     groups = [captioned[i:i + cfg.group_size] for i in range(0, len(captioned), cfg.group_size)]
-    prompt = load_prompt("summarize")
+    prompt = prompts("summarize")
     reqs = [ChatRequest(key=f"{task.video_id}/summary/{i}", system=system,
                         prompt=prompt.render(duration=task.duration_s or 0.0, captions=timestamped(g)),
                         max_tokens=cfg.max_tokens * 2, temperature=0.2)
@@ -75,8 +76,9 @@ def summary_requests(task: VideoTask, windows: list[Window], cfg: CaptionConfig,
     return reqs, groups
 
 
-def describe_request(task: VideoTask, summaries: list[str], cfg: CaptionConfig, system: str | None) -> ChatRequest:
-    prompt = load_prompt("describe_video")
+def describe_request(task: VideoTask, summaries: list[str], cfg: CaptionConfig, system: str | None,
+                     prompts: PromptSet = NEWEST) -> ChatRequest:
+    prompt = prompts("describe_video")
     return ChatRequest(key=f"{task.video_id}/describe", system=system,
                        prompt=prompt.render(duration=task.duration_s or 0.0, summaries="\n".join(summaries)),
                        max_tokens=cfg.describe_max_tokens, temperature=0.2)

@@ -25,7 +25,7 @@ from synth.backends.types import ChatRequest
 from synth.captions import Window
 from synth.evaluator import format_span, grounding_question, mentions_time, snap_span
 from synth.items import QAItem, RejectedItem
-from synth.prompting import load_prompt
+from synth.prompting import NEWEST, PromptSet
 from synth.taxonomy import ItemReason
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -83,13 +83,13 @@ def plan_moments(windows: Sequence[Window], grounding: int, order: int, min_word
 
 
 def moments_request(video_id: str, duration: float, windows: Sequence[Window], plan: MomentPlan,
-                    system: str | None, max_tokens: int) -> ChatRequest | None:
+                    system: str | None, max_tokens: int, prompts: PromptSet = NEWEST) -> ChatRequest | None:
     """One text-only request per video for every target window's time-free description."""
     if not plan.targets:
         return None
     numbered = "\n".join(f"window {w.index}: [{w.start_s:.1f}-{w.end_s:.1f} s] {w.caption}"
                          for w in windows if w.caption)
-    prompt = load_prompt("describe_moments").render(duration=duration, captions=numbered,
+    prompt = prompts("describe_moments").render(duration=duration, captions=numbered,
                                                     targets=", ".join(str(w.index) for w in plan.targets))
     return ChatRequest(key=f"{video_id}/moments", system=system, prompt=prompt, json_mode=True,
                        max_tokens=max_tokens, temperature=0.2)

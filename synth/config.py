@@ -39,6 +39,8 @@ class SynthConfig(Section):
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     qa: QAConfig = Field(default_factory=QAConfig)
     system_prompt: str | None = Field(None, description="system message for every teacher request")
+    prompts: dict[str, int] = Field(default_factory=dict, description="pin prompt versions (synth/prompts/<name>.v<N>.txt), "
+                                    "e.g. {write_qa: 1}; unpinned prompts use their newest version")
     videos_per_batch: int = Field(2, ge=1, description="videos whose requests are sent together (keeps the backend busy)")
     replicas: int = Field(2, ge=1, description="max stage replicas (actors); each holds one backend")
     execution: Literal["auto", "actors", "passes"] = Field(
@@ -47,6 +49,13 @@ class SynthConfig(Section):
         "Data pass (ray.data.llm engines for kind=vllm). auto: passes if any backend is vllm, else actors")
     wave_videos: int = Field(128, ge=1, description="passes: videos segmented and held (with their frames) per wave; "
                              "larger waves start engines less often, smaller ones lose less on a crash")
+
+    @model_validator(mode="after")
+    def _prompts_exist(self) -> "SynthConfig":
+        from synth.prompting import PromptSet
+
+        PromptSet.of(self.prompts)
+        return self
 
     def execution_mode(self, verifier: BackendConfig | None) -> str:
         """'actors' or 'passes' for this teacher and verifier; kind=vllm needs passes."""
@@ -84,8 +93,17 @@ class VerifyConfig(Section):
     embedding_model: str | None = Field(None, description="local path of a text-embedding model (judge=embedding)")
     reconfirm_with_teacher: bool = Field(True, description="on disagreement, ask the teacher to re-confirm its answer")
     policy: VerifyPolicy = Field(default_factory=VerifyPolicy)
+    prompts: dict[str, int] = Field(default_factory=dict, description="pin the judge / re-confirmation prompt "
+                                    "versions, e.g. {judge_answer: 1}")
     replicas: int = Field(1, ge=1, description="max verifier replicas (actors); each loads the model once")
     videos_per_batch: int = Field(2, ge=1, description="videos whose questions are sent together")
+
+    @model_validator(mode="after")
+    def _prompts_exist(self) -> "VerifyConfig":
+        from synth.prompting import PromptSet
+
+        PromptSet.of(self.prompts)
+        return self
 
     @model_validator(mode="after")
     def _rl_band_reachable(self) -> "VerifyConfig":

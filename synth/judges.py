@@ -5,11 +5,12 @@ from typing import Sequence
 
 from synth.backends.parsing import parse_json_reply
 from synth.backends.types import ChatRequest, ChatResult
-from synth.prompting import load_prompt
+from synth.prompting import NEWEST, PromptSet
 
 
-def judge_request(key: str, question: str, reference: str, candidate: str) -> ChatRequest:
-    prompt = load_prompt("judge_answer").render(question=question, reference=reference, candidate=candidate)
+def judge_request(key: str, question: str, reference: str, candidate: str,
+                  prompts: PromptSet = NEWEST) -> ChatRequest:
+    prompt = prompts("judge_answer").render(question=question, reference=reference, candidate=candidate)
     return ChatRequest(key=key, system=None, prompt=prompt, max_tokens=32, temperature=0.0, json_mode=True)
 
 

@@ -47,3 +47,27 @@ def load_prompt(name: str, version: int | None = None) -> Prompt:
     if version not in versions:
         raise KeyError(f"prompt {name!r} has versions {sorted(versions)}, not {version}")
     return versions[version]
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """The prompts a stage uses: the newest version of each, unless pinned (`synth.prompts`,
+    `verify.prompts` in the job config, e.g. {write_qa: 1}). Pinning keeps a dataset's wording
+    reproducible; a new version is part of the stage's key, so its re-run asks again."""
+
+    pins: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def of(cls, pins: dict[str, int] | None) -> "PromptSet":
+        for name, version in (pins or {}).items():
+            load_prompt(name, version)  # unknown names or versions fail at config load
+        return cls(tuple(sorted((pins or {}).items())))
+
+    def __call__(self, name: str) -> Prompt:
+        return load_prompt(name, dict(self.pins).get(name))
+
+    def tags(self, names: tuple[str, ...]) -> str:
+        return "+".join(self(n).tag for n in names)
+
+
+NEWEST = PromptSet()

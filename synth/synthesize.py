@@ -20,13 +20,12 @@ from synth.composed import MomentPlan, best_windows, composed_items, moments_req
 from synth.evaluator import snap_span
 from synth.config import SynthConfig
 from synth.items import QAItem, RejectedItem, balance_letters, check_item, drop_near_duplicates
-from synth.prompting import load_prompt
+from synth.prompting import PromptSet
+from pipeline.keys import config_digest
 from synth.rounds import ModelStage, Round, Rounds
 from synth.taxonomy import ItemReason, taxonomy_text
 
-def prompt_versions() -> str:
-    return "+".join(load_prompt(n).tag for n in ("caption_window", "summarize", "describe_moments",
-                                                  "describe_video", "write_qa"))
+PROMPTS = ("caption_window", "summarize", "describe_moments", "describe_video", "write_qa")
 
 
 class SynthesizeStage(ModelStage):
@@ -44,6 +43,14 @@ class SynthesizeStage(ModelStage):
         self.factories = {"teacher": backend_factory} if backend_factory else {}
         self.resources = teacher.actor_resources(cfg.replicas, cfg.videos_per_batch)
         self.env_vars = teacher.env_vars()
+        self.prompts = PromptSet.of(cfg.prompts)
+
+    def key_parts(self) -> dict[str, str]:
+        """What its results depend on, besides its input (the media step's output)."""
+        return {"version": self.version, "prompts": self.prompts.tags(PROMPTS),
+                "model": f"{self.cfg.teacher.kind}:{self.cfg.teacher.model}",
+                "config": config_digest(self.cfg, exclude=("teacher", "replicas", "videos_per_batch", "execution",
+                                                           "wave_videos", "prompts"))}
 
     @staticmethod
     def _text(res: ChatResult) -> str | None:
@@ -55,7 +62,7 @@ class SynthesizeStage(ModelStage):
         # round 1: window captions from frames (multimodal)
         rnd, targets = Round("caption", "teacher", "cost"), []
         for t in tasks:
-            for w, r in zip(windows[t.video_id], caption_requests(t, windows[t.video_id], cfg.caption, system)):
+            for w, r in zip(windows[t.video_id], caption_requests(t, windows[t.video_id], cfg.caption, system, self.prompts)):
                 rnd.ask(t, r), targets.append(w)
         for w, res in zip(targets, (yield rnd)):
             w.caption = self._text(res)
@@ -66,12 +73,12 @@ class SynthesizeStage(ModelStage):
                                           cfg.qa.min_caption_words) for t in tasks}
         rnd, kinds = Round("summarize", "teacher", "cost"), []
         for t in tasks:
-            s_reqs, groups = summary_requests(t, windows[t.video_id], cfg.caption, system)
+            s_reqs, groups = summary_requests(t, windows[t.video_id], cfg.caption, system, self.prompts)
             summaries[t.video_id] = [timestamped(windows[t.video_id])] if len(groups) == 1 else []
             for r in s_reqs if len(groups) > 1 else []:
                 rnd.ask(t, r), kinds.append("summary")
             moments = moments_request(t.video_id, float(t.duration_s or 0.0), windows[t.video_id],
-                                      plans[t.video_id], system, cfg.caption.max_tokens * 4)
+                                      plans[t.video_id], system, cfg.caption.max_tokens * 4, self.prompts)
             if moments is not None:
                 rnd.ask(t, moments), kinds.append("moments")
         queries: dict[str, dict[int, str]] = {t.video_id: {} for t in tasks}
@@ -84,13 +91,13 @@ class SynthesizeStage(ModelStage):
         rnd = Round("describe", "teacher", "cost")
         for t in tasks:
             if summaries[t.video_id]:
-                rnd.ask(t, describe_request(t, summaries[t.video_id], cfg.caption, system))
+                rnd.ask(t, describe_request(t, summaries[t.video_id], cfg.caption, system, self.prompts))
         descriptions: dict[str, str] = {}
         for t, res in zip(rnd.owners, (yield rnd)):
             if self._text(res):
                 descriptions[t.video_id] = self._text(res)
         # round 4: QA writing from the timestamped captions (text only)
-        qa_prompt = load_prompt("write_qa")
+        qa_prompt = self.prompts("write_qa")
         rnd = Round("write_qa", "teacher", "cost")
         for t in tasks:
             if any(w.caption for w in windows[t.video_id]) and cfg.qa.items_per_video:
@@ -111,7 +118,7 @@ class SynthesizeStage(ModelStage):
 
         A failed request makes the whole video incomplete (`rounds.reject_incomplete`), so
         only answered requests reach this point."""
-        cfg, versions, duration = self.cfg, prompt_versions(), float(task.duration_s or 0.0)
+        cfg, versions, duration = self.cfg, self.prompts.tags(PROMPTS), float(task.duration_s or 0.0)
         rejected: list[RejectedItem] = []
         teacher_items: list[QAItem] = []
         if reply is not None and reply.ok:

@@ -26,7 +26,8 @@ from synth.captions import frames_in
 from synth.config import VerifyConfig
 from synth.items import QAItem
 from synth.judges import EmbeddingJudge, judge_request, judge_score
-from synth.prompting import load_prompt
+from pipeline.keys import config_digest
+from synth.prompting import PromptSet
 from synth.rows import question_text
 from synth.scoring import parse_letter, parse_span, temporal_iou, token_f1
 from synth.rounds import ModelStage, Round, Rounds
@@ -69,8 +70,17 @@ class VerifyStage(ModelStage):
         self.roles = {"verifier": verifier, **({"teacher": teacher} if self.needs_teacher else {})}
         self.factories = {role: f for role, f in (("verifier", verifier_factory), ("teacher", teacher_factory)) if f}
         self.resources = verifier.actor_resources(cfg.replicas, cfg.videos_per_batch)
+        self.prompts = PromptSet.of(cfg.prompts)
         self.env_vars = tuple(dict.fromkeys(n for b in self.roles.values() for n in b.env_vars()))
         self.embedder: EmbeddingJudge | None = None
+
+    def key_parts(self) -> dict[str, str]:
+        """What its verdicts depend on, besides its input (the teacher's items)."""
+        teacher = self.roles.get("teacher")
+        return {"version": self.version, "prompts": self.prompts.tags(("judge_answer", "reconfirm")),
+                "model": f"{self.roles['verifier'].kind}:{self.roles['verifier'].model}",
+                "judge": f"{self.judge}:{teacher.kind}:{teacher.model}" if teacher else self.judge,
+                "config": config_digest(self.cfg, exclude=("verifier", "replicas", "videos_per_batch", "prompts"))}
 
     def setup(self) -> None:
         super().setup()
@@ -159,7 +169,8 @@ class VerifyStage(ModelStage):
         if self.judge == "teacher" and "teacher" in self.roles:
             rnd = Round("judge", "teacher", "cost")
             for n, ((i, _, _), ref, cand) in enumerate(zip(to_judge, refs, cands)):
-                rnd.ask(owners[i], judge_request(f"{jobs[i][0].video_id}/judge/{n}", jobs[i][1].question, ref, cand))
+                rnd.ask(owners[i], judge_request(f"{jobs[i][0].video_id}/judge/{n}", jobs[i][1].question, ref, cand,
+                                                 self.prompts))
             results = yield rnd
             # a judge that failed to answer falls back to token F1 rather than dropping the sample
             return [s if s is not None else token_f1(c, r)
@@ -169,7 +180,7 @@ class VerifyStage(ModelStage):
     def _reconfirm(self, jobs, disputed, answers, owners) -> Generator[Round, list[ChatResult], dict[int, bool]]:
         if not disputed or "teacher" not in self.roles or not self.cfg.reconfirm_with_teacher:
             return {}
-        prompt = load_prompt("reconfirm")
+        prompt = self.prompts("reconfirm")
         rnd = Round("reconfirm", "teacher", "cost")
         for i in disputed:
             task, item = jobs[i]

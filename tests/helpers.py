@@ -21,7 +21,8 @@ def accepted_task(video_id: str, index: int = 0, **kw) -> VideoTask:
 
 
 def accepted_row(video_id: str, index: int = 0) -> dict:
-    return video_row(accepted_task(video_id, index))
+    return {**video_row(accepted_task(video_id, index)), "stage_keys": [{"stage": "fetch", "part": "version",
+                                                                          "value": "1"}]}
 
 
 def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
