@@ -218,6 +218,16 @@ def execute(cfg: JobConfig, tasks: Sequence[VideoTask], stages: Sequence[Stage],
                      progress=progress, echo=echo)
 
 
+def attach_results(stages: Sequence[Stage], out: str) -> None:
+    """Model stages keep the answers they paid for beside the dataset (OUT/_cache) and reuse them."""
+    from synth.results import ResultStore
+
+    store = ResultStore(out)
+    for stage in leaves(stages):
+        if hasattr(stage, "results") and hasattr(stage, "rounds"):
+            stage.results = store
+
+
 def check_media_placement(cfg: JobConfig, stages: Sequence[Stage], echo: Callable[[str], None]) -> None:
     """On a cluster whose nodes do not share work_dir, committed rows must not name node-local files.
 
@@ -252,6 +262,7 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
     run_id = new_run_id()
     work_dir = Path(cfg.work_dir).resolve()
     stages = stage_factory(cfg, work_dir)
+    attach_results(stages, out)
     keys = stage_keys(stages)
     fingerprint = pipeline_fingerprint(stages)
     summary = RunSummary(run_id=run_id, job=cfg.name, out=out, config_hash=cfg.content_hash(),

@@ -332,15 +332,17 @@ class _PassStage(Memoized, Stage):
 
     def process_batch(self, tasks: Sequence[VideoTask]) -> list[VideoTask]:
         from pipeline.records import Reason
-        from synth.rounds import drive, reject_incomplete
+        from synth.rounds import run_rounds
 
+        self.stage.memo = self.memo  # one memo for the batch and its per-row retries
         try:
-            failures = drive(self.stage.rounds(tasks), self._answer, self.memo)
+            run_rounds(self.stage, tasks, self._answer)
         except PassFailed as exc:
             log.error("%s: %s; the %d videos of this wave are rejected as stage_error and retried by the next run",
                       self.name, exc, len(tasks))
             return [t.reject(Reason.stage_error, f"{self.name}: {exc}", stage=self.name) for t in tasks]
-        reject_incomplete(tasks, failures, self.name)
+        finally:
+            self.stage.memo = None
         return list(tasks)
 
 

@@ -25,6 +25,7 @@ from pipeline.stage import Stage
 from synth.backends.base import ModelBackend, make_backend
 from synth.backends.config import BackendConfig
 from synth.backends.types import ChatRequest, ChatResult
+from synth.results import ResultStore, VideoResults
 
 
 
@@ -79,36 +80,51 @@ def request_digest(role: str, req: ChatRequest) -> str:
 
 
 Failures = dict[int, Counter]  # id(video task) -> Counter of "round: error_reason"
+Used = dict[int, dict[str, tuple[str, ChatResult]]]  # id(video task) -> request key -> (digest, result)
 
 
-def drive(rounds: Rounds, answer: Answer, memo: dict[str, ChatResult] | None = None) -> Failures:
+@dataclass
+class Outcome:
+    """What driving a stage's rounds produced: failed requests and every answer used, per video."""
+
+    failures: Failures = field(default_factory=dict)
+    used: Used = field(default_factory=dict)
+
+
+def drive(rounds: Rounds, answer: Answer, memo: dict[str, ChatResult] | None = None,
+          identity: Callable[[str], str] = str) -> Outcome:
     """Run a stage's rounds to the end, answering each with `answer` and counting cost.
 
-    An empty round is answered with no results without calling `answer`. With a `memo`,
-    requests answered well before (an earlier attempt at the same batch) are served from
-    it, marked `cached`, and not sent again. Returns the failed requests per video.
+    An empty round is answered with no results without calling `answer`. Requests whose
+    digest is in `memo` (answers already paid for: an earlier attempt at the same batch, or
+    the result store) are served from it, marked `cached`, and not sent again; new good
+    answers are added to it. `identity(role)` names the model a role's requests go to
+    (part of the digest). Returns the failed requests and the answers used, per video.
     """
-    failures: Failures = {}
+    out = Outcome()
     try:
         rnd = next(rounds)
         while True:
-            results = _answer(rnd, answer, memo) if rnd.requests else []
+            digests = [request_digest(identity(rnd.role), r) for r in rnd.requests]
+            results = _answer(rnd, digests, answer, memo) if rnd.requests else []
             if len(results) != len(rnd.requests):
                 raise RuntimeError(f"round {rnd.name}: {len(results)} results for {len(rnd.requests)} requests")
-            for owner, result in zip(rnd.owners, results):
+            for owner, req, digest, result in zip(rnd.owners, rnd.requests, digests, results):
                 add_cost(owner, result, rnd.bucket)
-                if not result.ok:
-                    failures.setdefault(id(owner), Counter())[f"{rnd.name}: {result.error_reason}"] += 1
+                if result.ok:
+                    out.used.setdefault(id(owner), {})[req.key] = (digest, result)
+                else:
+                    out.failures.setdefault(id(owner), Counter())[f"{rnd.name}: {result.error_reason}"] += 1
             rnd = rounds.send(results)
     except StopIteration:
-        return failures
+        return out
 
 
 def reject_incomplete(tasks: Sequence[VideoTask], failures: Failures, stage: str) -> None:
     """A video with a request that got no usable answer (after the backend's retries) is not
     committed as complete: its captions, QA or verdicts would be silently missing. It is
     rejected as `model_error`, which the next run retries (answers already paid for are
-    reused from the result cache)."""
+    reused from the result store)."""
     from pipeline.records import Reason
 
     for task in tasks:
@@ -119,10 +135,9 @@ def reject_incomplete(tasks: Sequence[VideoTask], failures: Failures, stage: str
                         f"answer after retries ({detail}); the next run asks again", stage=stage)
 
 
-def _answer(rnd: Round, answer: Answer, memo: dict[str, ChatResult] | None) -> list[ChatResult]:
+def _answer(rnd: Round, digests: list[str], answer: Answer, memo: dict[str, ChatResult] | None) -> list[ChatResult]:
     if memo is None:
         return answer(rnd)
-    digests = [request_digest(rnd.role, r) for r in rnd.requests]
     todo = [i for i, d in enumerate(digests) if d not in memo]
     fresh: dict[int, ChatResult] = {}
     if todo:
@@ -133,6 +148,27 @@ def _answer(rnd: Round, answer: Answer, memo: dict[str, ChatResult] | None) -> l
                 memo[digests[i]] = result
     return [fresh[i] if i in fresh else replace(memo[d], key=req.key, cached=True)
             for i, (req, d) in enumerate(zip(rnd.requests, digests))]
+
+
+def run_rounds(stage: "ModelStage", tasks: Sequence[VideoTask], answer: Answer) -> None:
+    """Drive `stage`'s rounds over `tasks` with `answer`, the way every executor must.
+
+    Answers the result store holds for these videos are reused (not sent, not paid again);
+    every answer a video used is stored back, also for a video left incomplete (the next
+    run then asks only what failed); incomplete videos are rejected as `model_error`."""
+    memo = stage.memo if stage.memo is not None else {}
+    store = stage.results
+    if store is not None:
+        for task in tasks:
+            memo.update(store.load(stage.name, task.video_id).answers)
+    outcome = drive(stage.rounds(tasks), answer, memo, stage.model_identity)
+    if store is not None:
+        for task in tasks:
+            used = outcome.used.get(id(task), {})
+            store.save(stage.name, task.video_id, VideoResults(
+                answers={d: r for d, r in used.values()}, keys={k: d for k, (d, _) in used.items()},
+                inputs=stage.snapshot(task)))
+    reject_incomplete(tasks, outcome.failures, stage.name)
 
 
 class Memoized:
@@ -170,6 +206,17 @@ class ModelStage(Memoized, Stage):
             backend.setup()
             self.backends[role] = backend
 
+    results: "ResultStore | None" = None  # the dataset's store of paid-for answers (set by the job)
+
+    def model_identity(self, role: str) -> str:
+        """Who answers a role's requests (part of each request's digest): kind and model name."""
+        cfg = self.roles[role]
+        return f"{role}|{cfg.kind}|{cfg.model}"
+
+    def snapshot(self, task: VideoTask) -> dict:
+        """What `curate plan` needs to rebuild this stage's requests without the video (default: nothing)."""
+        return {}
+
     def model_name(self, role: str) -> str:
         backend = getattr(self, "backends", {}).get(role)
         return getattr(backend, "name", None) or self.roles[role].model
@@ -177,6 +224,5 @@ class ModelStage(Memoized, Stage):
     def process_batch(self, tasks: Sequence[VideoTask]) -> list[VideoTask]:
         if not hasattr(self, "backends"):
             self.setup()
-        failures = drive(self.rounds(tasks), lambda rnd: self.backends[rnd.role].generate(rnd.requests), self.memo)
-        reject_incomplete(tasks, failures, self.name)
+        run_rounds(self, tasks, lambda rnd: self.backends[rnd.role].generate(rnd.requests))
         return list(tasks)

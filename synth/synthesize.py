@@ -52,6 +52,12 @@ class SynthesizeStage(ModelStage):
                 "config": config_digest(self.cfg, exclude=("teacher", "replicas", "videos_per_batch", "execution",
                                                            "wave_videos", "prompts"))}
 
+    def snapshot(self, task: VideoTask) -> dict:
+        """The frames (timestamps, digests, sizes) and subtitle lines the requests were built from."""
+        return {"frames": [[f.timestamp_s, f.digest, f.width, f.height, f.scene_index, f.index, f.mime]
+                           for f in task.frames],
+                "subtitles": [[c.start_s, c.end_s, c.text] for c in task.subtitles]}
+
     @staticmethod
     def _text(res: ChatResult) -> str | None:
         return res.texts[0].strip() if res.ok and res.texts and res.texts[0].strip() else None

@@ -148,7 +148,9 @@ def test_a_failed_batch_is_retried_on_copies_without_resending_paid_rounds():
         name = "two_rounds"
 
         def __init__(self):
-            self.roles, self.factories = {"teacher": None}, {"teacher": Echo}
+            from synth.backends.config import BackendConfig
+
+            self.roles, self.factories = {"teacher": BackendConfig(model="echo")}, {"teacher": Echo}
 
         def rounds(self, tasks):
             rnd = Round("first", "teacher", "cost")

@@ -150,7 +150,9 @@ def synth_run(request, ray_local, tmp_path_factory):
         received_again = list(server.received)[len(received):]
     if request.param == "passes":  # first run: two waves (3 + 2 videos), each round one pass
         assert sum(line.startswith("wave ") for line in said) == 3, said  # + the re-run's one wave
-        assert sum("round caption (teacher, openai)" in line for line in said) == 3, said
+        # the re-run asks only what failed: its captions, summaries, descriptions are stored answers
+        assert sum("round caption (teacher, openai)" in line for line in said) == 2, said
+        assert said[-2].startswith("  round write_qa") and "2 requests" in said[-2], said
     return first, summary, out, received, received_again
 
 
@@ -167,6 +169,8 @@ def test_failed_or_non_json_replies_leave_the_video_for_the_next_run(synth_run):
     assert "model_error" in RETRYABLE_REASONS
     assert second.skipped == 3 and second.processed == 2 and second.status == {"accepted": 2}
     assert {round(float(m)) for r in again for m in re.findall(r"Video duration: ([\d.]+)", r.prompt)} == {13, 15}
+    assert len(again) == 2  # only the QA replies that had failed: the rest is reused from OUT/_cache
+    assert second.cost["cached_requests"] > 0
 
 
 def test_run_completes_and_every_item_is_kept_or_rejected(synth_run):
