@@ -146,6 +146,26 @@ def validate(out: str = typer.Argument(..., help="dataset directory")) -> None:
 
 
 @app.command()
+def plan(
+    config: Path = typer.Argument(..., help="job YAML"),
+    out: str = typer.Option(..., "--out", "-o", help="dataset directory the run would write"),
+    set_: List[str] = typer.Option([], "--set", help="override a config key"),
+    force: bool = typer.Option(False, "--force", help="as `curate run --force`"),
+) -> None:
+    """A dry run: per stage, how many videos would be redone and why; the model requests to send."""
+    from pipeline.config import ConfigError, load_config
+    from pipeline.dryrun import plan_run
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        cfg = load_config(config, set_)
+        report = plan_run(cfg, out, force=force)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        _fail(f"error: {exc}")
+    typer.echo(report.render())
+
+
+@app.command()
 def check(
     out: str = typer.Argument(..., help="dataset directory"),
     media_root: Optional[str] = typer.Option(None, help="where the videos are (default: the shared store, or the "

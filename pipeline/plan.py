@@ -17,7 +17,8 @@ def build_stages(cfg: JobConfig, work_dir: Path) -> list[Stage]:
     from pipeline.segment.stages import SegmentStage
 
     cfg.synth.execution_mode(cfg.verify.verifier)  # an impossible combination fails before any work
-    media = [FetchStage(cfg.fetch, cache_root=work_dir), SegmentStage(cfg.segment), SelectStage(cfg.select)]
+    media = [FetchStage(cfg.fetch, cache_root=work_dir),
+             SegmentStage(cfg.segment, cache_dir=work_dir / "cache" / "segments"), SelectStage(cfg.select)]
     stages: list[Stage] = [Chain("media", media, Resources(cpus=cfg.media.cpus_per_worker,
                                                            concurrency=(cfg.media.min_workers, cfg.media.max_workers)))]
     if cfg.synth.teacher is None:

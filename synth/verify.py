@@ -15,6 +15,7 @@ score decides whether they go to distillation.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Callable, Generator, Sequence
 
 from pipeline.records import Verification, VideoTask
@@ -99,7 +100,8 @@ class VerifyStage(ModelStage):
         # 1. k answers from the frames, never seeing the teacher's answer
         rnd = Round("verify", "verifier", "verify_cost")
         for i, (t, item) in enumerate(jobs):
-            rnd.ask(t, ChatRequest(key=f"{t.video_id}/verify/{i}", system=None, prompt=verifier_prompt(item),
+            # keys name the item within its video (not its place in the batch): stable across runs
+            rnd.ask(t, ChatRequest(key=f"{t.video_id}/verify/{item.index}", system=None, prompt=verifier_prompt(item),
                                    frames=frames_in(t.frames, 0.0, float("inf"), cfg.max_frames),
                                    frames_key=t.frames_key, n=cfg.samples,
                                    temperature=cfg.temperature, max_tokens=cfg.max_tokens))
@@ -110,7 +112,7 @@ class VerifyStage(ModelStage):
             idx = [i for i, (_, item) in enumerate(jobs) if item.format != "description"]
             rnd = Round("blind", "verifier", "verify_cost")
             for i in idx:
-                rnd.ask(owners[i], ChatRequest(key=f"{jobs[i][0].video_id}/blind/{i}", system=None,
+                rnd.ask(owners[i], ChatRequest(key=f"{jobs[i][0].video_id}/blind/{jobs[i][1].index}", system=None,
                                                prompt=BLIND_PREFIX + verifier_prompt(jobs[i][1]),
                                                max_tokens=cfg.max_tokens, temperature=0.0))
             for i, r in zip(idx, (yield rnd)):
@@ -168,8 +170,12 @@ class VerifyStage(ModelStage):
             return self.embedder.scores(refs, cands)
         if self.judge == "teacher" and "teacher" in self.roles:
             rnd = Round("judge", "teacher", "cost")
-            for n, ((i, _, _), ref, cand) in enumerate(zip(to_judge, refs, cands)):
-                rnd.ask(owners[i], judge_request(f"{jobs[i][0].video_id}/judge/{n}", jobs[i][1].question, ref, cand,
+            seen: Counter = Counter()
+            for (i, _, is_blind), ref, cand in zip(to_judge, refs, cands):
+                task, item = jobs[i]
+                j = "blind" if is_blind else seen[i]
+                seen[i] += 0 if is_blind else 1
+                rnd.ask(owners[i], judge_request(f"{task.video_id}/judge/{item.index}/{j}", item.question, ref, cand,
                                                  self.prompts))
             results = yield rnd
             # a judge that failed to answer falls back to token F1 rather than dropping the sample
@@ -186,7 +192,8 @@ class VerifyStage(ModelStage):
             task, item = jobs[i]
             captions = "\n".join(f"[{c.start_s:.1f}-{c.end_s:.1f} s] {c.text}" for c in task.captions)
             rnd.ask(owners[i], ChatRequest(
-                key=f"{task.video_id}/reconfirm/{i}", system=None, json_mode=True, max_tokens=32, temperature=0.0,
+                key=f"{task.video_id}/reconfirm/{item.index}", system=None, json_mode=True, max_tokens=32,
+                temperature=0.0,
                 prompt=prompt.render(captions=captions, question=verifier_prompt(item), reference=item.answer,
                                      candidate=(answers[i] or ["(no answer)"])[0])))
         out = {}

@@ -395,6 +395,20 @@ class FetchStage(Stage):
         info_json = folder / f"{vid}.info.json"
         task.info_json_path = str(info_json) if info_json.is_file() else None
 
+    def has_media(self, task: VideoTask) -> bool:
+        """Whether processing `task` again needs no download: a local input, a verified copy in
+        this node's cache (same size and mtime), or one in the shared store (`curate plan`)."""
+        if task.source_kind == "local":
+            return True
+        try:
+            record = json.loads(self._cache_file(safe_id(task.video_id)).read_text())
+            st = Path(record["video_path"]).stat()
+            if (st.st_size, st.st_mtime_ns) == (record.get("size"), record.get("mtime_ns")):
+                return True
+        except (OSError, ValueError, KeyError):
+            pass
+        return self.store is not None and self.store.read_record(safe_id(task.video_id)) is not None
+
     # -- cache ---------------------------------------------------------------
     def _cache_file(self, vid: str) -> Path:
         return video_dir(self.cache_dir, vid) / f"{vid}.verified.json"

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import pickle
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pipeline.records import Frame, Reason, Scene, VideoTask
 from pipeline.segment.config import SegmentConfig
@@ -91,8 +94,12 @@ class SegmentStage(Stage):
     name = "segment"
     version = "1"
 
-    def __init__(self, cfg: SegmentConfig | None = None, resources: Resources | None = None):
+    def __init__(self, cfg: SegmentConfig | None = None, resources: Resources | None = None,
+                 cache_dir: str | Path | None = None):
         self.cfg = cfg or SegmentConfig()
+        # results of earlier decodes, on this node's disk next to the video cache: a re-run whose
+        # segment key is unchanged (a new filter, a new prompt) does not decode the video again
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         # one CPU per replica (one decoder thread by default, cfg.thread_type); the pool grows
         # with the cluster (min 1 so a 2-core box runs it)
         self.resources = resources or Resources(cpus=1.0, concurrency=(1, 64))
@@ -110,7 +117,7 @@ class SegmentStage(Stage):
             return task.reject(Reason.stage_error, "segment: the task has no video_path (fetch did not run?)",
                                stage=self.name)
         try:
-            res = segment_video(task.video_path, self.cfg)
+            res = self._cached_or_decoded(task)
         except MediaError as exc:
             where = f" (fetched on node {task.media_node})" if exc.reason is Reason.media_missing else ""
             return task.reject(exc.reason, exc.message + where, stage=self.name)
@@ -119,3 +126,34 @@ class SegmentStage(Stage):
         task.frame_count, task.duration_s, task.rotation = res.frame_count, res.duration_s, res.rotation
         task.codec = task.codec or res.codec
         return task
+
+    def _cache_path(self, task: VideoTask) -> Path | None:
+        """Where this video's result for this config lives: keyed by the stage key and the file
+        (path, size, mtime: a re-downloaded or replaced file is decoded again)."""
+        if self.cache_dir is None:
+            return None
+        try:
+            st = os.stat(task.video_path)
+        except OSError:
+            return None
+        from pipeline.keys import digest
+
+        key = digest([self.key_parts(), str(task.video_path), st.st_size, st.st_mtime_ns])
+        return self.cache_dir / task.video_id[:2] / f"{task.video_id}.{key}.pkl"
+
+    def _cached_or_decoded(self, task: VideoTask) -> SegmentResult:
+        path = self._cache_path(task)
+        if path is not None and path.is_file():
+            try:
+                with open(path, "rb") as fh:
+                    return pickle.load(fh)
+            except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
+                path.unlink(missing_ok=True)  # unreadable: decode again
+        res = segment_video(task.video_path, self.cfg)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+            with open(tmp, "wb") as fh:
+                pickle.dump(res, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+        return res
