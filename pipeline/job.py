@@ -78,6 +78,7 @@ class RunSummary:
     verify_cost: Counter = field(default_factory=Counter)
     decisions: Counter = field(default_factory=Counter)
     quality: dict[str, Any] = field(default_factory=dict)
+    accepted_video_s: float = 0.0  # duration of the accepted videos (token cost per video-hour)
     commit_latency_s: list[float] = field(default_factory=list)  # finished at the driver -> committed
     first_result_s: float | None = None  # run start -> the first finished video at the driver
     fetch_limiter: dict[str, Any] = field(default_factory=dict)  # the shared limiter's stats for this run
@@ -94,6 +95,8 @@ class RunSummary:
         # paid, whatever became of the video (zeros left out: no model stage, no cost lines)
         self.cost.update({k: v for k, v in task.cost.as_dict().items() if v})
         self.verify_cost.update({k: v for k, v in task.verify_cost.as_dict().items() if v})
+        if not task.rejected:
+            self.accepted_video_s += float(task.duration_s or 0.0)
         if task.rejected or task.synthesis is None:  # a rejected video publishes no items (rows_for)
             return
         items = task.synthesis.items
@@ -111,9 +114,13 @@ class RunSummary:
         out = {}
         for who, cost in (("teacher", self.cost), ("verifier", self.verify_cost)):
             if cost:
+                hours = max(self.accepted_video_s / 3600.0, 1e-9)
                 out[who] = {"total": dict(cost),
                             "per_video": {k: round(v / videos, 1) for k, v in cost.items()},
-                            "per_kept_item": {k: round(v / max(1, self.qa_kept), 1) for k, v in cost.items()}}
+                            "per_kept_item": {k: round(v / max(1, self.qa_kept), 1) for k, v in cost.items()},
+                            "per_video_hour": {k: round(v / hours, 1) for k in ("visual_tokens", "visual_prefill_tokens",
+                                                                              "prompt_tokens", "output_tokens")
+                                               if (v := cost.get(k, 0))}}
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -155,7 +162,8 @@ class RunSummary:
                 lines.append("  verification: " + ", ".join(f"{k} {v}" for k, v in self.decisions.most_common()))
             for who, c in self.cost_report().items():
                 lines.append(f"  {who} cost: " + ", ".join(f"{k} {v}" for k, v in c["total"].items())
-                             + f"; per video {c['per_video']}; per QA item {c['per_kept_item']}")
+                             + f"; per video {c['per_video']}; per QA item {c['per_kept_item']}"
+                             + f"; per video-hour {c['per_video_hour']}")
         if self.commit_latency_s:
             lat = _latency(self.commit_latency_s)
             lines.append(f"  commit latency (finished -> committed): p50 {lat['p50']} s, max {lat['max']} s")
@@ -169,6 +177,18 @@ class RunSummary:
             lines.append("  " + stats_line(self.fetch_limiter))
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def cost_markdown(summary: "RunSummary") -> str:
+    """The card's token section: what the last run's model requests cost, per kept item and per hour."""
+    lines = ["## Model cost (last run)", "", "| model | per kept item | per video-hour | total |", "|---|---|---|---|"]
+    for who, c in summary.cost_report().items():
+        item, hour, total = c["per_kept_item"], c["per_video_hour"], c["total"]
+        lines.append(f"| {who} | visual {item.get('visual_tokens', 0)} (prefilled {item.get('visual_prefill_tokens', 0)})"
+                     f", prompt {item.get('prompt_tokens', 0)}, output {item.get('output_tokens', 0)} "
+                     f"| visual {hour.get('visual_tokens', 0)}, prompt {hour.get('prompt_tokens', 0)} "
+                     f"| {total.get('requests', 0)} requests ({total.get('cached_requests', 0)} reused) |")
+    return "\n".join(lines) + "\n"
 
 
 def _latency(values: Sequence[float]) -> dict[str, float]:
@@ -364,6 +384,8 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
         summary.quality = quality
         store.write_run(run_id, summary.as_dict())
         sections = [render_markdown(quality)] if quality["sft_rows"] or quality["rejects"] else []
+        if summary.cost_report():
+            sections.append(cost_markdown(summary))
         write_card(store, cfg.name, CardState.from_store(store) if stale else card, sections)
         return summary
     finally:

@@ -115,7 +115,9 @@ class Cost:
     failed_requests: int = 0
     cached_requests: int = 0  # served from results already paid for: not sent, not counted again
     prompt_tokens: int = 0
-    visual_tokens: int = 0
+    visual_tokens: int = 0  # in the prompts, as the model counts them (frames as images or as video)
+    visual_prefill_tokens: int = 0  # of those, the ones the model computed (not served from a prefix cache)
+    cached_prompt_tokens: int = 0  # prompt tokens served from the model's prefix cache
     output_tokens: int = 0
 
     def add(self, other: "Cost") -> None:

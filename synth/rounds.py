@@ -64,6 +64,9 @@ def add_cost(task: VideoTask, result: ChatResult, bucket: str = "cost") -> None:
     cost.failed_requests += 0 if result.ok else 1
     cost.prompt_tokens += result.prompt_tokens
     cost.visual_tokens += result.visual_tokens
+    # frames come first in every prompt: a cached prefix covers the visual tokens first
+    cost.visual_prefill_tokens += max(0, result.visual_tokens - result.cached_tokens)
+    cost.cached_prompt_tokens += result.cached_tokens
     cost.output_tokens += result.completion_tokens
 
 

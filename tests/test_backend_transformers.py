@@ -105,3 +105,37 @@ def test_custom_code_multimodal_checkpoint_loads_only_with_trust_remote_code(tmp
                                         frames=[Frame(0.5, jpeg((9, 99, 199)))], max_tokens=4,
                                         temperature=0.0)])
     assert r.ok and r.visual_tokens == 4
+
+
+def test_one_video_prefix_answers_every_question_as_the_plain_path_does(tiny_llava, caplog):
+    """A video's questions share its frames: prefilled once, answered from copies of that cache;
+    under greedy decoding every answer equals the one each request gets on its own."""
+    frames = [Frame(float(t), jpeg((30 * t, 90, 220 - 30 * t)), 28, 28, digest=f"f{t}") for t in range(4)]
+    questions = ["What colour is the first frame?", "How many frames are there?", "Does anything move?",
+                 "Name one object."]
+    reqs = [ChatRequest(key=f"q{i}", system=None, prompt=q, frames=frames, max_tokens=8, temperature=0.0)
+            for i, q in enumerate(questions)]
+    plain = _backend(tiny_llava, share_prefix=False, batch_size=1).generate(reqs)
+    shared_backend = _backend(tiny_llava, share_prefix=True)
+    shared = shared_backend.generate(reqs)
+    assert [r.texts for r in shared] == [r.texts for r in plain] and all(r.ok for r in shared)
+    assert shared_backend._sharing is True  # the first-use check passed
+    # the frames were prefilled once: every later question had its prefix (frames included) cached
+    assert shared[0].cached_tokens == 0 and all(r.cached_tokens >= r.visual_tokens > 0 for r in shared[1:])
+    assert [r.visual_tokens for r in shared] == [r.visual_tokens for r in plain] == [16] * 4
+    # k samples each, from the same cache (sampling: only the shapes can be compared)
+    sampled = shared_backend.generate([ChatRequest(key=f"s{i}", system=None, prompt=q, frames=frames, n=3,
+                                                   max_tokens=4, temperature=0.7) for i, q in enumerate(questions)])
+    assert all(r.ok and len(r.texts) == 3 for r in sampled)
+
+
+def test_a_model_whose_cache_does_not_reproduce_falls_back_and_says_so(tiny_llava, caplog, monkeypatch):
+    backend = _backend(tiny_llava, share_prefix=True)
+    frames = [Frame(float(t), jpeg((30 * t, 90, 10)), 28, 28, digest=f"g{t}") for t in range(2)]
+    reqs = [ChatRequest(key=f"q{i}", system=None, prompt=f"question {i}", frames=frames, max_tokens=6,
+                        temperature=0.0) for i in range(3)]
+    monkeypatch.setattr(backend, "_continue", lambda *a, **k: (_ for _ in ()).throw(TypeError("no cache=")))
+    with caplog.at_level("WARNING"):
+        results = backend.generate(reqs)
+    assert all(r.ok and r.cached_tokens == 0 for r in results) and backend._sharing is False
+    assert "every request prefills its own frames" in caplog.text

@@ -50,6 +50,9 @@ class OpenAIConfig(_Strict):
     backoff_max_s: float = Field(60.0, ge=0, description="Cap on one backoff, Retry-After included.")
     extra_headers: dict[str, str] = Field(default_factory=dict,
                                           description="Extra HTTP headers (never Authorization).")
+    warm_prefix: bool = Field(True, description="Send one request of each group sharing a prefix (the same "
+                              "frames and system prompt, e.g. a video's questions) first, then the rest, so the "
+                              "server's automatic prefix cache prefills the frames once.")
     extra_body: dict[str, Any] = Field(default_factory=dict,
                                        description="Extra JSON fields merged into each request "
                                        "(e.g. top_p, seed, chat_template_kwargs).")
@@ -83,6 +86,10 @@ class TransformersConfig(_Strict):
     max_frames: int = Field(32, ge=1, description="Frames per request; more are subsampled "
                             "uniformly (timestamps kept).")
     batch_size: int = Field(4, ge=1, description="Requests per generate() call.")
+    share_prefix: bool = Field(True, description="Prefill a video's frames once and answer all requests that "
+                               "share them (a video's questions, k samples each) from copies of that cache; "
+                               "checked against the unshared answer on first use, off (with a warning) if the "
+                               "model's cache does not reproduce it.")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per Ray actor (0 = CPU actor).")
 
 
@@ -116,6 +123,12 @@ class BackendConfig(_Strict):
         "ray.data.llm engines.")
     model: str = Field("Qwen/Qwen2.5-VL-7B-Instruct", description="Model name sent to the "
                        "endpoint / loaded; recorded as provenance.")
+    model_family: Literal["auto", "qwen2_5_vl", "qwen3_vl", "other"] = Field(
+        "auto", description="How the model counts visual tokens and takes video; auto: from the model's name "
+        "(qwen2.5-vl, qwen3-vl, m2la). See synth/backends/visual.py.")
+    video_input: Literal["auto", "video", "images"] = Field(
+        "auto", description="Frames as one video (Qwen-VL families merge two frames per temporal patch: half "
+        "the visual tokens, their training input) or as separate images. auto: video for the Qwen-VL families.")
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="kind=openai settings.")
     transformers: TransformersConfig = Field(default_factory=TransformersConfig,
                                              description="kind=transformers settings.")

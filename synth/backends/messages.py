@@ -27,13 +27,26 @@ def _system(req: ChatRequest) -> list[dict[str, Any]]:
     return [{"role": "system", "content": req.system}] if req.system else []
 
 
-def request_to_messages(req: ChatRequest) -> list[dict[str, Any]]:
-    """OpenAI chat messages: per frame a timestamp text part then an `image_url` part.
+def video_marker(frames: list[Any]) -> str:
+    """The text placed before a video: when its frames were taken (the server may not know)."""
+    return "Video frames sampled at " + ", ".join(f"{float(f.timestamp_s):.1f}" for f in frames) + " s:"
+
+
+def request_to_messages(req: ChatRequest, as_video: bool = False) -> list[dict[str, Any]]:
+    """OpenAI chat messages: per frame a timestamp text part then an `image_url` part; or, as
+    a video, the frames' timestamps then one `video_url` whose data URL lists the JPEG frames
+    (`data:video/jpeg;base64,<f1>,<f2>,...`: how vLLM's OpenAI server takes pre-sampled frames).
 
     Text-only requests get a plain string content (the most widely accepted form).
     """
     if not req.frames:
         return _system(req) + [{"role": "user", "content": req.prompt}]
+    if as_video and len(req.frames) >= 2:
+        frames = ",".join(base64.b64encode(bytes(f.image)).decode("ascii") for f in req.frames)
+        parts = [{"type": "text", "text": video_marker(req.frames)},
+                 {"type": "video_url", "video_url": {"url": f"data:video/jpeg;base64,{frames}"}},
+                 {"type": "text", "text": req.prompt}]
+        return _system(req) + [{"role": "user", "content": parts}]
     parts: list[dict[str, Any]] = []
     for fr in req.frames:
         parts.append({"type": "text", "text": frame_marker(float(fr.timestamp_s))})
@@ -43,14 +56,19 @@ def request_to_messages(req: ChatRequest) -> list[dict[str, Any]]:
     return _system(req) + [{"role": "user", "content": parts}]
 
 
-def request_to_hf_messages(req: ChatRequest, frames: list[Any] | None = None) -> list[dict[str, Any]]:
-    """Hugging Face chat-template messages: `{"type": "image"}` placeholders, same markers.
+def request_to_hf_messages(req: ChatRequest, frames: list[Any] | None = None,
+                           as_video: bool = False) -> list[dict[str, Any]]:
+    """Hugging Face chat-template messages: `{"type": "image"}` placeholders, same markers; or,
+    as a video, the frames' times then one `{"type": "video"}` (the processor gets the frames
+    and their metadata: Qwen3-VL renders the times itself, Qwen2.5-VL encodes them in mRoPE).
 
     `frames` overrides `req.frames` (e.g. after subsampling to max_frames).
     """
     frames = req.frames if frames is None else frames
     parts: list[dict[str, Any]] = []
-    for fr in frames:
+    if as_video:
+        parts += [{"type": "text", "text": video_marker(frames)}, {"type": "video"}]
+    for fr in frames if not as_video else []:
         parts.append({"type": "text", "text": frame_marker(float(fr.timestamp_s))})
         parts.append({"type": "image"})
     parts.append({"type": "text", "text": req.prompt})

@@ -24,6 +24,7 @@ import aiohttp
 from synth.backends.config import BackendConfig
 from synth.backends.messages import request_to_messages
 from synth.backends.parsing import parse_json_reply
+from synth.backends.visual import family_of, video_input, visual_tokens
 from synth.backends.types import ChatRequest, ChatResult, ErrorReason
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,13 @@ class _Attempt:
     reason: str | None = None
     message: str = ""
     retry_after_s: float | None = None
+
+
+def prefix_key(req: ChatRequest) -> tuple:
+    """What a request's prompt starts with: its system prompt and its frames (by content)."""
+    import hashlib
+
+    return (req.system or "", tuple(f.digest or hashlib.sha1(bytes(f.image)).hexdigest()[:16] for f in req.frames))
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -54,11 +62,15 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def sends_video(cfg: BackendConfig, req: ChatRequest) -> bool:
+    return len(req.frames) >= 2 and video_input(cfg.model, cfg.model_family, cfg.video_input)
+
+
 def build_payload(cfg: BackendConfig, req: ChatRequest) -> dict[str, Any]:
     """The JSON body of one /chat/completions request."""
     body: dict[str, Any] = {
         "model": cfg.model,
-        "messages": request_to_messages(req),
+        "messages": request_to_messages(req, as_video=sends_video(cfg, req)),
         "max_tokens": req.max_tokens,
         "temperature": req.temperature,
     }
@@ -72,7 +84,7 @@ def build_payload(cfg: BackendConfig, req: ChatRequest) -> dict[str, Any]:
     return body
 
 
-def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False) -> _Attempt:
+def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False, visual: int = 0) -> _Attempt:
     """Turn a 200 body into a result. Retryable: a body that is not the OpenAI shape, a
     reply with no text, and (JSON mode) a reply that is not JSON: a sampled model often
     answers well the second time, and a missing caption or QA reply must not pass as final."""
@@ -97,8 +109,9 @@ def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False) 
         key=key, texts=texts, ok=True,
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),
-        # Not standard OpenAI usage: reported by some servers; 0 when absent.
-        visual_tokens=int(details.get("image_tokens") or 0),
+        # reported by some servers (not standard usage); else the model family's own counting
+        visual_tokens=int(details.get("image_tokens") or visual),
+        cached_tokens=int(details.get("cached_tokens") or 0),  # automatic prefix caching (vLLM, SGLang, OpenAI)
         attempts=attempts))
 
 
@@ -173,19 +186,38 @@ class OpenAIBackend:
             self.setup()
         sem = asyncio.Semaphore(self.cfg.openai.concurrency)
         connector = aiohttp.TCPConnector(limit=self.cfg.openai.concurrency)
+        results: dict[int, ChatResult] = {}
         async with aiohttp.ClientSession(connector=connector) as session:
-            return list(await asyncio.gather(*(self._one(session, sem, r) for r in requests)))
+            for wave in self._waves(requests):  # prefix leaders first: the server caches their frames
+                for i, res in zip(wave, await asyncio.gather(*(self._one(session, sem, requests[i]) for i in wave))):
+                    results[i] = res
+        return [results[i] for i in range(len(requests))]
+
+    def _waves(self, requests: Sequence[ChatRequest]) -> list[list[int]]:
+        """Request positions in the order to send them: with `warm_prefix`, the first of each group
+        of requests that share their frames and system prompt goes first, the others after it, so a
+        server with automatic prefix caching prefills those frames once, not once per request."""
+        if not self.cfg.openai.warm_prefix:
+            return [list(range(len(requests)))]
+        groups: dict[tuple, list[int]] = {}
+        for i, req in enumerate(requests):
+            groups.setdefault(prefix_key(req), []).append(i)
+        leaders = [g[0] for key, g in groups.items() if key[1] and len(g) > 1]
+        rest = [i for i in range(len(requests)) if i not in set(leaders)]
+        return [w for w in (leaders, rest) if w]
 
     async def _one(self, session: aiohttp.ClientSession, sem: asyncio.Semaphore,
                    req: ChatRequest) -> ChatResult:
         """One request with its retries; the semaphore is held only while on the wire."""
         t0 = time.monotonic()
         payload = build_payload(self.cfg, req)
+        visual = visual_tokens([(f.width, f.height) for f in req.frames],
+                               family_of(self.cfg.model, self.cfg.model_family), sends_video(self.cfg, req))
         max_attempts = self.cfg.openai.max_retries + 1
         last = _Attempt()
         for attempt in range(1, max_attempts + 1):
             async with sem:
-                last = await self._attempt(session, req.key, payload, attempt, req.json_mode)
+                last = await self._attempt(session, req.key, payload, attempt, req.json_mode, visual)
             if last.result is not None:
                 last.result.latency_s = time.monotonic() - t0
                 return last.result
@@ -198,14 +230,14 @@ class OpenAIBackend:
                                   attempts=attempt, latency_s=time.monotonic() - t0)
 
     async def _attempt(self, session: aiohttp.ClientSession, key: str,
-                       payload: dict[str, Any], attempt: int, json_mode: bool = False) -> _Attempt:
+                       payload: dict[str, Any], attempt: int, json_mode: bool = False, visual: int = 0) -> _Attempt:
         timeout = aiohttp.ClientTimeout(total=self.cfg.openai.timeout_s)
         try:
             async with session.post(self.url, json=payload, headers=self._headers,
                                     timeout=timeout) as resp:
                 body = await resp.text(errors="replace")
                 if resp.status == 200:
-                    return _parse_ok_body(key, body, attempt, json_mode)
+                    return _parse_ok_body(key, body, attempt, json_mode, visual)
                 return _classify_status(resp.status, body, resp.headers.get("Retry-After"))
         except asyncio.TimeoutError:
             return _Attempt(reason=ErrorReason.timeout,

@@ -18,6 +18,7 @@ from synth.backends.config import BackendConfig
 from synth.backends.messages import request_to_hf_messages, request_to_plain_prompt
 from synth.backends.parsing import parse_json_reply
 from synth.backends.types import ChatRequest, ChatResult, ErrorReason
+from synth.backends.visual import video_input
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class TransformersBackend:
         self.name = cfg.model
         self.model: Any = None
         self.processor: Any = None
+        self.as_video = False  # frames as one video (Qwen-VL processors with a video processor)
         self.device: str = "cpu"
 
     # --- loading ---------------------------------------------------------------------
@@ -88,6 +90,11 @@ class TransformersBackend:
                      self.path, e)
             model = AutoModelForCausalLM.from_pretrained(self.path, **self.model_kwargs())
         self.model = model.to(self.device).eval()
+        wants_video = video_input(self.cfg.model, self.cfg.model_family, self.cfg.video_input)
+        self.as_video = wants_video and getattr(self.processor, "video_processor", None) is not None
+        if wants_video and not self.as_video:
+            log.warning("%s: video input asked for, but the processor has no video processor (a Qwen-VL "
+                        "video processor needs torchvision); frames go as separate images", self.path)
         tok = self.tokenizer
         tok.padding_side = "left"  # decoder-only batched generation
         if tok.pad_token_id is None:
@@ -116,13 +123,13 @@ class TransformersBackend:
                           getattr(self.model.config, "image_token_index", None))
         return tid
 
-    def render(self, req: ChatRequest, frames: list[Any]) -> str:
+    def render(self, req: ChatRequest, frames: list[Any], as_video: bool = False) -> str:
         """The prompt text: chat template when there is one, a plain prompt otherwise."""
         template_owner = self.processor if getattr(self.processor, "chat_template", None) \
             else self.tokenizer
         if getattr(template_owner, "chat_template", None):
             if self.is_multimodal:
-                messages = request_to_hf_messages(req, frames)
+                messages = request_to_hf_messages(req, frames, as_video=as_video)
             else:
                 messages = [m for m in ([{"role": "system", "content": req.system}]
                                         if req.system else [])]
@@ -145,24 +152,190 @@ class TransformersBackend:
                                                 f"{self.path} is text-only but got frames")
                 continue
             try:
-                images = decode_frames(frames)
+                media = self._media(frames, decode_frames(frames))
             except Exception as e:  # PIL raises several types for corrupt bytes
                 results[i] = ChatResult.failure(req.key, ErrorReason.bad_request,
                                                 f"undecodable frame: {type(e).__name__}: {e}")
                 continue
-            prepared.append((i, req, self.render(req, frames), images))
+            prepared.append((i, req, self.render(req, frames, "videos" in media), media))
 
         def sampling(item: tuple[int, ChatRequest, str, list[Any]]) -> tuple[int, float, int]:
             r = item[1]
             return (r.max_tokens, r.temperature, r.n)
 
-        for _, group in groupby(prepared, key=sampling):
+        unshared = []
+        for group in self._prefix_groups(prepared):
+            done = self._generate_shared(group) if len(group) > 1 and self.tcfg.share_prefix else None
+            if done is None:
+                unshared += group
+            else:
+                results.update(done)
+        unshared.sort(key=lambda item: item[0])
+        for _, group in groupby(unshared, key=sampling):
             items = list(group)
             for start in range(0, len(items), self.tcfg.batch_size):
                 batch = items[start:start + self.tcfg.batch_size]
                 for i, res in self._generate_batch(batch):
                     results[i] = res
         return [results[i] for i in range(len(requests))]
+
+    # --- one video prefix for many requests ----------------------------------------------
+    @staticmethod
+    def _prefix_groups(prepared: list[tuple[int, ChatRequest, str, list[Any]]]) -> list[list[tuple]]:
+        """Requests that show the same frames with the same system prompt (a video's questions)."""
+        from synth.backends.openai_backend import prefix_key
+
+        groups: dict[tuple, list[tuple]] = {}
+        for item in prepared:
+            key = prefix_key(item[1])
+            groups.setdefault(key if key[1] else ("unique", item[0]), []).append(item)
+        return list(groups.values())
+
+    def _media(self, frames: list[Any], images: list[Any]) -> dict[str, list[Any]]:
+        """What the processor is given for one request: its frames as images, or as one video with
+        the frames' real times (metadata on a millisecond clock, frames not resampled)."""
+        if not images:
+            return {}
+        if not (self.as_video and len(images) >= 2):
+            return {"images": images}
+        from transformers.video_utils import VideoMetadata
+
+        ms = [int(round(float(f.timestamp_s) * 1000)) for f in frames]
+        return {"videos": [images], "video_metadata": [VideoMetadata(total_num_frames=ms[-1] + 1, fps=1000.0,
+                                                                     frames_indices=ms)]}
+
+    def _processor_kwargs(self, media: list[dict[str, list[Any]]]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        for m in media:
+            for k, v in m.items():
+                kwargs.setdefault(k, []).extend(v)
+        if "videos" in kwargs:
+            kwargs["do_sample_frames"] = False  # the frames are already sampled
+        return kwargs
+
+    def _visual_ids(self) -> set[int]:
+        ids = {self.image_token_id(), getattr(self.processor, "video_token_id", None)}
+        return {i for i in ids if i is not None}
+
+    def _is_visual(self, ids: Any) -> Any:
+        """Which token ids are image or video placeholders (the model's own visual tokens)."""
+        import torch
+
+        mask = torch.zeros_like(ids, dtype=torch.bool)
+        for tid in self._visual_ids():
+            mask |= ids == tid
+        return mask
+
+    def _encode(self, text: str, media: dict[str, list[Any]]) -> Any:
+        kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt", **self._processor_kwargs([media])}
+        inputs = (self.processor(**kwargs) if self.is_multimodal else self.tokenizer([text], return_tensors="pt"))
+        inputs = inputs.to(self.device)
+        for key in ("pixel_values", "pixel_values_videos"):
+            if key in inputs:
+                inputs[key] = inputs[key].to(self.model.dtype)
+        return inputs
+
+    def _prefill(self, enc: list[Any]) -> tuple[Any, int] | None:
+        """The KV cache of the tokens every request of a group starts with (its frames included)."""
+        import torch
+        from transformers import DynamicCache
+
+        ids = [e["input_ids"][0] for e in enc]
+        plen = min(len(x) for x in ids)
+        for other in ids[1:]:
+            diff = (ids[0][:plen] != other[:plen]).nonzero()
+            plen = min(plen, int(diff[0]) if len(diff) else plen)
+        vis = self._is_visual(ids[0]).nonzero()
+        if plen == 0 or any(len(x) <= plen for x in ids) or (len(vis) and int(vis[-1]) >= plen):
+            return None  # nothing shared, a request that is all prefix, or frames not all in the prefix
+        prefix = {k: v for k, v in enc[0].items() if k not in ("input_ids", "attention_mask")}
+        with torch.inference_mode():
+            out = self.model(input_ids=ids[0][:plen][None], attention_mask=torch.ones(1, plen, dtype=torch.long,
+                             device=self.device), use_cache=True, cache=DynamicCache(config=self.model.config),
+                             **prefix)
+        return getattr(out, "cache", None) or out.past_key_values, plen
+
+    def _continue(self, cache: Any, enc: Any, req: ChatRequest, max_new_tokens: int, greedy: bool) -> Any:
+        """Generate from a copy of the prefix cache: n samples, each a row of the copy."""
+        import copy
+
+        import torch
+
+        c = copy.deepcopy(cache)
+        n = 1 if greedy else req.n  # greedy: the n samples are one sequence, computed once
+        if n > 1:
+            c.batch_repeat_interleave(n)
+        ids = enc["input_ids"].repeat(n, 1)
+        extra = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask") and not k.startswith("pixel")}
+        if hasattr(getattr(self.model, "model", None), "rope_deltas"):
+            self.model.model.rope_deltas = None  # Qwen-VL: positions of this request, not the last one's
+        gen: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        gen.update(do_sample=False) if greedy else gen.update(do_sample=True, temperature=req.temperature)
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), cache=c, **extra, **gen)
+        return out[:, ids.shape[1]:]
+
+    def _sharing_reproduces(self, cache: Any, enc: Any, item: tuple) -> bool:
+        """Once per backend: greedy tokens from the shared prefix == those of the plain path. A model
+        whose cache class cannot be copied and continued this way (a custom M2LA cache) fails here."""
+        import torch
+
+        req = item[1]
+        probe = ChatRequest(key=req.key, system=req.system, prompt=req.prompt, n=1, temperature=0.0)
+        try:
+            shared = self._continue(cache, enc, probe, 8, greedy=True)
+            with torch.inference_mode():
+                plain = self.model.generate(**enc, max_new_tokens=8, do_sample=False,
+                                            pad_token_id=self.tokenizer.pad_token_id)[:, enc["input_ids"].shape[1]:]
+            return shared[0].tolist() == plain[0].tolist()
+        except Exception as e:  # noqa: BLE001 - any failure means: do not share
+            log.warning("shared-prefix check raised %s: %s", type(e).__name__, e)
+            return False
+
+    def _generate_shared(self, group: list[tuple[int, ChatRequest, str, list[Any]]]) -> dict[int, ChatResult] | None:
+        """Answer a group from one prefill of its frames; None: not possible (the plain path answers)."""
+        if getattr(self, "_sharing", None) is False:
+            return None
+        t0 = time.monotonic()
+        try:
+            enc = [self._encode(text, images) for _, _, text, images in group]
+            shared = self._prefill(enc)
+            if shared is None:
+                return None
+            cache, plen = shared
+            if getattr(self, "_sharing", None) is None:
+                self._sharing = self._sharing_reproduces(cache, enc[0], group[0])
+                if not self._sharing:
+                    log.warning("%s: answers from a shared video prefix differ from plain generation; every "
+                                "request prefills its own frames", self.path)
+                    return None
+            out: dict[int, ChatResult] = {}
+            for pos, ((i, req, _, _), e) in enumerate(zip(group, enc)):
+                new = self._continue(cache, e, req, req.max_tokens, greedy=req.temperature <= 0)
+                texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+                texts = texts * req.n if len(texts) == 1 else texts
+                ids = e["input_ids"][0]
+                out[i] = self._result(req, texts, new, prompt_tokens=int(len(ids)),
+                                      visual=int(self._is_visual(ids).sum()),
+                                      cached=plen if pos else 0, latency=time.monotonic() - t0)
+            return out
+        except Exception as e:  # noqa: BLE001 - OOM, shape errors: the plain path answers instead
+            log.warning("shared-prefix generation failed (%s: %s); falling back", type(e).__name__, e)
+            return None
+
+    def _result(self, req: ChatRequest, texts: list[str], new: Any, prompt_tokens: int, visual: int, cached: int,
+                latency: float) -> ChatResult:
+        """One request's result from its decoded samples (failed when empty, or not JSON where asked)."""
+        if not any(t.strip() for t in texts):
+            return ChatResult.failure(req.key, ErrorReason.empty_response, "the model generated no text",
+                                      attempts=1, latency_s=latency)
+        if req.json_mode and all(parse_json_reply(t)[1] for t in texts):
+            return ChatResult.failure(req.key, ErrorReason.malformed_response,
+                                      f"JSON was asked for, the reply is not JSON: {texts[0][:200]!r}",
+                                      attempts=1, latency_s=latency)
+        return ChatResult(key=req.key, texts=texts, ok=True, prompt_tokens=prompt_tokens,
+                          completion_tokens=sum(self._completion_len(row) for row in new),
+                          visual_tokens=visual, cached_tokens=cached, attempts=1, latency_s=latency)
 
     def _generate_batch(self, batch: list[tuple[int, ChatRequest, str, list[Any]]]
                         ) -> list[tuple[int, ChatResult]]:
@@ -172,17 +345,17 @@ class TransformersBackend:
         req0 = batch[0][1]
         try:
             texts = [b[2] for b in batch]
-            images = [im for b in batch for im in b[3]]
-            kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
-            if images:
-                kwargs["images"] = images
+            kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True,
+                                      **self._processor_kwargs([b[3] for b in batch])}
             inputs = self.processor(**kwargs) if self.is_multimodal else \
                 self.tokenizer(texts, return_tensors="pt", padding=True)
             inputs = inputs.to(self.device)
-            if "pixel_values" in inputs and self.model.dtype != torch.float32:
-                inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+            for key in ("pixel_values", "pixel_values_videos"):
+                if key in inputs:
+                    inputs[key] = inputs[key].to(self.model.dtype)
             gen: dict[str, Any] = {"max_new_tokens": req0.max_tokens,
-                                   "num_return_sequences": req0.n,
+                                   # greedy: the n samples are one sequence (transformers refuses n > 1)
+                                   "num_return_sequences": req0.n if req0.temperature > 0 else 1,
                                    "pad_token_id": self.tokenizer.pad_token_id}
             if req0.temperature > 0:
                 gen.update(do_sample=True, temperature=req0.temperature)
@@ -198,28 +371,16 @@ class TransformersBackend:
         ids = inputs["input_ids"]
         new = out[:, ids.shape[1]:]
         decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        img_id = self.image_token_id() if images else None
+
         latency = time.monotonic() - t0
         results = []
         for row, (i, req, _, _) in enumerate(batch):
             mask = inputs["attention_mask"][row].bool()
-            seqs = range(row * req.n, (row + 1) * req.n)
-            if not any(decoded[s].strip() for s in seqs):
-                results.append((i, ChatResult.failure(req.key, ErrorReason.empty_response,
-                                                      "the model generated no text", attempts=1,
-                                                      latency_s=latency)))
-                continue
-            if req.json_mode and all(parse_json_reply(decoded[s])[1] for s in seqs):
-                results.append((i, ChatResult.failure(req.key, ErrorReason.malformed_response,
-                                                      f"JSON was asked for, the reply is not JSON: "
-                                                      f"{decoded[seqs[0]][:200]!r}", attempts=1, latency_s=latency)))
-                continue
-            results.append((i, ChatResult(
-                key=req.key, texts=[decoded[s] for s in seqs], ok=True,
-                prompt_tokens=int(mask.sum()),
-                completion_tokens=sum(self._completion_len(new[s]) for s in seqs),
-                visual_tokens=int((ids[row][mask] == img_id).sum()) if img_id is not None else 0,
-                attempts=1, latency_s=latency)))
+            seqs = list(range(row * req.n, (row + 1) * req.n)) if req.temperature > 0 else [row] * req.n
+            results.append((i, self._result(
+                req, [decoded[s] for s in seqs], new[sorted(set(seqs))], prompt_tokens=int(mask.sum()),
+                visual=int(self._is_visual(ids[row][mask]).sum()), cached=0,
+                latency=latency)))
         return results
 
     def _completion_len(self, tokens: Any) -> int:

@@ -69,6 +69,7 @@ class ChatResult:
     attempts: int = 0
     latency_s: float = 0.0
     cached: bool = False  # served from results already paid for (not sent again, not counted again)
+    cached_tokens: int = 0  # prompt tokens the model served from its prefix cache (not prefilled again)
 
     @classmethod
     def failure(
