@@ -29,10 +29,18 @@ class Reason(str, enum.Enum):
     forbidden = "forbidden"
     network = "network"
     live_stream = "live_stream"
+    benchmark_overlap = "benchmark_overlap"  # an evaluation-set video (listed ID or fingerprint)
     # selection
     too_short = "too_short"
     too_long = "too_long"
     too_few_scenes = "too_few_scenes"
+    # content filters (segment signals) and de-duplication
+    static_video = "static_video"
+    low_motion = "low_motion"
+    mostly_black = "mostly_black"
+    slideshow = "slideshow"
+    letterboxed = "letterboxed"
+    near_duplicate = "near_duplicate"
     # media
     corrupt_media = "corrupt_media"
     no_video_stream = "no_video_stream"
@@ -60,6 +68,32 @@ class Scene:
     end_frame: int  # exclusive
     keyframe_s: float
     transition: str = "cut"  # start | cut | gradual | split
+    score: float | None = None  # strength of the boundary this scene starts at (detector score)
+    phash: str | None = None  # 64-bit DCT hash of the keyframe, 16 hex digits
+    motion: float | None = None  # mean frame-to-frame change inside the scene (0-255)
+
+
+@dataclass
+class SignaturePoint:
+    """One hashed moment of a video: the pHash (hex) of the frame at `t` seconds."""
+
+    t: float
+    hash: str
+
+
+@dataclass
+class ContentSignals:
+    """What the one decode measured about the content (pipeline/segment/signals.py)."""
+
+    motion: float  # mean frame-to-frame thumbnail change (0-255), frames next to cuts excluded
+    motion_p90: float
+    static_share: float  # share of frames that did not change over ~0.7 s
+    black_share: float  # share of black frames
+    blank_share: float  # share of uniform frames (any colour, black included)
+    letterbox: float  # share of the height that is black bars (top + bottom)
+    pillarbox: float  # share of the width that is black bars (left + right)
+    text_score: float  # slide / text-screen likeness, mean over frames sampled once a second (0-1)
+    signature: list[SignaturePoint] = field(default_factory=list)  # video-level fingerprint
 
 
 @dataclass
@@ -119,6 +153,7 @@ class VideoTask:
     rotation: int | None = None
     # segmentation
     scenes: list[Scene] = field(default_factory=list)
+    signals: ContentSignals | None = None
     stage_timings: list[StageTiming] = field(default_factory=list)
     # transient: travels between stages, never written to `videos`
     frames: list[Frame] = field(default_factory=list)

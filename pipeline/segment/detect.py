@@ -11,7 +11,6 @@ is not recomputed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -29,6 +28,7 @@ from scenedetect.common import Timecode
 from scenedetect.scene_manager import compute_downscale_factor
 
 from pipeline.segment.config import SegmentConfig
+from pipeline.segment.cuts import Cut
 from pipeline.segment.decode import DecodedFrame
 from pipeline.segment.planes import PlaneScaler
 
@@ -137,12 +137,6 @@ def analysis_size(width: int, height: int, cfg: SegmentConfig) -> tuple[int, int
     if factor <= 1.0:
         return width, height
     return max(1, round(width / factor)), max(1, round(height / factor))
-
-
-@dataclass
-class Cut:
-    frame: int
-    seconds: float
 
 
 class SceneAnalyzer:
