@@ -59,7 +59,7 @@ class FootageSpec:
     flash_share: float = 0.15        # scenes with a camera flash (2-3 overexposed frames)
     fade_share: float = 0.10         # transitions that are a fade through black (1 s)
     dissolve_share: float = 0.05     # transitions that are a cross-dissolve (1 s)
-    same_look_share: float = 0.15    # cuts to another shot of the same place (same palette)
+    same_look_share: float = 0.15    # hard cuts to another shot of the same place (same palette)
     grain: float = 5.0               # sigma of the per-frame film grain
     encode: Encode = field(default_factory=Encode)
 
@@ -169,7 +169,10 @@ def _plan(spec: FootageSpec, rng: np.random.Generator) -> list[_Scene]:
         n = max(n, spec.fps)  # at least one second per shot
         if total - used - n < spec.fps * 1.5:  # no stub at the end
             n = total - used
-        palette = last_palette if (scenes and rng.random() < spec.same_look_share) else last_palette + 1
+        # another angle of the same place comes after a hard cut only: a dissolve between two
+        # near-identical pictures is invisible, to people and detectors alike
+        same = bool(scenes) and scenes[-1].transition == "cut" and rng.random() < spec.same_look_share
+        palette = last_palette if same else last_palette + 1
         fast = rng.random() < spec.fast_share
         flash = int(rng.integers(spec.fps // 3, max(spec.fps // 3 + 1, n - spec.fps // 3))) \
             if rng.random() < spec.flash_share and n > spec.fps else None
@@ -285,3 +288,63 @@ def match_cuts(found: Sequence[float], truth: Sequence[float], tol: float = 0.5)
             used_t.add(j)
             tp += 1
     return tp, len(found), len(truth)
+
+
+@dataclass(frozen=True)
+class Copy:
+    """How a re-upload differs from its source: trimmed, rescaled, re-encoded, re-timed."""
+
+    name: str
+    start_s: float = 0.0
+    duration_s: float | None = None
+    height: int | None = None
+    bitrate_k: int = 500
+    fps: float | None = None
+    preset: str = "veryfast"
+
+
+# the kinds of copies the near-duplicate fixtures and bench/dedupe.py make of every source
+COPIES = (
+    Copy("reencode-300k", bitrate_k=300),
+    Copy("reencode-1500k-medium", bitrate_k=1500, preset="medium"),
+    Copy("rescale-720p", height=720, bitrate_k=1500),
+    Copy("rescale-240p", height=240, bitrate_k=250),
+    Copy("trim-head", start_s=3.0),
+    Copy("trim-both", start_s=1.5, duration_s=None),  # duration set from the source: 70% kept
+    Copy("trim-rescale-25fps", start_s=2.0, height=270, fps=25, bitrate_k=400),
+)
+
+
+def derive_copy(src: str | Path, dst: str | Path, copy: Copy, source_duration_s: float | None = None) -> Path:
+    """Make `copy` of `src` with imageio-ffmpeg's ffmpeg binary (as a re-uploader would)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    dst = Path(dst)
+    if dst.exists():
+        return dst
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    duration = copy.duration_s
+    if copy.name == "trim-both" and source_duration_s:
+        duration = 0.7 * source_duration_s
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y"]
+    if copy.start_s:
+        cmd += ["-ss", f"{copy.start_s:.3f}"]
+    cmd += ["-i", str(src)]
+    if duration:
+        cmd += ["-t", f"{duration:.3f}"]
+    filters = []
+    if copy.height:
+        filters.append(f"scale=-2:{copy.height}")
+    if copy.fps:
+        filters.append(f"fps={copy.fps:g}")
+    if filters:
+        cmd += ["-vf", ",".join(filters)]
+    tmp = dst.with_name(dst.stem + ".part" + dst.suffix)
+    cmd += ["-an", "-c:v", "libx264", "-preset", copy.preset, "-b:v", f"{copy.bitrate_k}k",
+            "-maxrate", f"{int(copy.bitrate_k * 1.5)}k", "-bufsize", f"{copy.bitrate_k * 2}k",
+            "-threads", "1", "-pix_fmt", "yuv420p", "-f", "mp4", str(tmp)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    tmp.replace(dst)
+    return dst

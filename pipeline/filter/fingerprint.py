@@ -1,0 +1,210 @@
+"""Is this video one we already have? Signatures, their matching, and a band index.
+
+A video is stored as its signature: up to 48 (time, pHash) points spread over its duration
+(videos.signals.signature). A video being checked brings its dense sequence: a pHash every
+0.25 s (the segment stage's query). It duplicates a stored video when many of the stored
+points find a hash within `max_hamming` bits in the query *at one consistent time offset*
+(a trim shifts every point by the same amount), and the aligned overlap covers enough of the
+shorter of the two. A stored point whose hash also matches the query far from that offset
+does not count: a talking head or a slide template looks alike all along, and such
+look-alikes are not copies.
+
+Candidates are found with a band index (4 x 16-bit slices of each hash: two hashes within 3
+bits share a slice; most near-duplicates share several), so a check touches only videos that
+share a slice with the query. This is plain numpy (no Ray, no files); the runner shares one
+index between workers (see `pipeline/filter/index.py`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from pipeline.filter.config import MatchConfig
+from pipeline.segment.phash import from_hex, to_hex
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+_BANDS = 4
+_MASK = np.uint64(0xFFFF)
+OFFSET_BIN_S = 0.5
+
+
+@dataclass
+class Signature:
+    """A stored video's fingerprint: its ID, duration and (time, hash) points."""
+
+    video_id: str
+    duration_s: float
+    t: np.ndarray  # float64 seconds
+    h: np.ndarray  # uint64 hashes
+
+    @classmethod
+    def from_points(cls, video_id: str, duration_s: float, points: Iterable) -> "Signature":
+        """From `SignaturePoint`s or {'t', 'hash'} dicts (as in videos rows and fingerprint files)."""
+        pts = [(p["t"], p["hash"]) if isinstance(p, dict) else (p.t, p.hash) for p in points]
+        return cls(video_id, float(duration_s or 0.0), np.array([p[0] for p in pts], np.float64),
+                   np.array([from_hex(p[1]) for p in pts], np.uint64))
+
+    def points(self) -> list[dict]:
+        return [{"t": round(float(t), 3), "hash": to_hex(int(h))} for t, h in zip(self.t, self.h)]
+
+
+@dataclass
+class Query:
+    """A video being checked: its dense hash sequence and duration."""
+
+    t: np.ndarray
+    h: np.ndarray
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Match:
+    """How a query lines up with a stored signature."""
+
+    video_id: str
+    offset_s: float  # stored time = query time + offset
+    matched: int  # stored points matched at that offset
+    in_overlap: int  # stored points inside the aligned overlap
+    overlap_s: float
+
+    def describe(self) -> str:
+        return (f"{self.matched}/{self.in_overlap} signature points match at offset {self.offset_s:+.1f} s, "
+                f"{self.overlap_s:.0f} s overlap")
+
+
+def hamming_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) bit distances of two uint64 hash arrays."""
+    x = np.bitwise_xor(a.astype(np.uint64)[:, None], b.astype(np.uint64)[None, :])
+    return _POPCOUNT[x.view(np.uint8)].reshape(len(a), len(b), 8).sum(axis=2)
+
+
+def match(query: Query, sig: Signature, cfg: MatchConfig) -> Match | None:
+    """The alignment of `query` with `sig` when it makes them the same video, else None."""
+    if not len(query.h) or not len(sig.h):
+        return None
+    near = hamming_matrix(sig.h, query.h) <= cfg.max_hamming  # (stored points, query hashes)
+    j_idx, i_idx = np.nonzero(near)
+    if len(j_idx) < cfg.min_points:
+        return None
+    offsets = sig.t[j_idx] - query.t[i_idx]
+    bins = np.round(offsets / OFFSET_BIN_S).astype(np.int64)
+    # votes per offset bin: distinct stored points (a point matching many query frames votes once)
+    pairs = np.unique(np.stack([bins, j_idx]), axis=1)
+    values, counts = np.unique(pairs[0], return_counts=True)
+    smooth = counts.copy()
+    for shift in (-1, 1):  # an offset falling between two bins counts for both
+        pos = np.searchsorted(values, values + shift)
+        ok = (pos < len(values)) & (values[np.minimum(pos, len(values) - 1)] == values + shift)
+        smooth[ok] += counts[pos[ok]]
+    best = values[int(np.argmax(smooth))]
+    offset = float(np.median(offsets[np.abs(bins - best) <= 1]))
+    slack = OFFSET_BIN_S + 0.3
+    at_offset = np.abs(offsets - offset) <= slack
+    specific = np.zeros(len(sig.h), bool)
+    for j in np.unique(j_idx[at_offset]):
+        elsewhere = np.abs(sig.t[j] - offset - query.t[near[j]]) > 3.0
+        specific[j] = elsewhere.mean() <= 0.5  # mostly matched where it should be
+    q_lo, q_hi = float(query.t.min()), float(max(query.t.max(), query.duration_s))
+    stored_in_q = sig.t - offset  # stored points on the query's clock
+    inside = (stored_in_q >= q_lo - slack) & (stored_in_q <= q_hi + slack)
+    overlap = max(0.0, min(query.duration_s, sig.duration_s - offset) - max(0.0, -offset))
+    matched, in_overlap = int(specific.sum()), int(inside.sum())
+    shorter = min(query.duration_s, sig.duration_s) or 1.0
+    if (matched >= cfg.min_points and matched >= cfg.min_matched * max(1, in_overlap)
+            and overlap >= cfg.min_overlap * shorter):
+        return Match(sig.video_id, round(offset, 2), matched, in_overlap, round(overlap, 1))
+    return None
+
+
+class SignatureIndex:
+    """Stored signatures with a band index for candidate lookup; `best_match` checks a query."""
+
+    def __init__(self, cfg: MatchConfig):
+        self.cfg = cfg
+        self.signatures: list[Signature] = []
+        self._ids: dict[str, int] = {}
+        self._bands: list[dict[int, set[int]]] = [dict() for _ in range(_BANDS)]
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, video_id: str) -> bool:
+        return video_id in self._ids
+
+    def add(self, sig: Signature) -> None:
+        """Store `sig` (a later signature of the same ID replaces the earlier one)."""
+        if sig.video_id in self._ids:
+            self.remove(sig.video_id)
+        pos = len(self.signatures)
+        self.signatures.append(sig)
+        self._ids[sig.video_id] = pos
+        for b, keys in enumerate(_band_keys(sig.h)):
+            for key in keys:
+                self._bands[b].setdefault(int(key), set()).add(pos)
+
+    def remove(self, video_id: str) -> None:
+        pos = self._ids.pop(video_id, None)
+        if pos is None:
+            return
+        sig = self.signatures[pos]
+        for b, keys in enumerate(_band_keys(sig.h)):
+            for key in keys:
+                self._bands[b].get(int(key), set()).discard(pos)
+
+    def candidates(self, query: Query) -> list[int]:
+        """Positions of stored signatures that share a band with any query hash, most shared first."""
+        votes: dict[int, int] = {}
+        for b, keys in enumerate(_band_keys(query.h)):
+            table = self._bands[b]
+            for key in np.unique(keys):
+                for pos in table.get(int(key), ()):
+                    votes[pos] = votes.get(pos, 0) + 1
+        return sorted(votes, key=lambda pos: (-votes[pos], pos))
+
+    def best_match(self, query: Query, exclude: str | None = None) -> Match | None:
+        """The stored video `query` duplicates (most matched points; earliest stored on a tie)."""
+        best: tuple[int, int, Match] | None = None
+        for pos in self.candidates(query):
+            sig = self.signatures[pos]
+            if sig.video_id == exclude or self._ids.get(sig.video_id) != pos:
+                continue
+            m = match(query, sig, self.cfg)
+            if m is not None and (best is None or (m.matched, -pos) > (best[0], -best[1])):
+                best = (m.matched, pos, m)
+        return best[2] if best else None
+
+
+def _band_keys(h: np.ndarray) -> list[np.ndarray]:
+    h = h.astype(np.uint64)
+    return [((h >> np.uint64(16 * b)) & _MASK) for b in range(_BANDS)]
+
+
+# -- fingerprint files (benchmark videos) --------------------------------------------------
+
+
+def write_fingerprints(path: str | Path, signatures: Iterable[Signature], source: str = "") -> int:
+    """Write signatures as JSON lines: {"video_id", "duration_s", "signature": [{t, hash}]}."""
+    n = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for sig in signatures:
+            fh.write(json.dumps({"video_id": sig.video_id, "duration_s": round(sig.duration_s, 3),
+                                 "source": source, "signature": sig.points()}) + "\n")
+            n += 1
+    return n
+
+
+def read_fingerprints(path: str | Path) -> Iterator[Signature]:
+    """Signatures of a fingerprint file; a malformed line is an error naming the file and line."""
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                yield Signature.from_points(str(obj["video_id"]), float(obj["duration_s"]), obj["signature"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{lineno}: not a fingerprint line ({exc})") from None
