@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterable, Sequence
 from pipeline.card import CardState, write_card
 from pipeline.config import JobConfig
 from pipeline.records import Reason, VideoTask, video_row
-from pipeline.report import quality_report, render_markdown, render_text
+from pipeline.report import (quality_report, render_markdown, render_signal_markdown, render_signal_text,
+                             render_text, signal_distributions)
 from pipeline.stage import Stage
 from pipeline.store import DatasetStore, LedgerEntry, new_run_id, utc_now
 
@@ -78,6 +79,7 @@ class RunSummary:
     verify_cost: Counter = field(default_factory=Counter)
     decisions: Counter = field(default_factory=Counter)
     quality: dict[str, Any] = field(default_factory=dict)
+    signals: dict[str, Any] = field(default_factory=dict)
 
     def record(self, task: VideoTask) -> None:
         self.processed += 1
@@ -125,6 +127,7 @@ class RunSummary:
             "chunks": self.chunks, "reconcile": self.reconcile, "notes": self.notes,
             "qa_kept": self.qa_kept, "qa_rejects_by_reason": dict(self.item_rejects.most_common()),
             "verification_decisions": dict(self.decisions), "quality": self.quality,
+            "content_signals": self.signals,
             "cost": self.cost_report(),
         }
 
@@ -150,6 +153,8 @@ class RunSummary:
                              + f"; per video {c['per_video']}; per QA item {c['per_kept_item']}")
         lines.append("  committed rows: " + (", ".join(f"{k} {v}" for k, v in sorted(self.committed.items())) or "none")
                      + f" in {self.chunks} chunk(s); quarantined {self.quarantined}")
+        if self.signals.get("videos"):
+            lines.append("  " + render_signal_text(self.signals))
         if self.quality and self.quality.get("sft_rows"):
             lines.append("  " + render_text(self.quality).replace("\n", "\n  "))
         lines += [f"  note: {n}" for n in self.notes]
@@ -190,6 +195,32 @@ def execute(cfg: JobConfig, tasks: Sequence[VideoTask], stages: Sequence[Stage],
                      progress=progress, echo=echo)
 
 
+def bind_registry(stages: Sequence[Stage], store: DatasetStore, run_id: str, echo: Callable[[str], None]):
+    """Give the dedupe stages one shared near-duplicate registry for this run, seeded with the
+    signatures of the dataset's committed accepted videos (pipeline/filter/index.py says why the
+    check runs there). None when no stage de-duplicates."""
+    from pipeline.filter.stages import DedupeStage
+
+    users = [s for s in stages if isinstance(s, DedupeStage) and s.dedupe.enabled]
+    if not users:
+        return None
+    from pipeline.filter.index import committed_signatures
+    from pipeline.runner import shared_registry
+
+    t0 = time.perf_counter()
+    committed = committed_signatures(store)
+    registry = shared_registry(users[0].dedupe.match, committed, name=f"curate-dedupe-{run_id}")
+    for stage in users:
+        stage.registry = registry
+    echo(f"near-duplicate index: {len(committed)} committed signatures read in {time.perf_counter() - t0:.2f} s")
+    return registry
+
+
+def _stages_after(stages: Sequence[Stage], name: str) -> set[str]:
+    names = [s.name for s in stages]
+    return set(names[names.index(name) + 1:]) if name in names else set()
+
+
 def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tuple[list[VideoTask], int]],
             stage_factory: StageFactory, force: bool = False, progress: bool = True,
             echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> RunSummary:
@@ -206,6 +237,7 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
     store = DatasetStore(out, compression=cfg.output.compression)
     store.init()
     store.acquire_lock(run_id)
+    registry = None
     try:
         summary.reconcile = store.reconcile()
         if summary.reconcile:
@@ -258,7 +290,11 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
         if todo:
             where = init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_memory_mb, cfg.ray.log_to_driver)
             echo(f"running on {where}")
+            registry = bind_registry(stages, store, run_id, echo)
+            release_after = _stages_after(stages, "dedupe")
             for task in execute(cfg, todo, stages, progress=progress, echo=echo):
+                if registry is not None and task.rejected and task.reject_stage in release_after:
+                    registry.release(task.video_id)  # its claim will not be committed
                 take(task)
         flush()
         stale = store.reconcile()  # drop rows superseded by this run (force / new versions)
@@ -270,9 +306,15 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
         summary.wall_s = time.perf_counter() - started
         quality = quality_report(store)
         summary.quality = quality
+        signals = signal_distributions(store)
+        summary.signals = signals
         store.write_run(run_id, summary.as_dict())
         sections = [render_markdown(quality)] if quality["sft_rows"] or quality["rejects"] else []
+        if signals["videos"]:
+            sections.append(render_signal_markdown(signals))
         write_card(store, cfg.name, CardState.from_store(store) if stale else card, sections)
         return summary
     finally:
+        if registry is not None:
+            registry.close()
         store.release_lock()

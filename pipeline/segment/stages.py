@@ -133,7 +133,7 @@ class SegmentStage(Stage):
     """Fills scenes, frames and decoded media facts of a task; rejects unusable media."""
 
     name = "segment"
-    version = "1"
+    version = "2"  # 2: confirmed cut detector by default, cut scores, content signals
 
     def __init__(self, cfg: SegmentConfig | None = None, resources: Resources | None = None):
         self.cfg = cfg or SegmentConfig()
