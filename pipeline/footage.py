@@ -296,8 +296,8 @@ class Copy:
 
     name: str
     start_s: float = 0.0
-    duration_s: float | None = None
-    height: int | None = None
+    keep: float | None = None  # share of the source's duration kept (from start_s)
+    scale: float | None = None  # height relative to the source's
     bitrate_k: int = 500
     fps: float | None = None
     preset: str = "veryfast"
@@ -305,17 +305,17 @@ class Copy:
 
 # the kinds of copies the near-duplicate fixtures and bench/dedupe.py make of every source
 COPIES = (
-    Copy("reencode-300k", bitrate_k=300),
-    Copy("reencode-1500k-medium", bitrate_k=1500, preset="medium"),
-    Copy("rescale-720p", height=720, bitrate_k=1500),
-    Copy("rescale-240p", height=240, bitrate_k=250),
-    Copy("trim-head", start_s=3.0),
-    Copy("trim-both", start_s=1.5, duration_s=None),  # duration set from the source: 70% kept
-    Copy("trim-rescale-25fps", start_s=2.0, height=270, fps=25, bitrate_k=400),
+    Copy("reencode-low", bitrate_k=250),
+    Copy("reencode-high-medium", bitrate_k=1500, preset="medium"),
+    Copy("upscale-2x", scale=2.0, bitrate_k=1500),
+    Copy("downscale-0.67x", scale=0.67, bitrate_k=250),
+    Copy("trim-head", start_s=2.0),
+    Copy("trim-both-70pct", start_s=1.5, keep=0.7),
+    Copy("trim-rescale-25fps", start_s=1.0, keep=0.8, scale=0.75, fps=25, bitrate_k=400),
 )
 
 
-def derive_copy(src: str | Path, dst: str | Path, copy: Copy, source_duration_s: float | None = None) -> Path:
+def derive_copy(src: str | Path, dst: str | Path, copy: Copy, source_duration_s: float, source_height: int) -> Path:
     """Make `copy` of `src` with imageio-ffmpeg's ffmpeg binary (as a re-uploader would)."""
     import subprocess
 
@@ -325,18 +325,15 @@ def derive_copy(src: str | Path, dst: str | Path, copy: Copy, source_duration_s:
     if dst.exists():
         return dst
     dst.parent.mkdir(parents=True, exist_ok=True)
-    duration = copy.duration_s
-    if copy.name == "trim-both" and source_duration_s:
-        duration = 0.7 * source_duration_s
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y"]
     if copy.start_s:
         cmd += ["-ss", f"{copy.start_s:.3f}"]
     cmd += ["-i", str(src)]
-    if duration:
-        cmd += ["-t", f"{duration:.3f}"]
+    if copy.keep:
+        cmd += ["-t", f"{copy.keep * source_duration_s:.3f}"]
     filters = []
-    if copy.height:
-        filters.append(f"scale=-2:{copy.height}")
+    if copy.scale:
+        filters.append(f"scale=-2:{2 * round(source_height * copy.scale / 2)}")
     if copy.fps:
         filters.append(f"fps={copy.fps:g}")
     if filters:

@@ -51,10 +51,10 @@ def test_production_config_builds_its_stages_without_loading_models(tmp_path):
 
     cfg = load_config(REPO / "jobs" / "internvideo3_long.yaml")
     stages = build_stages(cfg, tmp_path)
-    assert [s.name for s in stages] == ["fetch", "segment", "select", "synthesize", "verify"]
+    assert [s.name for s in stages] == ["fetch", "segment", "select", "filter", "dedupe", "synthesize", "verify"]
     verify = stages[-1]
     assert verify.resources.gpus == 1 and cfg.verify.verifier.transformers.trust_remote_code
-    assert "TEACHER_API_KEY" in verify.env_vars and "TEACHER_API_KEY" in stages[3].env_vars
+    assert "TEACHER_API_KEY" in verify.env_vars and "TEACHER_API_KEY" in stages[5].env_vars
 
 
 def test_demo_config_skips_synthesis_with_one_clear_line(tmp_path):
@@ -71,7 +71,7 @@ def test_demo_config_skips_synthesis_with_one_clear_line(tmp_path):
         stages = build_stages(load_config(REPO / "jobs" / "demo.yaml"), tmp_path)
     finally:
         logger.removeHandler(handler)
-    assert [s.name for s in stages] == ["fetch", "segment", "select"]
+    assert [s.name for s in stages] == ["fetch", "segment", "select", "filter", "dedupe"]
     assert len(seen) == 1 and seen[0].startswith("synthesis skipped: no teacher configured (set synth.teacher")
 
 
@@ -80,7 +80,8 @@ def test_vllm_kind_builds_a_pass_plan_and_refuses_actors(tmp_path):
 
     cfg = load_config(REPO / "jobs" / "internvideo3_long.yaml", ["synth.teacher.kind=vllm"])
     assert cfg.synth.execution_mode(cfg.verify.verifier) == "passes"
-    assert [s.name for s in build_stages(cfg, tmp_path)] == ["fetch", "segment", "select", "synthesize", "verify"]
+    assert [s.name for s in build_stages(cfg, tmp_path)] == ["fetch", "segment", "select", "filter", "dedupe",
+                                                              "synthesize", "verify"]
     cfg = load_config(REPO / "jobs" / "internvideo3_long.yaml", ["synth.teacher.kind=vllm", "synth.execution=actors"])
     with pytest.raises(ValueError, match="synth.execution=actors: kind=vllm"):
         build_stages(cfg, tmp_path)

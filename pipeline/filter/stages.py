@@ -20,14 +20,15 @@ log = logging.getLogger(__name__)
 
 
 def filter_reason(signals: ContentSignals, cfg: FilterConfig) -> tuple[Reason, str] | None:
-    """The first filter `signals` fail, with the measured value and the bound; None = keep."""
+    """The first filter `signals` fail, with the measured value and the bound; None = keep.
+    The more specific reasons come first (a black screen is also still; slides are too)."""
     s = signals
     if cfg.mostly_black is not None and s.blank_share >= cfg.mostly_black:
         return Reason.mostly_black, f"blank_share {s.blank_share:.3f} >= {cfg.mostly_black:g} (black or uniform frames)"
-    if cfg.static_video is not None and s.static_share >= cfg.static_video:
-        return Reason.static_video, f"static_share {s.static_share:.3f} >= {cfg.static_video:g}"
     if cfg.slideshow is not None and s.text_score >= cfg.slideshow:
         return Reason.slideshow, f"text_score {s.text_score:.3f} >= {cfg.slideshow:g} (slides / text screens)"
+    if cfg.static_video is not None and s.static_share >= cfg.static_video:
+        return Reason.static_video, f"static_share {s.static_share:.3f} >= {cfg.static_video:g}"
     if cfg.low_motion is not None and s.motion < cfg.low_motion:
         return Reason.low_motion, f"motion {s.motion:.3f} < {cfg.low_motion:g}"
     if cfg.letterboxed is not None:
