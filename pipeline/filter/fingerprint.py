@@ -121,13 +121,24 @@ def match(query: Query, sig: Signature, cfg: MatchConfig) -> Match | None:
 
 
 class SignatureIndex:
-    """Stored signatures with a band index for candidate lookup; `best_match` checks a query."""
+    """Stored signatures with a band index for candidate lookup; `best_match` checks a query.
+
+    Every stored point is kept in flat numpy arrays (hash, owner); per band, the points' 16-bit
+    band values are sorted once and looked up with `searchsorted`, and points added since the
+    last sort sit in a short tail that is scanned directly (re-sorted when it outgrows 10% of
+    the index). ~36 bytes a point: 400K videos x 48 points ~ 0.7 GB."""
 
     def __init__(self, cfg: MatchConfig):
         self.cfg = cfg
         self.signatures: list[Signature] = []
         self._ids: dict[str, int] = {}
-        self._bands: list[dict[int, set[int]]] = [dict() for _ in range(_BANDS)]
+        self._owner = np.zeros(0, np.int64)   # signature position of every point
+        self._keys = np.zeros((_BANDS, 0), np.uint16)
+        self._sorted = 0                      # points [0, _sorted) are in the sorted band arrays
+        self._order = np.zeros((_BANDS, 0), np.int64)
+        self._skeys = np.zeros((_BANDS, 0), np.uint16)
+        self._tail_owner: list[np.ndarray] = []
+        self._tail_keys: list[np.ndarray] = []
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -137,50 +148,68 @@ class SignatureIndex:
 
     def add(self, sig: Signature) -> None:
         """Store `sig` (a later signature of the same ID replaces the earlier one)."""
-        if sig.video_id in self._ids:
-            self.remove(sig.video_id)
         pos = len(self.signatures)
         self.signatures.append(sig)
-        self._ids[sig.video_id] = pos
-        for b, keys in enumerate(_band_keys(sig.h)):
-            for key in keys:
-                self._bands[b].setdefault(int(key), set()).add(pos)
+        self._ids[sig.video_id] = pos  # the earlier position, if any, is now stale and skipped
+        if len(sig.h):
+            self._tail_owner.append(np.full(len(sig.h), pos, np.int64))
+            self._tail_keys.append(_band_keys(sig.h))
+        if sum(len(o) for o in self._tail_owner) > max(4096, self._sorted // 10):
+            self._rebuild()
 
     def remove(self, video_id: str) -> None:
-        pos = self._ids.pop(video_id, None)
-        if pos is None:
-            return
-        sig = self.signatures[pos]
-        for b, keys in enumerate(_band_keys(sig.h)):
-            for key in keys:
-                self._bands[b].get(int(key), set()).discard(pos)
+        """Forget `video_id` (its points stay in the arrays but no longer count)."""
+        self._ids.pop(video_id, None)
+
+    def _rebuild(self) -> None:
+        if self._tail_owner:
+            self._owner = np.concatenate([self._owner, *self._tail_owner])
+            self._keys = np.concatenate([self._keys, *self._tail_keys], axis=1)
+            self._tail_owner, self._tail_keys = [], []
+        self._order = np.argsort(self._keys, axis=1, kind="stable")
+        self._skeys = np.take_along_axis(self._keys, self._order, axis=1)
+        self._sorted = len(self._owner)
 
     def candidates(self, query: Query) -> list[int]:
-        """Positions of stored signatures that share a band with any query hash, most shared first."""
-        votes: dict[int, int] = {}
-        for b, keys in enumerate(_band_keys(query.h)):
-            table = self._bands[b]
-            for key in np.unique(keys):
-                for pos in table.get(int(key), ()):
-                    votes[pos] = votes.get(pos, 0) + 1
-        return sorted(votes, key=lambda pos: (-votes[pos], pos))
+        """Positions of live stored signatures sharing a band value with any query hash, those
+        sharing most first."""
+        q = _band_keys(np.unique(query.h))
+        owners = []
+        for b in range(_BANDS):
+            keys = np.unique(q[b])
+            if self._sorted:
+                lo = np.searchsorted(self._skeys[b], keys, side="left")
+                hi = np.searchsorted(self._skeys[b], keys, side="right")
+                hit = hi > lo
+                if hit.any():
+                    idx = np.concatenate([self._order[b, a:z] for a, z in zip(lo[hit], hi[hit])])
+                    owners.append(self._owner[idx])
+            for tail_owner, tail_keys in zip(self._tail_owner, self._tail_keys):
+                owners.append(tail_owner[np.isin(tail_keys[b], keys)])
+        if not owners:
+            return []
+        pos, votes = np.unique(np.concatenate(owners), return_counts=True)
+        live = np.array([self._ids.get(self.signatures[p].video_id) == p for p in pos], bool)
+        pos, votes = pos[live], votes[live]
+        return [int(p) for p in pos[np.lexsort((pos, -votes))]]
 
     def best_match(self, query: Query, exclude: str | None = None) -> Match | None:
         """The stored video `query` duplicates (most matched points; earliest stored on a tie)."""
         best: tuple[int, int, Match] | None = None
         for pos in self.candidates(query):
             sig = self.signatures[pos]
-            if sig.video_id == exclude or self._ids.get(sig.video_id) != pos:
+            if sig.video_id == exclude:
                 continue
             m = match(query, sig, self.cfg)
-            if m is not None and (best is None or (m.matched, -pos) > (best[0], -best[1])):
+            if m is not None and (best is None or m.matched > best[0]):
                 best = (m.matched, pos, m)
         return best[2] if best else None
 
 
-def _band_keys(h: np.ndarray) -> list[np.ndarray]:
-    h = h.astype(np.uint64)
-    return [((h >> np.uint64(16 * b)) & _MASK) for b in range(_BANDS)]
+def _band_keys(h: np.ndarray) -> np.ndarray:
+    """(4, n) uint16: the four 16-bit slices of each hash."""
+    h = np.asarray(h, np.uint64)
+    return np.stack([((h >> np.uint64(16 * b)) & _MASK).astype(np.uint16) for b in range(_BANDS)])
 
 
 # -- fingerprint files (benchmark videos) --------------------------------------------------

@@ -58,11 +58,37 @@ class LocalRegistry:
 
 
 def committed_signatures(store) -> list[Signature]:
-    """Signatures of the accepted videos committed in `store` (a `DatasetStore`)."""
+    """Signatures of the accepted videos committed in `store` (a `DatasetStore`), read with
+    Arrow compute and numpy rather than row by row (the ledger's scale: 400K videos)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     table = store.read_table("videos", ["video_id", "status", "duration_s", "signals"])
-    out = []
-    for row in table.to_pylist():
-        signals = row["signals"]
-        if row["status"] == "accepted" and signals and signals.get("signature"):
-            out.append(Signature.from_points(row["video_id"], row["duration_s"] or 0.0, signals["signature"]))
-    return out
+    table = table.filter(pc.and_(pc.equal(table["status"], "accepted"), pc.is_valid(table["signals"])))
+    if not table.num_rows:
+        return []
+    lists = pc.struct_field(table["signals"].combine_chunks(), "signature")
+    lists = lists if isinstance(lists, pa.ListArray) else pa.array(lists)
+    offsets = lists.offsets.to_numpy()
+    points = lists.flatten()
+    t = pc.struct_field(points, "t").to_numpy(zero_copy_only=False)
+    h = hex_to_uint64(pc.struct_field(points, "hash").to_pylist())
+    ids = table["video_id"].to_pylist()
+    durations = table["duration_s"].to_pylist()
+    return [Signature(v, float(d or 0.0), t[a:b].astype(np.float64), h[a:b])
+            for v, d, a, b in zip(ids, durations, offsets[:-1], offsets[1:]) if b > a]
+
+
+def hex_to_uint64(values: list[str]):
+    """16-digit lowercase hex strings -> uint64 array, vectorised."""
+    import numpy as np
+
+    if not values:
+        return np.zeros(0, np.uint64)
+    raw = np.frombuffer("".join(values).encode("ascii"), np.uint8).reshape(-1, 16)
+    nibble = np.zeros(256, np.uint64)
+    nibble[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint64)
+    digits = nibble[raw]
+    shifts = np.arange(60, -4, -4, dtype=np.uint64)
+    return np.bitwise_or.reduce(digits << shifts, axis=1)
