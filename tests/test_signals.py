@@ -143,3 +143,25 @@ def test_phash_survives_rescale_and_recompression():
     assert hamming(h0, h1) <= 6
     assert hamming(h0, phash(cv2.cvtColor(b, cv2.COLOR_RGB2GRAY))) >= 16
     assert phash(np.full((90, 160), 128, np.uint8)) is None  # a flat picture has no hash
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv444p", "yuv420p10le"])
+def test_other_pixel_formats_measure_the_same(videos, tmp_path, pix_fmt):
+    # not planar 4:2:0: swscale makes the thumbnails; cuts and hashes agree with the 4:2:0 file
+    import av
+
+    frames = _footage(41)
+    path = tmp_path / f"{pix_fmt}.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, pix_fmt
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    ref = segment_video(str(videos["footage"]), SegmentConfig(sample_fps=0.5))
+    got = segment_video(str(path), SegmentConfig(sample_fps=0.5))
+    assert [c.frame for c in got.cuts] == [c.frame for c in ref.cuts]
+    assert all(hamming(int(a.phash, 16), int(b.phash, 16)) <= 8 for a, b in zip(got.scenes, ref.scenes))
+    assert got.signals.motion == pytest.approx(ref.signals.motion, rel=0.3)

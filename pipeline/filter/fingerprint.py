@@ -146,7 +146,13 @@ class SignatureIndex:
     def __contains__(self, video_id: str) -> bool:
         return video_id in self._ids
 
-    def add(self, sig: Signature) -> None:
+    def extend(self, sigs: Iterable[Signature]) -> None:
+        """Store many signatures, sorted once at the end (seeding from the committed rows)."""
+        for sig in sigs:
+            self.add(sig, sort=False)
+        self._rebuild()
+
+    def add(self, sig: Signature, sort: bool = True) -> None:
         """Store `sig` (a later signature of the same ID replaces the earlier one)."""
         pos = len(self.signatures)
         self.signatures.append(sig)
@@ -154,7 +160,7 @@ class SignatureIndex:
         if len(sig.h):
             self._tail_owner.append(np.full(len(sig.h), pos, np.int64))
             self._tail_keys.append(_band_keys(sig.h))
-        if sum(len(o) for o in self._tail_owner) > max(4096, self._sorted // 10):
+        if sort and sum(len(o) for o in self._tail_owner) > max(4096, self._sorted // 10):
             self._rebuild()
 
     def remove(self, video_id: str) -> None:

@@ -38,8 +38,7 @@ class LocalRegistry:
 
     def __init__(self, cfg: MatchConfig, committed: list[Signature] | None = None):
         self.index = SignatureIndex(cfg)
-        for sig in committed or ():
-            self.index.add(sig)
+        self.index.extend(committed or ())
         self.committed = len(self.index)
         self.claims = 0
 
