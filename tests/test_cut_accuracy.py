@@ -51,16 +51,19 @@ def test_confirmed_beats_pyscenedetect_on_realistic_encodes(clips):
 
 
 def test_merging_short_scenes_keeps_the_true_cut(clips):
-    # PySceneDetect's false cuts (a flash, a fast pan) next to a true one: merging scenes shorter
-    # than 2 s removes the weaker boundary by the confirmed score, so true cuts stay where they
-    # are (the production config moved them: recall .95 -> .84)
-    path = clips[0]
-    expected = json.loads(path.with_suffix(".truth.json").read_text())["cut_seconds"]
-    raw = segment_video(str(path), SegmentConfig(detector="content", sample_fps=0.5))
-    merged = segment_video(str(path), SegmentConfig(detector="content", sample_fps=0.5, min_scene_s=1.0))
-    starts = [s.start_s for s in merged.scenes[1:]]
-    raw_tp = match_cuts([c.seconds for c in raw.cuts], expected)[0]
-    assert len(starts) < len(raw.cuts)  # something was merged
-    assert match_cuts(starts, expected)[0] >= raw_tp - sum(
-        1 for a, b in zip(expected, expected[1:]) if b - a < 1.0)  # only true cuts < 1 s apart may go
-    assert all(s.score is not None for s in merged.scenes[1:])
+    # PySceneDetect's false cuts (a flash, a fast pan) next to true ones: merging scenes shorter
+    # than 1 s (no true scene is) removes the weaker boundary by the confirmed score, so every
+    # true cut it found stays where it is. Keeping the later boundary, as before, moved 4 of the
+    # 23 true cuts of these clips by more than 0.5 s (recall .96 -> .78)
+    raw_tp = merged_tp = merged = raw = 0
+    for path in clips:
+        expected = json.loads(path.with_suffix(".truth.json").read_text())["cut_seconds"]
+        assert min(b - a for a, b in zip(expected, expected[1:])) >= 1.0
+        res = segment_video(str(path), SegmentConfig(detector="content", sample_fps=0.5))
+        out = segment_video(str(path), SegmentConfig(detector="content", sample_fps=0.5, min_scene_s=1.0))
+        raw_tp += match_cuts([c.seconds for c in res.cuts], expected)[0]
+        merged_tp += match_cuts([s.start_s for s in out.scenes[1:]], expected)[0]
+        raw, merged = raw + len(res.cuts), merged + len(out.scenes) - 1
+        assert all(s.score is not None for s in out.scenes[1:])
+    assert merged < raw  # something was merged
+    assert merged_tp == raw_tp

@@ -20,6 +20,7 @@ so each frame costs seven distances of two thumbnails (thumbs.py); peaks are pic
 """
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 import cv2
@@ -60,11 +61,12 @@ class ConfirmedCutDetector:
         k, K = self.k, self.K
         self.lags = sorted({1, k, k + 1, 2 * k + 1, K, 2 * K, 2 * K + K // 2})
         self._ring: list[Thumb | None] = [None] * (max(self.lags) + 1)
-        self._dist: dict[int, list[tuple[float, float]]] = {lag: [] for lag in self.lags}
+        # per lag, (picture, histogram) distance of every frame, flat: 16 bytes a frame and lag
+        self._dist: dict[int, array] = {lag: array("d") for lag in self.lags}
         self.frames = 0
-        self.numbers: list[int] = []
-        self.seconds: list[float] = []
-        self.luma: list[float] = []  # mean thumbnail luma: fades through black are centred on the dark
+        self.numbers = array("q")
+        self.seconds = array("d")
+        self.luma = array("d")  # mean thumbnail luma: fades through black are centred on the dark
 
     def push(self, thumb: Thumb, number: int, seconds: float) -> None:
         """Record one frame: its distance to the frames `lags` before it (the first frame for
@@ -75,7 +77,7 @@ class ConfirmedCutDetector:
         ring[n % size] = thumb
         for lag in self.lags:
             prev = ring[max(0, n - lag) % size]
-            self._dist[lag].append(distance(prev, thumb) if n else (0.0, 0.0))
+            self._dist[lag].extend(distance(prev, thumb) if n else (0.0, 0.0))
         self.numbers.append(number)
         self.seconds.append(seconds)
         self.luma.append(cv2.mean(thumb.y)[0])
@@ -83,7 +85,7 @@ class ConfirmedCutDetector:
 
     def lag_distance(self, lag: int) -> np.ndarray:
         """(frames, 2) picture and histogram distances of each frame to the one `lag` before."""
-        return np.asarray(self._dist[lag], dtype=np.float64).reshape(-1, 2)
+        return np.frombuffer(self._dist[lag], dtype=np.float64).reshape(-1, 2).copy()  # no view: the array may grow
 
     def _score(self, cross: list[np.ndarray], within: list[np.ndarray]) -> np.ndarray:
         c = np.min(np.stack(cross), axis=0)

@@ -108,8 +108,8 @@ class SignalMeter:
 
     def __init__(self, params: SignalParams | None = None):
         self.p = params or SignalParams()
-        self.black: list[bool] = []
-        self.blank: list[bool] = []
+        self.black = bytearray()  # one byte a frame
+        self.blank = bytearray()
         self._next_hash = 0.0
         self._next_text = 0.0
         self.hash_t: list[float] = []
@@ -151,6 +151,8 @@ class SignalMeter:
         `cut_indices`: frame indices of the cuts, whose +-`guard` frames are left out of both;
         `scene_bounds`: (start_s, end_s, keyframe_s) of each scene."""
         n = len(self.black)
+        black = np.frombuffer(bytes(self.black), np.uint8).astype(bool)
+        blank = np.frombuffer(bytes(self.blank), np.uint8).astype(bool)
         keep = np.ones(n, bool)
         if n:
             keep[0] = False
@@ -167,8 +169,8 @@ class SignalMeter:
             motion=_round(float(np.mean(moving)) if len(moving) else 0.0),
             motion_p90=_round(float(np.percentile(moving, 90)) if len(moving) else 0.0),
             static_share=_round(float(np.mean(still_frames)) if len(still_frames) else 1.0),
-            black_share=_round(float(np.mean(self.black)) if n else 0.0),
-            blank_share=_round(float(np.mean(self.blank)) if n else 0.0),
+            black_share=_round(float(np.mean(black)) if n else 0.0),
+            blank_share=_round(float(np.mean(blank)) if n else 0.0),
             letterbox=_round(letterbox), pillarbox=_round(pillarbox),
             text_score=_round(float(np.mean(self.text)) if self.text else 0.0),
             signature=signature_points(qt, qh, self.p.signature_points, duration_s),
