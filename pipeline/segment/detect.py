@@ -1,4 +1,7 @@
-"""Feed decoded frames to a PySceneDetect detector at a small analysis resolution.
+"""PySceneDetect compatibility mode: feed decoded frames to a PySceneDetect detector.
+
+Used when `segment.detector` names one of PySceneDetect's (content, adaptive, histogram, hash);
+the default detector is the confirmed one (cuts.py).
 
 The default analysis is what `SceneManager.detect_scenes` does with the PyAV backend
 (full-size BGR, cv2.resize INTER_LINEAR by PySceneDetect's auto downscale factor), so the
