@@ -9,9 +9,11 @@ shorter of the two. A stored point whose hash also matches the query far from th
 does not count: a talking head or a slide template looks alike all along, and such
 look-alikes are not copies.
 
-Candidates are found with a band index (4 x 16-bit slices of each hash: two hashes within 3
-bits share a slice; most near-duplicates share several), so a check touches only videos that
-share a slice with the query. This is plain numpy (no Ray, no files); the runner shares one
+Candidates are found with a band index: a hash is cut into four 16-bit slices and indexed by
+each of the six pairs of slices (32-bit keys). Two hashes within 2 bits share a key, a
+near-duplicate's ~30 matching points share many, and two unrelated hashes share one with odds of
+about 1 in 10^9 (16-bit keys alone collide so often at 100K stored videos that every query
+touched most of the index). So a check touches only videos that share a key with the query. This is plain numpy (no Ray, no files); the runner shares one
 index between workers (see `pipeline/filter/index.py`).
 """
 from __future__ import annotations
@@ -27,7 +29,8 @@ from pipeline.filter.config import MatchConfig
 from pipeline.segment.phash import from_hex, to_hex
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.uint8)
-_BANDS = 4
+_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))  # of the four 16-bit slices of a hash
+_BANDS = len(_PAIRS)
 _MASK = np.uint64(0xFFFF)
 OFFSET_BIN_S = 0.5
 
@@ -123,20 +126,20 @@ def match(query: Query, sig: Signature, cfg: MatchConfig) -> Match | None:
 class SignatureIndex:
     """Stored signatures with a band index for candidate lookup; `best_match` checks a query.
 
-    Every stored point is kept in flat numpy arrays (hash, owner); per band, the points' 16-bit
-    band values are sorted once and looked up with `searchsorted`, and points added since the
-    last sort sit in a short tail that is scanned directly (re-sorted when it outgrows 10% of
-    the index). ~36 bytes a point: 400K videos x 48 points ~ 0.7 GB."""
+    Every stored point is kept in flat numpy arrays (owner, six 32-bit keys); per key, the values
+    are sorted once and looked up with `searchsorted`, and points added since the last sort sit
+    in a short tail that is scanned directly (re-sorted when it outgrows 10% of the index).
+    52 bytes a point: 400K videos x 48 points ~ 1 GB in the registry actor."""
 
     def __init__(self, cfg: MatchConfig):
         self.cfg = cfg
         self.signatures: list[Signature] = []
         self._ids: dict[str, int] = {}
-        self._owner = np.zeros(0, np.int64)   # signature position of every point
-        self._keys = np.zeros((_BANDS, 0), np.uint16)
+        self._owner = np.zeros(0, np.int32)   # signature position of every point
+        self._keys = np.zeros((_BANDS, 0), np.uint32)
         self._sorted = 0                      # points [0, _sorted) are in the sorted band arrays
-        self._order = np.zeros((_BANDS, 0), np.int64)
-        self._skeys = np.zeros((_BANDS, 0), np.uint16)
+        self._order = np.zeros((_BANDS, 0), np.int32)
+        self._skeys = np.zeros((_BANDS, 0), np.uint32)
         self._tail_owner: list[np.ndarray] = []
         self._tail_keys: list[np.ndarray] = []
 
@@ -158,7 +161,7 @@ class SignatureIndex:
         self.signatures.append(sig)
         self._ids[sig.video_id] = pos  # the earlier position, if any, is now stale and skipped
         if len(sig.h):
-            self._tail_owner.append(np.full(len(sig.h), pos, np.int64))
+            self._tail_owner.append(np.full(len(sig.h), pos, np.int32))
             self._tail_keys.append(_band_keys(sig.h))
         if sort and sum(len(o) for o in self._tail_owner) > max(4096, self._sorted // 10):
             self._rebuild()
@@ -172,7 +175,7 @@ class SignatureIndex:
             self._owner = np.concatenate([self._owner, *self._tail_owner])
             self._keys = np.concatenate([self._keys, *self._tail_keys], axis=1)
             self._tail_owner, self._tail_keys = [], []
-        self._order = np.argsort(self._keys, axis=1, kind="stable")
+        self._order = np.argsort(self._keys, axis=1, kind="stable").astype(np.int32)
         self._skeys = np.take_along_axis(self._keys, self._order, axis=1)
         self._sorted = len(self._owner)
 
@@ -213,9 +216,10 @@ class SignatureIndex:
 
 
 def _band_keys(h: np.ndarray) -> np.ndarray:
-    """(4, n) uint16: the four 16-bit slices of each hash."""
+    """(6, n) uint32: each pair of the four 16-bit slices of each hash, as one key."""
     h = np.asarray(h, np.uint64)
-    return np.stack([((h >> np.uint64(16 * b)) & _MASK).astype(np.uint16) for b in range(_BANDS)])
+    sl = [((h >> np.uint64(16 * b)) & _MASK).astype(np.uint32) for b in range(4)]
+    return np.stack([(sl[a] << np.uint32(16)) | sl[b] for a, b in _PAIRS])
 
 
 # -- fingerprint files (benchmark videos) --------------------------------------------------

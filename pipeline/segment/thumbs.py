@@ -75,8 +75,12 @@ class Thumbnailer:
         self.chroma_size = self.size
         self._reformatter: VideoReformatter | None = None
         w, h = self.size
-        self._ny = float(w * h)
-        self._nc = float(self.chroma_size[0] * self.chroma_size[1])
+        ny, nc = float(w * h), float(self.chroma_size[0] * self.chroma_size[1])
+        self._soft = np.zeros((3 * 256, sum(HIST_BINS)), np.float32)
+        col = 0
+        for k, (soft, n) in enumerate(zip(_SOFT, (ny, nc, nc))):
+            self._soft[256 * k:256 * (k + 1), col:col + soft.shape[1]] = soft / n
+            col += soft.shape[1]
 
     def __call__(self, frame) -> Thumb:
         if frame.format.name in _PLANAR_420:
@@ -88,11 +92,10 @@ class Thumbnailer:
             small = self._reformatter.reformat(frame, width=self.size[0], height=self.size[1],
                                                format="yuv420p", interpolation="AREA", threads=1)
             ty, tu, tv = (np.ascontiguousarray(p) for p in yuv420_planes(small))
-        hist = np.concatenate([
-            (cv2.calcHist([ty], [0], None, [256], [0, 256]).ravel() / self._ny) @ _SOFT[0],
-            (cv2.calcHist([tu], [0], None, [256], [0, 256]).ravel() / self._nc) @ _SOFT[1],
-            (cv2.calcHist([tv], [0], None, [256], [0, 256]).ravel() / self._nc) @ _SOFT[2]])
-        return Thumb(ty, tu, tv, hist)
+        # three 256-level histograms side by side, then one product with the block-diagonal
+        # soft-binning matrix (which also normalises each part to sum 1)
+        raw = np.concatenate([cv2.calcHist([p], [0], None, [256], [0, 256]) for p in (ty, tu, tv)]).ravel()
+        return Thumb(ty, tu, tv, raw @ self._soft)
 
 
 def distance(a: Thumb, b: Thumb) -> tuple[float, float]:
