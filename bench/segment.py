@@ -6,11 +6,18 @@
 (b) this stage: `segment_video` (default path, and the fast path);
 (c) floor: a threaded PyAV decode that does nothing with the frames.
 Also: (b') the fast path, (bt) the default path with the other decoder threading (the default
-is thread_type NONE, one decoder thread: less CPU, more wall time; bt uses AUTO frame threads)
-and (c1) the one-thread decode floor. b is compared with both floors: c is the plain threaded
-decode the issue's target names, c1 decodes like b (one thread).
+is thread_type NONE, one decoder thread: less CPU, more wall time; bt uses AUTO frame threads),
+(bs) the default path with the content signals off, (bp) PySceneDetect compatibility mode
+(detector content, as the stage was before the confirmed detector) and (c1) the one-thread decode
+floor. b is compared with both floors: c is the plain threaded decode, c1 decodes like b.
+
+--accuracy: cut accuracy of the confirmed detector against PySceneDetect's detectors on the same
+realistic encodes (pipeline/footage.py: textured grainy shots, fast pans and shakes, flashes,
+fades and dissolves; libx264 at 640x360 with a VBV cap): 12 one-minute clips over 4 seeds x
+3 presets x 600/800/1200 kb/s, and a 10-minute 800 kb/s medium encode with ~100 cuts; matched
+within 0.5 s; raw cuts and the production config (min_scene_s 2).
 Usage: python bench/segment.py [--quick] [--cache bench/.cache] [--no-real] [--only NAME ...]
-       [--repeat N]
+       [--repeat N] [--accuracy]
 """
 from __future__ import annotations
 
@@ -124,6 +131,10 @@ def bench(path: Path, cfg: SegmentConfig) -> None:
     other = "AUTO" if cfg.thread_type == "NONE" else "NONE"
     alt = cfg.model_copy(update={"thread_type": other})
     res_1, o_cpu, o_wall = measure(lambda: segment_video(str(path), alt))
+    nosig = cfg.model_copy(update={"signals": False})
+    res_s, s_cpu, s_wall = measure(lambda: segment_video(str(path), nosig))
+    compat = cfg.model_copy(update={"detector": "content", "signals": False})
+    res_p, p_cpu, p_wall = measure(lambda: segment_video(str(path), compat))
     _, c_cpu, c_wall = measure(lambda: decode_only(path))
     _, c1_cpu, c1_wall = measure(lambda: decode_only(path, "NONE"))
     cuts_b = [c.seconds for c in res_b.cuts]
@@ -137,6 +148,10 @@ def bench(path: Path, cfg: SegmentConfig) -> None:
     print(f"  {f'(b) segment (default, {cfg.thread_type})':37s}CPU {b_cpu:7.2f}s  wall {b_wall:7.2f}s  cuts {pr(cuts_b, truth)}")
     print(f"  (b') segment (fast)                  CPU {f_cpu:7.2f}s  wall {f_wall:7.2f}s  cuts {pr(cuts_f, truth)}")
     print(f"  {f'(bt) segment, thread_type {other}':37s}CPU {o_cpu:7.2f}s  wall {o_wall:7.2f}s  cuts {pr(cuts_1, truth)}")
+    print(f"  (bs) segment, signals off            CPU {s_cpu:7.2f}s  wall {s_wall:7.2f}s  "
+          f"cuts {pr([c.seconds for c in res_s.cuts], truth)}")
+    print(f"  (bp) segment, PySceneDetect content  CPU {p_cpu:7.2f}s  wall {p_wall:7.2f}s  "
+          f"cuts {pr([c.seconds for c in res_p.cuts], truth)}")
     print(f"  (c) decode only                      CPU {c_cpu:7.2f}s  wall {c_wall:7.2f}s")
     print(f"  (c1) decode only, one thread         CPU {c1_cpu:7.2f}s  wall {c1_wall:7.2f}s")
     st = res_b.stats
@@ -145,6 +160,8 @@ def bench(path: Path, cfg: SegmentConfig) -> None:
     print(f"  b/a {b_cpu / a_cpu:.2f}  b/c {b_cpu / c_cpu:.2f} (threaded floor)  "
           f"b/c1 {b_cpu / c1_cpu:.2f} (one-thread floor)  b'/a {f_cpu / a_cpu:.2f}  b'/c {f_cpu / c_cpu:.2f}")
     print(f"  bt/a {o_cpu / a_cpu:.2f}  bt/c {o_cpu / c_cpu:.2f}  bt/c1 {o_cpu / c1_cpu:.2f}")
+    print(f"  b/bp {b_cpu / p_cpu:.2f} (default with signals / PySceneDetect path without)  "
+          f"signals cost (b-bs)/c1 {(b_cpu - s_cpu) / c1_cpu:.3f}")
 
 
 def main() -> None:
@@ -156,7 +173,13 @@ def main() -> None:
                     "contains one of these (e.g. --only synthetic demo)")
     ap.add_argument("--repeat", type=int, default=None, metavar="N",
                     help="runs per measurement, fastest kept (default: 3 for clips under a minute, else 1)")
+    ap.add_argument("--accuracy", action="store_true", help="cut accuracy on realistic encodes instead of speed")
     args = ap.parse_args()
+    if args.accuracy:
+        from _accuracy import run_accuracy
+
+        run_accuracy(Path(args.cache), quick=args.quick)
+        return
     cfg = SegmentConfig(sample_fps=1.0)
     minutes = 2 if args.quick else 10
     # cheap: ultrafast flat colour (decode floor unrealistically low); realistic: veryfast crf 23

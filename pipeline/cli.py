@@ -105,9 +105,10 @@ def status(out: str = typer.Argument(..., help="dataset directory")) -> None:
     typer.echo("videos: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.status.items())))
     if counts.reasons:
         typer.echo("rejects by reason: " + ", ".join(f"{k} {v}" for k, v in Counter(counts.reasons).most_common()))
-    from pipeline.report import quality_report, render_text
+    from pipeline.report import quality_report, render_signal_text, render_text, signal_distributions
 
     typer.echo(render_text(quality_report(store)))
+    typer.echo(render_signal_text(signal_distributions(store)))
     for r in store.runs():
         typer.echo(f"run {r['run_id']}: processed {r['processed']} (skipped {r['skipped_committed']}) "
                    f"in {r['wall_s']} s, status {r['status']}")
@@ -182,6 +183,25 @@ def check(
         _fail(f"error: {exc}")
     typer.echo(report.render())
     if sum(report.violations.values()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def fingerprint(
+    folder: Path = typer.Argument(..., help="folder of benchmark videos (searched recursively)"),
+    out: Path = typer.Option(..., "--out", "-o", help="fingerprint file to write (JSON lines)"),
+) -> None:
+    """Fingerprint a folder of (benchmark) videos for `decontaminate.fingerprint_files`."""
+    from pipeline.filter.benchmark import fingerprint_dir
+
+    try:
+        report = fingerprint_dir(folder, out, echo=lambda s: typer.echo(s, err=True))
+    except ValueError as exc:
+        _fail(f"error: {exc}")
+    typer.echo(f"{report.written} fingerprints -> {out}")
+    if report.failed:
+        typer.echo(f"{len(report.failed)} file(s) could not be fingerprinted: "
+                   + "; ".join(f"{k}: {v}" for k, v in list(report.failed.items())[:5]), err=True)
         raise typer.Exit(1)
 
 

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from pipeline.acquire.config import FetchConfig, InputConfig, Section
+from pipeline.filter.config import DecontaminateConfig, DedupeConfig, FilterConfig
 from pipeline.segment.config import SegmentConfig, SelectConfig
 from synth.config import SynthConfig, VerifyConfig
 
@@ -86,6 +87,10 @@ class JobConfig(Section):
     media: MediaConfig = Field(default_factory=MediaConfig)
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig, description="content filters on the segment signals")
+    dedupe: DedupeConfig = Field(default_factory=DedupeConfig, description="near-duplicate videos across the dataset")
+    decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig,
+                                               description="keep benchmark (evaluation-set) videos out")
     synth: SynthConfig = Field(default_factory=SynthConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

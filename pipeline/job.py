@@ -16,7 +16,8 @@ from pipeline.card import CardState, write_card
 from pipeline.keys import fingerprint, stage_keys
 from pipeline.config import JobConfig
 from pipeline.records import TRANSIENT_REASONS, Reason, VideoTask, video_row
-from pipeline.report import quality_report, render_markdown, render_text
+from pipeline.report import (quality_report, render_markdown, render_signal_markdown, render_signal_text,
+                             render_text, signal_distributions)
 from pipeline.stage import Stage, leaves
 from pipeline.store import DatasetStore, LedgerEntry, new_run_id, utc_now
 
@@ -82,6 +83,7 @@ class RunSummary:
     commit_latency_s: list[float] = field(default_factory=list)  # finished at the driver -> committed
     first_result_s: float | None = None  # run start -> the first finished video at the driver
     fetch_limiter: dict[str, Any] = field(default_factory=dict)  # the shared limiter's stats for this run
+    signals: dict[str, Any] = field(default_factory=dict)
 
     def record(self, task: VideoTask) -> None:
         self.processed += 1
@@ -138,6 +140,7 @@ class RunSummary:
             "chunks": self.chunks, "reconcile": self.reconcile, "notes": self.notes,
             "qa_kept": self.qa_kept, "qa_rejects_by_reason": dict(self.item_rejects.most_common()),
             "verification_decisions": dict(self.decisions), "quality": self.quality,
+            "content_signals": self.signals,
             "cost": self.cost_report(), "fetch_limiter": self.fetch_limiter,
             "commit_latency_s": _latency(self.commit_latency_s),
             "first_result_s": None if self.first_result_s is None else round(self.first_result_s, 3),
@@ -169,6 +172,8 @@ class RunSummary:
             lines.append(f"  commit latency (finished -> committed): p50 {lat['p50']} s, max {lat['max']} s")
         lines.append("  committed rows: " + (", ".join(f"{k} {v}" for k, v in sorted(self.committed.items())) or "none")
                      + f" in {self.chunks} chunk(s); quarantined {self.quarantined}")
+        if self.signals.get("videos"):
+            lines.append("  " + render_signal_text(self.signals))
         if self.quality and self.quality.get("sft_rows"):
             lines.append("  " + render_text(self.quality).replace("\n", "\n  "))
         if self.fetch_limiter.get("counts") or self.fetch_limiter.get("pauses"):
@@ -272,6 +277,32 @@ def check_media_placement(cfg: JobConfig, stages: Sequence[Stage], echo: Callabl
     echo("WARNING: " + msg + "; media.allow_node_local is set: each row's media_node names the node that has it")
 
 
+def bind_registry(stages: Sequence[Stage], store: DatasetStore, run_id: str, echo: Callable[[str], None]):
+    """Give the dedupe stages one shared near-duplicate registry for this run, seeded with the
+    signatures of the dataset's committed accepted videos (pipeline/filter/index.py says why the
+    check runs there). None when no stage de-duplicates."""
+    from pipeline.filter.stages import DedupeStage
+
+    users = [s for s in leaves(stages) if isinstance(s, DedupeStage) and s.dedupe.enabled]
+    if not users:
+        return None
+    from pipeline.filter.index import committed_signatures
+    from pipeline.runner import shared_registry
+
+    t0 = time.perf_counter()
+    committed = committed_signatures(store)
+    registry = shared_registry(users[0].dedupe.match, committed, name=f"curate-dedupe-{run_id}")
+    for stage in users:
+        stage.registry = registry
+    echo(f"near-duplicate index: {len(committed)} committed signatures read in {time.perf_counter() - t0:.2f} s")
+    return registry
+
+
+def _stages_after(stages: Sequence[Stage], name: str) -> set[str]:
+    names = [s.name for s in leaves(stages)]
+    return set(names[names.index(name) + 1:]) if name in names else set()
+
+
 def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tuple[list[VideoTask], int]],
             stage_factory: StageFactory, force: bool = False, progress: bool = True,
             echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> RunSummary:
@@ -290,6 +321,7 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
     store = DatasetStore(out, compression=cfg.output.compression)
     store.init()
     store.acquire_lock(run_id)
+    registry = None
     try:
         summary.reconcile = store.reconcile()
         if summary.reconcile:
@@ -353,9 +385,13 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
             where = init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_memory_mb, cfg.ray.log_to_driver)
             echo(f"running on {where}")
             check_media_placement(cfg, stages, echo)
+            registry = bind_registry(stages, store, run_id, echo)
+            release_after = _stages_after(stages, "dedupe")
             try:
                 for task in execute(cfg, todo, stages, progress=progress, echo=echo):
                     seen.add(task.video_id)
+                    if registry is not None and task.rejected and task.reject_stage in release_after:
+                        registry.release(task.video_id)  # its claim will not be committed
                     take(task)
             except Exception as exc:  # noqa: BLE001 - the plan died (nodes lost, retries spent): keep what finished
                 failure = exc
@@ -382,11 +418,17 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
         summary.wall_s = time.perf_counter() - started
         quality = quality_report(store)
         summary.quality = quality
+        signals = signal_distributions(store)
+        summary.signals = signals
         store.write_run(run_id, summary.as_dict())
         sections = [render_markdown(quality)] if quality["sft_rows"] or quality["rejects"] else []
         if summary.cost_report():
             sections.append(cost_markdown(summary))
+        if signals["videos"]:
+            sections.append(render_signal_markdown(signals))
         write_card(store, cfg.name, CardState.from_store(store) if stale else card, sections)
         return summary
     finally:
+        if registry is not None:
+            registry.close()
         store.release_lock()

@@ -29,10 +29,18 @@ class Reason(str, enum.Enum):
     forbidden = "forbidden"
     network = "network"
     live_stream = "live_stream"
+    benchmark_overlap = "benchmark_overlap"  # an evaluation-set video (listed ID or fingerprint)
     # selection
     too_short = "too_short"
     too_long = "too_long"
     too_few_scenes = "too_few_scenes"
+    # content filters (segment signals) and de-duplication
+    static_video = "static_video"
+    low_motion = "low_motion"
+    mostly_black = "mostly_black"
+    slideshow = "slideshow"
+    letterboxed = "letterboxed"
+    near_duplicate = "near_duplicate"
     # media
     corrupt_media = "corrupt_media"
     no_video_stream = "no_video_stream"
@@ -68,6 +76,32 @@ class Scene:
     end_frame: int  # exclusive
     keyframe_s: float
     transition: str = "cut"  # start | cut | gradual | split
+    score: float | None = None  # strength of the boundary this scene starts at (detector score)
+    phash: str | None = None  # 64-bit DCT hash of the keyframe, 16 hex digits
+    motion: float | None = None  # mean frame-to-frame change inside the scene (0-255)
+
+
+@dataclass
+class SignaturePoint:
+    """One hashed moment of a video: the pHash (hex) of the frame at `t` seconds."""
+
+    t: float
+    hash: str
+
+
+@dataclass
+class ContentSignals:
+    """What the one decode measured about the content (pipeline/segment/signals.py)."""
+
+    motion: float  # mean frame-to-frame thumbnail change (0-255), frames next to cuts excluded
+    motion_p90: float
+    static_share: float  # share of frames that did not change over ~0.7 s
+    black_share: float  # share of black frames
+    blank_share: float  # share of uniform frames (any colour, black included)
+    letterbox: float  # share of the height that is black bars (top + bottom)
+    pillarbox: float  # share of the width that is black bars (left + right)
+    text_score: float  # slide / text-screen likeness, mean over frames sampled once a second (0-1)
+    signature: list[SignaturePoint] = field(default_factory=list)  # video-level fingerprint
 
 
 @dataclass
@@ -190,6 +224,15 @@ class Synthesis:
 
 
 @dataclass
+class HashTrack:
+    """The dense perceptual-hash sequence of a video (times in s, 64-bit hashes): what the
+    near-duplicate check matches with. Made by segmentation, used by dedupe, never written."""
+
+    times: Any  # numpy float array
+    hashes: Any  # numpy uint64 array
+
+
+@dataclass
 class StageTiming:
     stage: str
     seconds: float
@@ -200,7 +243,7 @@ class VideoTask:
     """Everything known about one input while it moves through the pipeline.
 
     Fields that end up in the `videos` config are named exactly as in
-    schemas/videos.json; transient fields (frames, extra) are never written.
+    schemas/videos.json; transient fields (TRANSIENT_FIELDS) are never written.
     """
 
     video_id: str
@@ -241,12 +284,14 @@ class VideoTask:
     sidecar_uris: list[str] = field(default_factory=list)  # shared copies of subtitles and info JSON
     # segmentation
     scenes: list[Scene] = field(default_factory=list)
+    signals: ContentSignals | None = None
     captions: list[Caption] = field(default_factory=list)  # the teacher's window captions (synthesis)
     stage_timings: list[StageTiming] = field(default_factory=list)
     # transient: travels between stages, never written to `videos`
     frames: list[Frame] = field(default_factory=list)
     frames_key: str | None = None  # frames held by a frame store (passes), not in `frames[].image`
     subtitles: list[Cue] = field(default_factory=list)
+    hash_track: HashTrack | None = None  # for the near-duplicate check (dedupe), never written
     synthesis: Synthesis | None = None  # the teacher's items (synthesize), verified in place (verify)
     cost: Cost = field(default_factory=Cost)  # the teacher's requests (synthesis, judge, re-confirmation)
     verify_cost: Cost = field(default_factory=Cost)  # the verifier's requests
@@ -273,7 +318,7 @@ class VideoTask:
 
 
 # Transient fields are not part of the written `videos` row.
-TRANSIENT_FIELDS = ("frames", "frames_key", "subtitles", "synthesis", "cost", "verify_cost", "url")
+TRANSIENT_FIELDS = ("frames", "frames_key", "subtitles", "hash_track", "synthesis", "cost", "verify_cost", "url")
 # Fields the store adds at commit time.
 PROVENANCE_FIELDS = ("stage_keys", "config_hash", "pipeline_fingerprint", "run_id", "processed_at")
 

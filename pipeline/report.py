@@ -73,3 +73,51 @@ def render_markdown(report: dict[str, Any]) -> str:
         s = report["evidence_span_s"]
         lines.append(f"Evidence spans: mean {s['mean']} s, median {s['median']} s, max {s['max']} s.")
     return "\n".join(lines)
+
+
+SIGNALS = ("motion", "motion_p90", "static_share", "black_share", "blank_share", "letterbox", "pillarbox",
+           "text_score")
+
+
+def signal_distributions(store: DatasetStore) -> dict[str, Any]:
+    """Quantiles of every content signal over the committed videos that were segmented:
+    accepted ones, and all of them (the rejected-by-filter ones included), so a curator can see
+    where a filter bound falls before setting it."""
+    rows = store.read_table("videos", ["status", "signals"]).to_pylist()
+    measured = [r for r in rows if r["signals"]]
+    out: dict[str, Any] = {"videos": len(measured),
+                           "accepted": sum(r["status"] == "accepted" for r in measured), "signals": {}}
+    for name in SIGNALS:
+        every = [float(r["signals"][name]) for r in measured]
+        kept = [float(r["signals"][name]) for r in measured if r["status"] == "accepted"]
+        out["signals"][name] = {"accepted": _quantiles(kept), "all": _quantiles(every)}
+    return out
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    q = statistics.quantiles(values, n=10, method="inclusive") if len(values) > 1 else [values[0]] * 9
+    return {"p10": round(q[0], 4), "p50": round(statistics.median(values), 4), "p90": round(q[8], 4),
+            "mean": round(statistics.fmean(values), 4)}
+
+
+def render_signal_markdown(dist: dict[str, Any]) -> str:
+    if not dist.get("videos"):
+        return ""
+    lines = ["## Content signals", "",
+             f"Measured in the segment decode of {dist['videos']} videos ({dist['accepted']} accepted); "
+             "`videos.signals` holds them per video, with the filters' bounds in the job config.", "",
+             "| signal | accepted p10 | p50 | p90 | mean | all p10 | p50 | p90 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, d in dist["signals"].items():
+        a, e = d["accepted"], d["all"]
+        lines.append(f"| {name} | {a.get('p10', '')} | {a.get('p50', '')} | {a.get('p90', '')} | {a.get('mean', '')} "
+                     f"| {e.get('p10', '')} | {e.get('p50', '')} | {e.get('p90', '')} |")
+    return "\n".join(lines)
+
+
+def render_signal_text(dist: dict[str, Any]) -> str:
+    if not dist.get("videos"):
+        return "content signals: none measured yet"
+    parts = [f"{name} {d['accepted'].get('p50', '-')}" for name, d in dist["signals"].items()]
+    return f"content signals (median of {dist['accepted']} accepted): " + ", ".join(parts)

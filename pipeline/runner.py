@@ -631,3 +631,70 @@ def bind_shared_limiters(stages: Sequence[Stage]) -> None:
             if isinstance(limiter, RayFetchLimiter):
                 continue  # bound by an earlier wave of this run
             stage.bind_limiter(shared_fetch_limiter(spec_of()))
+
+
+# ---------------------------------------------------------------------------------------
+# the shared near-duplicate registry: one named actor that every dedupe replica asks, so two
+# copies of a video on two workers are decided in one place (pipeline/filter/index.py holds
+# the Ray-free protocol, the in-process registry that the actor runs, and why)
+
+
+class RegistryProxy:
+    """A picklable `DuplicateRegistry` that forwards each call to the named registry actor."""
+
+    def __init__(self, name: str, namespace: str | None) -> None:
+        self.name, self.namespace = name, namespace
+        self._handle = None
+
+    def __getstate__(self) -> dict:
+        return {"name": self.name, "namespace": self.namespace}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["name"], state["namespace"])
+
+    def _actor(self):
+        import ray
+
+        if self._handle is None:
+            self._handle = ray.get_actor(self.name, namespace=self.namespace)
+        return self._handle
+
+    def claim(self, video_id: str, query: Any, signature: Any) -> Any:
+        import ray
+
+        return ray.get(self._actor().claim.remote(video_id, query, signature))
+
+    def release(self, video_id: str) -> None:
+        import ray
+
+        ray.get(self._actor().release.remote(video_id))
+
+    def size(self) -> int:
+        import ray
+
+        return ray.get(self._actor().size.remote())
+
+    def close(self) -> None:
+        """End the actor (its claims are this run's only; the committed rows persist)."""
+        import ray
+
+        if self._handle is not None:
+            ray.kill(self._handle)
+            self._handle = None
+
+
+def shared_registry(cfg: Any, committed: Sequence[Any], name: str) -> RegistryProxy:
+    """Start the named registry actor seeded with `committed` signatures; return its proxy."""
+    import ray
+
+    from pipeline.filter.index import LocalRegistry
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actor_cls = ray.remote(num_cpus=0, max_concurrency=1)(LocalRegistry)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)  # the driver's node
+    handle = actor_cls.options(name=name, scheduling_strategy=here).remote(cfg, list(committed))
+    ray.get(handle.size.remote())  # fail here, not in a worker, if it cannot start
+    proxy = RegistryProxy(name, ray.get_runtime_context().namespace)
+    proxy._handle = handle
+    return proxy

@@ -52,7 +52,7 @@ def test_production_config_builds_its_stages_without_loading_models(tmp_path):
     cfg = load_config(REPO / "jobs" / "internvideo3_long.yaml")
     stages = build_stages(cfg, tmp_path)
     assert [s.name for s in stages] == ["media", "synthesize", "verify"]
-    assert [s.name for s in stages[0].stages] == ["fetch", "segment", "select"]  # one process per video
+    assert [s.name for s in stages[0].stages] == ["fetch", "segment", "select", "filter", "dedupe"]  # one process per video
     assert stages[0].resources.cpus == cfg.media.cpus_per_worker and stages[0].resources.batch_size == 1
     verify = stages[-1]
     assert verify.resources.gpus == 1 and cfg.verify.verifier.transformers.trust_remote_code
@@ -73,7 +73,7 @@ def test_demo_config_skips_synthesis_with_one_clear_line(tmp_path):
         stages = build_stages(load_config(REPO / "jobs" / "demo.yaml"), tmp_path)
     finally:
         logger.removeHandler(handler)
-    assert [s.name for s in stages] == ["media"] and [s.name for s in stages[0].stages] == ["fetch", "segment", "select"]
+    assert [s.name for s in stages] == ["media"] and [s.name for s in stages[0].stages] == ["fetch", "segment", "select", "filter", "dedupe"]
     assert len(seen) == 1 and seen[0].startswith("synthesis skipped: no teacher configured (set synth.teacher")
 
 

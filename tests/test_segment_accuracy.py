@@ -1,4 +1,8 @@
-"""Accuracy on real clips: PySceneDetect goldens, Data-Juicer counts, video2dataset cuts."""
+"""Accuracy on real clips: PySceneDetect goldens, Data-Juicer counts, video2dataset cuts.
+
+The goldens are PySceneDetect's own output, so they are checked in its compatibility mode
+(`detector` content / adaptive); the default confirmed detector is checked where the expected
+cuts are real shot changes (goldeneye's, TransitionDetect's)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,11 +35,22 @@ def test_pyscenedetect_goldens(video, detector, expected, fast):
     assert within_one(found, expected), found
 
 
-@pytest.mark.parametrize("fast", PATHS)
-def test_vfr_cut_seconds(fast):
-    res = segment_video(str(REAL / "pyscenedetect" / "goldeneye-vfr-drop3.mp4"), SegmentConfig(fast=fast))
+@pytest.mark.parametrize("detector,fast", [("content", False), ("content", True), ("confirmed", False)])
+def test_vfr_cut_seconds(detector, fast):
+    res = segment_video(str(REAL / "pyscenedetect" / "goldeneye-vfr-drop3.mp4"),
+                        SegmentConfig(detector=detector, fast=fast))
     assert [round(c.seconds, 3) for c in res.cuts] == [3.754, 8.759]
     assert res.frame_count == 160
+
+
+def test_confirmed_detector_on_real_shot_changes():
+    # TransitionDetect's (TransNetV2) shots of a CCTV compilation: ContentDetector adds two
+    # false cuts (204, 238) in fast footage; the confirmed detector finds exactly the four
+    res = segment_video(str(REAL / "transition_detect" / "demo.mp4"), SegmentConfig(sample_fps=0.5))
+    assert [c.frame for c in res.cuts] == [94, 186, 265, 388]
+    compat = segment_video(str(REAL / "transition_detect" / "demo.mp4"), SegmentConfig(detector="content",
+                                                                                        sample_fps=0.5))
+    assert [c.frame for c in compat.cuts] == [94, 186, 204, 238, 265, 388]
 
 
 @pytest.mark.parametrize("fast", PATHS)
@@ -54,7 +69,7 @@ def test_data_juicer_scene_counts(detector, threshold, counts, fast):
 def test_video2dataset_expectations(fast):
     # CutDetectionSubsampler: ContentDetector(5, 15), downscale = width // 64 = 30
     res = segment_video(str(REAL / "video2dataset" / "test_video.mp4"),
-                        SegmentConfig(threshold=5.0, min_scene_len=15, analysis_downscale=30,
+                        SegmentConfig(detector="content", threshold=5.0, min_scene_len=15, analysis_downscale=30,
                                       fast=fast, sample_fps=0.25))
     assert within_one([c.frame for c in res.cuts], [2096, 2698, 2785, 3015])
     assert (res.scenes[0].start_frame, res.scenes[0].end_frame) == (0, 2096) or \
@@ -67,7 +82,7 @@ def _scores(path: Path, **kw) -> tuple[list[float], object]:
     from pipeline.segment.detect import SceneAnalyzer
 
     container, stream, info = open_video(str(path))
-    an = SceneAnalyzer(SegmentConfig(**kw), info.width, info.height, info.rate)
+    an = SceneAnalyzer(SegmentConfig(detector="content", **kw), info.width, info.height, info.rate)
     out = []
     for df in iter_frames(container, stream, info, DecodeStats()):
         an.push(df)

@@ -38,3 +38,27 @@ def test_keyframes_and_assignment():
     assign_frames(sc, frames)
     assert [f.scene_index for f in frames] == [0, 0, 0, 0, 1, 1, 1]
     assert sc[0].keyframe_s == 2 and sc[1].keyframe_s == 5
+
+
+def _scored(bounds_s, scores, fps=10):
+    cuts = [Cut(round(s * fps), s, score) for s, score in zip(bounds_s[1:-1], scores)]
+    return scenes_from_cuts(cuts, round(bounds_s[-1] * fps), bounds_s[-1])
+
+
+def test_merge_keeps_the_stronger_boundary():
+    # a true cut at 4 s (strong) with a false one 1 s later (weak): the false one goes, the true
+    # cut stays at 4 s (keeping the later boundary would have moved it to 5 s)
+    sc = merge_short(_scored([0, 4, 5, 10], [40.0, 2.0]), 2.0)
+    assert [(s.start_s, s.end_s) for s in sc] == [(0, 4), (4, 10)] and sc[1].score == 40.0
+    # the false one first: again the weak boundary goes
+    sc = merge_short(_scored([0, 4, 5, 10], [2.0, 40.0]), 2.0)
+    assert [(s.start_s, s.end_s) for s in sc] == [(0, 5), (5, 10)] and sc[1].score == 40.0
+    # a pair of false cuts around a true one, all inside 2 s: only the true one is left
+    sc = merge_short(_scored([0, 3, 3.8, 4.6, 10], [1.0, 30.0, 0.5]), 2.0)
+    assert [s.start_s for s in sc] == [0, 3.8] and sc[1].transition == "cut"
+
+
+def test_split_keeps_cut_scores_and_marks_windows():
+    sc = split_long(_scored([0, 2, 12], [25.0]), 4.0, 10)
+    assert [s.score for s in sc] == [None, 25.0, None, None]
+    assert [s.transition for s in sc] == ["start", "cut", "split", "split"]

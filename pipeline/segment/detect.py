@@ -1,4 +1,7 @@
-"""Feed decoded frames to a PySceneDetect detector at a small analysis resolution.
+"""PySceneDetect compatibility mode: feed decoded frames to a PySceneDetect detector.
+
+Used when `segment.detector` names one of PySceneDetect's (content, adaptive, histogram, hash);
+the default detector is the confirmed one (cuts.py).
 
 The default analysis is what `SceneManager.detect_scenes` does with the PyAV backend
 (full-size BGR, cv2.resize INTER_LINEAR by PySceneDetect's auto downscale factor), so the
@@ -11,7 +14,6 @@ is not recomputed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -29,6 +31,7 @@ from scenedetect.common import Timecode
 from scenedetect.scene_manager import compute_downscale_factor
 
 from pipeline.segment.config import SegmentConfig
+from pipeline.segment.cuts import Cut
 from pipeline.segment.decode import DecodedFrame
 from pipeline.segment.planes import PlaneScaler
 
@@ -137,12 +140,6 @@ def analysis_size(width: int, height: int, cfg: SegmentConfig) -> tuple[int, int
     if factor <= 1.0:
         return width, height
     return max(1, round(width / factor)), max(1, round(height / factor))
-
-
-@dataclass
-class Cut:
-    frame: int
-    seconds: float
 
 
 class SceneAnalyzer:

@@ -7,16 +7,20 @@ from typing import Sequence
 
 from pipeline.records import Frame, Scene
 from pipeline.segment.config import SegmentConfig
-from pipeline.segment.detect import Cut
+from pipeline.segment.cuts import Cut
 
 
 def scenes_from_cuts(cuts: Sequence[Cut], end_frame: int, end_s: float,
                      transitions: Sequence[str] | None = None) -> list[Scene]:
     """[start, end) scenes covering frames 0..end_frame; the first scene is a 'start'."""
-    bounds = [Cut(0, 0.0), *[c for c in cuts if 0 < c.frame < end_frame], Cut(end_frame, end_s)]
-    kinds = ["start", *(transitions or ["cut"] * (len(bounds) - 2))]
+    kinds_of = list(transitions) if transitions is not None else ["cut"] * len(cuts)
+    keep = [i for i, c in enumerate(cuts) if 0 < c.frame < end_frame]
+    inner = [cuts[i] for i in keep]
+    bounds = [Cut(0, 0.0), *inner, Cut(end_frame, end_s)]
+    kinds = ["start", *(kinds_of[i] for i in keep)]
     return [Scene(index=i, start_s=a.seconds, end_s=b.seconds, start_frame=a.frame, end_frame=b.frame,
-                  keyframe_s=(a.seconds + b.seconds) / 2, transition=kinds[i])
+                  keyframe_s=(a.seconds + b.seconds) / 2, transition=kinds[i],
+                  score=None if i == 0 else round(float(a.score), 3))
             for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
 
 
@@ -43,18 +47,32 @@ def mark_gradual(cuts: Sequence[Cut], luma_diff: Sequence[float], frame_numbers:
 
 
 def merge_short(scenes: list[Scene], min_s: float) -> list[Scene]:
-    """Merge scenes shorter than `min_s` into the previous scene (the first into the next)."""
+    """Merge scenes shorter than `min_s` by removing boundaries, the weakest first.
+
+    While a scene is too short, of all boundaries next to a too-short scene the one with the
+    lowest detector score (`Scene.score` of the scene it starts) goes; on a tie, the earlier
+    (the short scene joins the one before it, as without scores).
+    So a strong true cut next to a weak false one is never moved: the false one is removed
+    (keeping the later boundary regardless turned a true cut at t plus a false one at t+1 s into
+    one cut at t+1 s). A merged scene keeps its first part's start, transition and score."""
     if min_s <= 0 or len(scenes) < 2:
         return scenes
-    out: list[Scene] = []
-    for sc in scenes:
-        if out and sc.end_s - sc.start_s < min_s:
-            out[-1] = replace(out[-1], end_s=sc.end_s, end_frame=sc.end_frame)
-        elif out and out[-1].end_s - out[-1].start_s < min_s and len(out) == 1:
-            out[-1] = replace(out[-1], end_s=sc.end_s, end_frame=sc.end_frame)
-        else:
-            out.append(sc)
+    out = list(scenes)
+    while len(out) > 1:
+        short = [i for i, sc in enumerate(out) if sc.end_s - sc.start_s < min_s]
+        if not short:
+            break
+        removable = sorted({b for i in short for b in (i, i + 1) if 0 < b < len(out)})
+        weakest = min(removable, key=lambda b: (_strength(out[b]), b))
+        prev, cur = out[weakest - 1], out[weakest]
+        out[weakest - 1] = replace(prev, end_s=cur.end_s, end_frame=cur.end_frame)
+        del out[weakest]
     return _reindex(out)
+
+
+def _strength(scene: Scene) -> float:
+    """Score of the boundary a scene starts at; one without a score (split) is weakest."""
+    return float("-inf") if scene.score is None else scene.score
 
 
 def split_long(scenes: list[Scene], max_s: float | None, rate: float) -> list[Scene]:
@@ -73,8 +91,9 @@ def split_long(scenes: list[Scene], max_s: float | None, rate: float) -> list[Sc
             e = sc.start_s + length * (k + 1) / n if k < n - 1 else sc.end_s
             sf = sc.start_frame if k == 0 else round(s * rate)
             ef = sc.end_frame if k == n - 1 else round(e * rate)
-            out.append(Scene(index=0, start_s=s, end_s=e, start_frame=sf, end_frame=ef,
-                             keyframe_s=(s + e) / 2, transition=sc.transition if k == 0 else "split"))
+            out.append(replace(sc, index=0, start_s=s, end_s=e, start_frame=sf, end_frame=ef,
+                               keyframe_s=(s + e) / 2, transition=sc.transition if k == 0 else "split",
+                               score=sc.score if k == 0 else None))
     return _reindex(out)
 
 

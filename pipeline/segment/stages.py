@@ -4,17 +4,21 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipeline.records import Frame, Reason, Scene, VideoTask
+import numpy as np
+
+from pipeline.records import ContentSignals, Frame, HashTrack, Reason, Scene, VideoTask
 from pipeline.segment.config import SegmentConfig
+from pipeline.segment.cuts import ConfirmedCutDetector, Cut, CutParams
 from pipeline.segment.decode import DecodeStats, MediaError, iter_frames, open_video
-from pipeline.segment.detect import Cut, SceneAnalyzer
+from pipeline.segment.detect import SceneAnalyzer
 from pipeline.segment.sample import FrameSampler
 from pipeline.segment.scenes import assign_frames, mark_gradual, merge_short, scenes_from_cuts, split_long
+from pipeline.segment.signals import SignalMeter, SignalParams
+from pipeline.segment.thumbs import Thumbnailer
 from pipeline.stage import Resources, Stage
-
 
 @dataclass
 class SegmentResult:
@@ -31,27 +35,45 @@ class SegmentResult:
     rotation: int
     codec: str
     stats: dict = field(default_factory=dict)
+    signals: ContentSignals | None = None
+    query_t: np.ndarray | None = None  # dense pHash grid (seconds, uint64 hashes) for matching
+    query_h: np.ndarray | None = None
+
+
+def cut_params(cfg: SegmentConfig) -> CutParams:
+    return CutParams(threshold=cfg.cut_threshold, gradual_threshold=cfg.gradual_threshold,
+                     confirm_s=cfg.confirm_s, gradual_s=cfg.gradual_s, min_scene_len=cfg.min_scene_len)
 
 
 def segment_video(path: str, cfg: SegmentConfig | None = None) -> SegmentResult:
-    """Decode `path` once; detect cuts, sample frames, post-process scenes.
+    """Decode `path` once; detect cuts, measure signals, sample frames, post-process scenes.
 
+    The thumbnails of every frame feed the confirmed cut detector (also in PySceneDetect mode,
+    where it only scores the boundaries PySceneDetect placed, for merging) and the signals.
     Raises MediaError(reason, message) for files that cannot be used.
     """
     cfg = cfg or SegmentConfig()
+    compat = cfg.detector != "confirmed"
     container, stream, info = open_video(path, cfg.thread_type, cfg.decoder_threads)
     stats = DecodeStats()
     try:
-        analyzer = SceneAnalyzer(cfg, info.width, info.height, info.rate)
+        analyzer = SceneAnalyzer(cfg, info.width, info.height, info.rate) if compat else None
+        thumbs = Thumbnailer(info.width, info.height)
+        cutter = ConfirmedCutDetector(float(info.rate), cut_params(cfg))
+        meter = SignalMeter(SignalParams(cfg.hash_interval_s, cfg.text_interval_s, cfg.signature_points)) \
+            if cfg.signals else None
         sampler: FrameSampler | None = None
-        numbers: list[int] = []
         last = None
         for df in iter_frames(container, stream, info, stats):
             if sampler is None:  # rotation is known from the first frame
                 sampler = FrameSampler(cfg, info.width, info.height, info.rotation, info.duration_s)
-            analyzer.push(df)
+            thumb = thumbs(df.frame)
+            cutter.push(thumb, df.number, df.seconds)
+            if meter is not None:
+                meter.push(df.frame, thumb, df.seconds)
+            if analyzer is not None:
+                analyzer.push(df)
             sampler.push(df)
-            numbers.append(df.number)
             last = df
     except MediaError:
         raise
@@ -62,37 +84,60 @@ def segment_video(path: str, cfg: SegmentConfig | None = None) -> SegmentResult:
     if stats.packets and stats.decode_errors / stats.packets > cfg.max_decode_error_ratio:
         raise MediaError("decode_error", f"{stats.decode_errors}/{stats.packets} packets failed: "
                          + "; ".join(stats.errors[:2]))
-    cuts = analyzer.finish()
     end_frame = last.number + 1
     # The trainer (decord) puts frame i at i / origin_fps, so fps is the average rate and the
     # duration what makes frame_count / fps land on the real end: the last frame's time plus one
     # mean frame interval (for constant rate exactly frames / nominal rate; for VFR files the
     # nominal rate would stretch or squeeze the timeline)
-    frames = stats.frames
-    duration_s = round(last.seconds * frames / (frames - 1) if frames > 1 and last.seconds > 0
+    n = stats.frames
+    duration_s = round(last.seconds * n / (n - 1) if n > 1 and last.seconds > 0
                        else last.seconds + 1.0 / float(info.rate), 6)
-    kinds = mark_gradual(cuts, analyzer.luma_diff, numbers, cfg, analyzer.luma_mean)
+    if analyzer is not None:
+        cuts = cutter.score_cuts(analyzer.finish())
+        kinds = mark_gradual(cuts, analyzer.luma_diff, cutter.numbers, cfg, analyzer.luma_mean)
+    else:
+        cuts = cutter.finish()
+        kinds = [c.kind if cfg.mark_gradual else "cut" for c in cuts]
     scenes = scenes_from_cuts(cuts, end_frame, duration_s, kinds)
     scenes = split_long(merge_short(scenes, cfg.min_scene_s), cfg.max_scene_s, float(info.rate))
-    sampled = [Frame(timestamp_s=f.timestamp_s, image=f.image, width=f.width, height=f.height, index=i,
-                     digest=hashlib.sha1(f.image).hexdigest()[:16]) for i, f in enumerate(sampler.frames)]
-    assign_frames(scenes, sampled)
+    frames = [Frame(timestamp_s=f.timestamp_s, image=f.image, width=f.width, height=f.height, index=i,
+                    digest=hashlib.sha1(f.image).hexdigest()[:16]) for i, f in enumerate(sampler.frames)]
+    assign_frames(scenes, frames)
     rot = info.rotation
     w, h = (info.height, info.width) if rot in (90, 270) else (info.width, info.height)
-    return SegmentResult(
-        scenes=scenes, frames=sampled, cuts=cuts, width=w, height=h, fps=round(frames / duration_s, 6),
-        frame_count=frames, duration_s=duration_s, rotation=rot, codec=info.codec,
+    result = SegmentResult(
+        scenes=scenes, frames=frames, cuts=cuts, width=w, height=h, fps=round(n / duration_s, 6),
+        frame_count=n, duration_s=duration_s, rotation=rot, codec=info.codec,
         stats={"packets": stats.packets, "decode_errors": stats.decode_errors,
                "frames": stats.frames, "missing_pts": stats.missing_pts,
-               "analysed_frames": analyzer.analysed, "refined_frames": analyzer.refined, "analysis_size": list(analyzer.size),
+               "analysed_frames": analyzer.analysed if analyzer else stats.frames,
+               "refined_frames": analyzer.refined if analyzer else 0,
+               "analysis_size": list(analyzer.size if analyzer else thumbs.size),
                "errors": stats.errors})
+    if meter is not None:
+        _add_signals(result, meter, cutter)
+    return result
+
+
+def _add_signals(result: SegmentResult, meter: SignalMeter, cutter: ConfirmedCutDetector) -> None:
+    """Summarise the signals over the final scenes and attach them to the result."""
+    motion, still = cutter.motion()
+    index = {n: i for i, n in enumerate(cutter.numbers)}
+    cut_idx = [index[s.start_frame] for s in result.scenes[1:]
+               if s.transition != "split" and s.start_frame in index]
+    guard = max(1, round(0.5 * result.fps))
+    out = meter.finish(motion, still, np.asarray(cutter.seconds), cut_idx, guard,
+                       [(s.start_s, s.end_s, s.keyframe_s) for s in result.scenes], result.duration_s)
+    result.scenes = [replace(s, phash=x.phash, motion=x.motion) for s, x in zip(result.scenes, out.scenes)]
+    result.signals = out.signals
+    result.query_t, result.query_h = out.query_t, out.query_h
 
 
 class SegmentStage(Stage):
-    """Fills scenes, frames and decoded media facts of a task; rejects unusable media."""
+    """Fills scenes, frames, content signals and decoded media facts of a task; rejects unusable media."""
 
     name = "segment"
-    version = "1"
+    version = "2"  # 2: confirmed cut detector by default, cut scores, content signals
 
     def __init__(self, cfg: SegmentConfig | None = None, resources: Resources | None = None,
                  cache_dir: str | Path | None = None):
@@ -121,7 +166,8 @@ class SegmentStage(Stage):
         except MediaError as exc:
             where = f" (fetched on node {task.media_node})" if exc.reason is Reason.media_missing else ""
             return task.reject(exc.reason, exc.message + where, stage=self.name)
-        task.scenes, task.frames = res.scenes, res.frames
+        task.scenes, task.frames, task.signals = res.scenes, res.frames, res.signals
+        task.hash_track = HashTrack(res.query_t, res.query_h) if res.query_h is not None else None
         task.width, task.height, task.fps = res.width, res.height, res.fps
         task.frame_count, task.duration_s, task.rotation = res.frame_count, res.duration_s, res.rotation
         task.codec = task.codec or res.codec

@@ -1,0 +1,1 @@
+"""What the signals of the one decode decide: content filters, near-duplicates, decontamination."""

@@ -1,0 +1,111 @@
+"""FilterStage (content filters) and DedupeStage (benchmark fingerprints, near-duplicates).
+
+Both run right after SelectStage and before the model stages, on what the segment stage
+measured; every reject reason they give is permanent (the video will not change).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from pipeline.filter.config import DecontaminateConfig, DedupeConfig, FilterConfig
+from pipeline.filter.fingerprint import Query, Signature, SignatureIndex, read_fingerprints
+from pipeline.filter.index import DuplicateRegistry, LocalRegistry
+from pipeline.records import ContentSignals, Reason, VideoTask
+from pipeline.stage import Resources, Stage
+
+log = logging.getLogger(__name__)
+
+
+def filter_reason(signals: ContentSignals, cfg: FilterConfig) -> tuple[Reason, str] | None:
+    """The first filter `signals` fail, with the measured value and the bound; None = keep.
+    The more specific reasons come first (a black screen is also still; slides are too)."""
+    s = signals
+    if cfg.mostly_black is not None and s.blank_share >= cfg.mostly_black:
+        return Reason.mostly_black, f"blank_share {s.blank_share:.3f} >= {cfg.mostly_black:g} (black or uniform frames)"
+    if cfg.slideshow is not None and s.text_score >= cfg.slideshow:
+        return Reason.slideshow, f"text_score {s.text_score:.3f} >= {cfg.slideshow:g} (slides / text screens)"
+    if cfg.static_video is not None and s.static_share >= cfg.static_video:
+        return Reason.static_video, f"static_share {s.static_share:.3f} >= {cfg.static_video:g}"
+    if cfg.low_motion is not None and s.motion < cfg.low_motion:
+        return Reason.low_motion, f"motion {s.motion:.3f} < {cfg.low_motion:g}"
+    if cfg.letterboxed is not None:
+        bars = 1.0 - (1.0 - s.letterbox) * (1.0 - s.pillarbox)
+        if bars >= cfg.letterboxed:
+            return Reason.letterboxed, (f"black bars cover {bars:.3f} of the frame >= {cfg.letterboxed:g} "
+                                        f"(letterbox {s.letterbox:.3f}, pillarbox {s.pillarbox:.3f})")
+    return None
+
+
+class FilterStage(Stage):
+    """Rejects videos whose content signals fail a configured bound (see `filter_reason`)."""
+
+    name = "filter"
+    version = "1"
+    resources = Resources(cpus=0.05, concurrency=1, batch_size=16)  # bookkeeping only
+
+    def __init__(self, cfg: FilterConfig | None = None):
+        self.cfg = cfg or FilterConfig()
+
+    def process(self, task: VideoTask) -> VideoTask:
+        if task.rejected or task.signals is None:
+            return task
+        failed = filter_reason(task.signals, self.cfg)
+        if failed is not None:
+            task.reject(failed[0], failed[1], stage=self.name)
+        return task
+
+
+class DedupeStage(Stage):
+    """Benchmark fingerprints (decontamination), then the dataset's near-duplicates.
+
+    `registry` is the shared `DuplicateRegistry`; the job binds one for the run (a named Ray
+    actor). Without one (tests, single-process use) a `LocalRegistry` of this replica is used.
+    The dense hash sequence the segment stage left on the task (`hash_track`) is consumed here.
+    """
+
+    name = "dedupe"
+    version = "1"
+    resources = Resources(cpus=0.1, concurrency=(1, 4), batch_size=1)
+    uses_registry = True
+
+    def __init__(self, dedupe: DedupeConfig | None = None, decontaminate: DecontaminateConfig | None = None,
+                 registry: DuplicateRegistry | None = None):
+        self.dedupe = dedupe or DedupeConfig()
+        self.decontaminate = decontaminate or DecontaminateConfig()
+        self.registry = registry
+        self._benchmarks: SignatureIndex | None = None
+
+    def setup(self) -> None:
+        self.benchmarks()
+
+    def benchmarks(self) -> SignatureIndex:
+        """The benchmark fingerprints, read once per replica."""
+        if self._benchmarks is None:
+            index = SignatureIndex(self.decontaminate.match)
+            for path in self.decontaminate.fingerprint_files:
+                for sig in read_fingerprints(path):
+                    index.add(sig)
+            self._benchmarks = index
+        return self._benchmarks
+
+    def process(self, task: VideoTask) -> VideoTask:
+        dense, task.hash_track = task.hash_track, None
+        if task.rejected or dense is None or task.signals is None:
+            return task
+        query = Query(np.asarray(dense.times, np.float64), np.asarray(dense.hashes, np.uint64), task.duration_s or 0.0)
+        if self.decontaminate.fingerprint_files:
+            hit = self.benchmarks().best_match(query)
+            if hit is not None:
+                return task.reject(Reason.benchmark_overlap,
+                                   f"matches benchmark video {hit.video_id}: {hit.describe()}", stage=self.name)
+        if not self.dedupe.enabled:
+            return task
+        if self.registry is None:
+            self.registry = LocalRegistry(self.dedupe.match)
+        signature = Signature.from_points(task.video_id, task.duration_s or 0.0, task.signals.signature)
+        hit = self.registry.claim(task.video_id, query, signature)
+        if hit is not None:
+            task.reject(Reason.near_duplicate, f"near-duplicate of {hit.video_id}: {hit.describe()}", stage=self.name)
+        return task
