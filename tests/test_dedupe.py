@@ -102,7 +102,7 @@ def test_registry_starts_from_committed_accepted_rows_only(fixtures, tmp_path):
     store.init()
     kept = _accepted(tasks[sources[0].stem])
     dropped = _accepted(tasks[sources[1].stem]).reject("too_long", "x", stage="select")
-    store.commit("c-000001", {"videos": [video_row(kept), video_row(dropped)]}, provenance={
+    store.commit("c-000001", {"videos": [{**video_row(t), "stage_keys": []} for t in (kept, dropped)]}, provenance={
         **PROV, "processed_at": "2026-11-22T00:00:00Z"})
     sigs = committed_signatures(store)
     assert [s.video_id for s in sigs] == [sources[0].stem]

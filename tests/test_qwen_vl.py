@@ -44,8 +44,8 @@ def m2la_qwen3_vl(tmp_path_factory) -> Path:
     return build_tiny_qwen3_vl(tmp_path_factory.mktemp("tiny_m2la_qwen3_vl"), custom_code=True)
 
 
-def _backend(path: Path, **settings):
-    backend = make_backend(BackendConfig(kind="transformers", model="tiny-qwen3-vl",
+def _backend(path: Path, video_input: str = "images", **settings):
+    backend = make_backend(BackendConfig(kind="transformers", model="tiny-qwen3-vl", video_input=video_input,
                                          transformers={"model_path": str(path), **settings}))
     backend.setup()
     return backend
@@ -139,3 +139,32 @@ def test_synthesize_stage_with_qwen3_vl_teacher(qwen3_vl):
     # a random model writes no JSON where JSON is asked: the video is left for the next run, not committed
     assert cost.failed_requests == 1 and task.reject_reason == "model_error"
     assert "write_qa: malformed_response" in task.reject_message
+
+
+def test_frames_as_one_video_cost_half_the_visual_tokens(qwen3_vl):
+    """Qwen3-VL given the frames as a video: two frames per temporal patch, the frames' times rendered."""
+    frames = [Frame(float(t), jpeg((30 * t, 80, 100)), 64, 48, digest=f"v{t}") for t in range(4)]
+    req = ChatRequest(key="v", system=None, prompt="What happens?", frames=frames, max_tokens=6, temperature=0.0)
+    as_images = _backend(qwen3_vl, share_prefix=False, **RUNTIME).generate([req])[0]
+    video = _backend(qwen3_vl, video_input="video", share_prefix=False, **RUNTIME)
+    assert video.as_video
+    as_video = video.generate([req])[0]
+    assert as_images.ok and as_video.ok
+    assert as_images.visual_tokens == 4 * TOKENS_PER_FRAME and as_video.visual_tokens == 2 * TOKENS_PER_FRAME
+    assert "Video frames sampled at 0.0, 1.0, 2.0, 3.0 s:" in video.render(req, frames, as_video=True)
+
+
+@pytest.mark.parametrize("video_input", ["images", "video"])
+def test_shared_prefix_equals_plain_generation_on_qwen3_vl(qwen3_vl, m2la_qwen3_vl, video_input):
+    """The verifier's questions of one video from one prefill: greedy answers equal the plain path's,
+    for the Qwen3-VL backbone and the M2LA-style custom-code checkpoint (or it falls back)."""
+    frames = [Frame(float(t), jpeg((30 * t, 80, 100)), 64, 48, digest=f"p{t}") for t in range(4)]
+    reqs = [ChatRequest(key=f"q{i}", system=None, prompt=q, frames=frames, max_tokens=8, temperature=0.0)
+            for i, q in enumerate(["What colour?", "How many?", "Does it move?"])]
+    for path, extra in ((qwen3_vl, {}), (m2la_qwen3_vl, {"trust_remote_code": True})):
+        plain = _backend(path, video_input, share_prefix=False, batch_size=1, **extra, **RUNTIME).generate(reqs)
+        shared_backend = _backend(path, video_input, share_prefix=True, **extra, **RUNTIME)
+        shared = shared_backend.generate(reqs)
+        assert [r.texts for r in shared] == [r.texts for r in plain]
+        if shared_backend._sharing:
+            assert all(r.cached_tokens > 0 for r in shared[1:])
