@@ -379,6 +379,7 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
 
         for task in ready:
             take(task)
+        flush()  # what ingest rejected is committed before the plan starts (Ray's start takes seconds)
         seen: set[str] = set()
         failure: BaseException | None = None
         if todo:

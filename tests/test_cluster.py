@@ -7,7 +7,6 @@ read back with `datasets`, the shared media files are opened from the store.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -62,7 +61,8 @@ def curate(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cluster")
-    with TwoNodeCluster(tmp, private_dir=tmp / "work", head_cpus=2, worker_cpus=2) as c:
+    # 1 CPU a node: the 4 media workers of 0.5 CPU need both nodes, so the media step runs on both
+    with TwoNodeCluster(tmp, private_dir=tmp / "work", head_cpus=1, worker_cpus=1) as c:
         yield c, tmp
 
 

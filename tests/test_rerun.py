@@ -11,9 +11,7 @@ of which are verified (the plan's `up_to`).
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +21,8 @@ from pipeline.job import run_job
 from pipeline.plan import build_stages, ingest
 from pipeline.records import Reason, VideoTask
 from pipeline.samples import SampleSpec, make_video
-from pipeline.stage import Chain, Resources, Stage
-from tests.acquire_server import FAST_LIMITS, MediaServer, Route
+from pipeline.stage import Chain, Stage
+from tests.acquire_server import MediaServer, Route
 from tests.teacher import TeacherServer
 from tests.verifier import VerifierServer
 

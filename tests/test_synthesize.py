@@ -250,8 +250,7 @@ def test_synthesize_stage_with_in_process_tiny_model(tmp_path):
     from pipeline.schema import validate_row
     from pipeline.segment.stages import SegmentStage
     from pipeline.stage import apply_stage
-    from synth.config import SynthConfig, VerifyPolicy
-    from synth.publish import publish_rows
+    from synth.config import SynthConfig
     from synth.synthesize import SynthesizeStage
     from tests.helpers import PROV
     from tests.tiny_models import build_tiny_llava

@@ -6,15 +6,16 @@ video never holds more than `max_frames` JPEGs, spread uniformly.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import math
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
+from pipeline.records import Frame
 from pipeline.segment.config import SegmentConfig
 from pipeline.segment.decode import DecodedFrame
 from pipeline.segment.planes import PlaneScaler
@@ -38,15 +39,6 @@ def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56
     return h_bar, w_bar
 
 
-@dataclass
-class SampledFrame:
-    timestamp_s: float
-    frame_number: int
-    image: bytes
-    width: int
-    height: int
-
-
 class FrameSampler:
     """Decides which decoded frames to keep and encodes them immediately."""
 
@@ -62,7 +54,7 @@ class FrameSampler:
             fps = cfg.max_frames / duration_s  # uniform over the known duration
         self.interval = 1.0 / fps
         self.next_t = 0.0
-        self.frames: list[SampledFrame] = []
+        self.frames: list[Frame] = []
         # yuv420p (nearly all H.264/VP9/AV1): planes scaled with cv2, one small conversion
         # (planes.py: ~0.25 ms a frame against ~1.3 ms for swscale's scale + convert);
         # other formats: one reformatter for the whole video, which keeps its swscale context
@@ -84,7 +76,7 @@ class FrameSampler:
             self.interval *= 2
             self.next_t = self.frames[-1].timestamp_s + self.interval
 
-    def _encode(self, df: DecodedFrame) -> SampledFrame:
+    def _encode(self, df: DecodedFrame) -> Frame:
         frame = df.frame
         # the image is made in the stored orientation, then turned as the display matrix says
         tw, th = (self.out_h, self.out_w) if self.rotation in (90, 270) else (self.out_w, self.out_h)
@@ -102,4 +94,6 @@ class FrameSampler:
             img = img.rotate(self.rotation, expand=True)
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=self.cfg.jpeg_quality)
-        return SampledFrame(df.seconds, df.number, buf.getvalue(), img.width, img.height)
+        image = buf.getvalue()
+        return Frame(timestamp_s=df.seconds, image=image, width=img.width, height=img.height,
+                     digest=hashlib.sha1(image).hexdigest()[:16])

@@ -1,7 +1,6 @@
 """SegmentStage: one decode feeds scene detection and frame sampling; plus `segment_video`."""
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from dataclasses import dataclass, field, replace
@@ -100,8 +99,7 @@ def segment_video(path: str, cfg: SegmentConfig | None = None) -> SegmentResult:
         kinds = [c.kind if cfg.mark_gradual else "cut" for c in cuts]
     scenes = scenes_from_cuts(cuts, end_frame, duration_s, kinds)
     scenes = split_long(merge_short(scenes, cfg.min_scene_s), cfg.max_scene_s, float(info.rate))
-    frames = [Frame(timestamp_s=f.timestamp_s, image=f.image, width=f.width, height=f.height, index=i,
-                    digest=hashlib.sha1(f.image).hexdigest()[:16]) for i, f in enumerate(sampler.frames)]
+    frames = [replace(f, index=i) for i, f in enumerate(sampler.frames)]  # the one frame type, numbered
     assign_frames(scenes, frames)
     rot = info.rotation
     w, h = (info.height, info.width) if rot in (90, 270) else (info.width, info.height)
