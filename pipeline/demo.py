@@ -1,7 +1,7 @@
 """Offline demo inputs: sample videos with known cuts plus a few deliberately bad inputs."""
 from __future__ import annotations
 
-import os
+import random
 from pathlib import Path
 
 from pipeline.samples import SampleSpec, make_video
@@ -27,7 +27,7 @@ def prepare_demo_inputs(cfg, work_dir: str | Path) -> list[str]:
     if cfg.include_bad:
         corrupt = root / "corrupt.mp4"
         if not corrupt.exists():
-            corrupt.write_bytes(os.urandom(64 * 1024))
+            corrupt.write_bytes(random.Random(0).randbytes(64 * 1024))  # seeded noise
         short = root / "too-short.mp4"
         if not short.exists():
             make_video(short, SampleSpec([1.5], fps=cfg.fps, width=cfg.width, height=cfg.height))

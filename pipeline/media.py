@@ -52,3 +52,17 @@ def open_container(src: str | Path, timeout_s: float | None = None):
         if not remote or reason not in (Reason.unavailable, Reason.forbidden, Reason.rate_limited, Reason.network):
             reason = Reason.corrupt_media
         raise MediaError(reason, f"cannot open media {src!r}: {exc}") from exc
+
+
+def no_video_error(container, where: str) -> MediaError:
+    """The error for an opened container without a video stream, with a true reason.
+
+    A real audio-only file is `no_video_stream`; bytes FFmpeg could only read as text or
+    data (noise probed as lyrics, a subtitle file named .mp4) are not media at all:
+    `corrupt_media`."""
+    kinds = sorted({s.type for s in container.streams})
+    fmt = getattr(container.format, "name", "?")
+    if container.streams.audio:
+        return MediaError(Reason.no_video_stream, f"no video stream in {where} (audio only, {fmt})")
+    return MediaError(Reason.corrupt_media, f"not a video: FFmpeg reads {where} as {fmt!r} with "
+                                            f"streams {kinds or 'none'}")

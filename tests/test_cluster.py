@@ -6,7 +6,7 @@ read back with `datasets`, the shared media files are opened from the store.
 """
 from __future__ import annotations
 
-import os
+import random
 import subprocess
 import sys
 import time
@@ -32,7 +32,7 @@ def origin(tmp_path_factory):
         for i, vid in enumerate(GOOD):
             path = make_video(media / f"{vid}.mp4", SampleSpec([1.5, 1.5], fps=10, width=96, height=64, seed=i))
             srv.add(f"/v/{vid}.mp4", Route(file=path))
-        (media / "junk.mp4").write_bytes(os.urandom(30_000))
+        (media / "junk.mp4").write_bytes(random.Random(3).randbytes(30_000))
         srv.add("/v/corruptclip.mp4", Route(file=media / "junk.mp4"))
         yield srv
 

@@ -1,7 +1,7 @@
 """FetchStage end to end: real yt-dlp against a local origin serving generated media."""
 from __future__ import annotations
 
-import os
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -24,9 +24,12 @@ def media(tmp_path_factory) -> dict[str, Path]:
     fast = faststart(ok, d / "ok_fast.mp4")
     data = fast.read_bytes()
     (d / "cut.mp4").write_bytes(data[: int(len(data) * 0.6)])  # header intact, tail missing
-    (d / "random.mp4").write_bytes(os.urandom(40_000))
+    (d / "random.mp4").write_bytes(random.Random(7).randbytes(40_000))  # seeded: noise FFmpeg cannot open
+    # 1 in ~300 noise files FFmpeg *does* open, as LRC lyrics with one text stream; such a
+    # "container" without audio or video is not media (corrupt_media), not an audio file.
+    (d / "lyrics.mp4").write_bytes(b"[ar:x]\n[00:01.00]hello\n[00:02.50]world\n")
     return {
-        "ok": ok, "fast": fast, "cut": d / "cut.mp4", "random": d / "random.mp4",
+        "ok": ok, "fast": fast, "cut": d / "cut.mp4", "random": d / "random.mp4", "lyrics": d / "lyrics.mp4",
         "short": make_video(d / "short.mp4", SampleSpec([1.0], **SPEC)),
         "long": make_video(d / "long.mp4", SampleSpec([4.0, 4.0], **SPEC)),
         "audio": make_audio_only(d / "audio.mp4", seconds=3.0),
@@ -42,6 +45,7 @@ CASES = {
     "truncated01": (lambda m: Route(file=m["cut"]), Reason.corrupt_media),
     "shortbody01": (lambda m: Route(file=m["fast"], short_body=True), Reason.network),
     "randombytes": (lambda m: Route(file=m["random"]), Reason.corrupt_media),
+    "lyricsfile1": (lambda m: Route(file=m["lyrics"]), Reason.corrupt_media),
     "audioonly01": (lambda m: Route(file=m["audio"]), Reason.no_video_stream),
     "ratelimit29": (lambda m: Route(status=429), Reason.rate_limited),
     "forbidden03": (lambda m: Route(status=403), Reason.forbidden),

@@ -114,6 +114,9 @@ def test_random_bytes_and_audio_only(tmp_path):
     with pytest.raises(MediaError) as e:
         segment_video(str(junk))
     assert e.value.reason == "corrupt_media"
+    lyrics = tmp_path / "lyrics.mp4"  # FFmpeg opens it (LRC, one text stream): still not media
+    lyrics.write_bytes(b"[00:01.00]hello\n[00:02.50]world\n")
+    assert SegmentStage().process(_task(lyrics)).reject_reason == "corrupt_media"
     task = SegmentStage().process(_task(make_audio_only(tmp_path / "a.mp4")))
     assert task.reject_reason == "no_video_stream"
 

@@ -281,9 +281,7 @@ class FetchStage(Stage):
         duration = info.get("duration")
         if duration is None:  # generic extractor / direct media: read the container header
             media_url = info.get("url") or url
-            header = self._retrying(lambda: self._probe_header(media_url, lease))
-            if not header.has_video:
-                raise MediaError(Reason.no_video_stream, f"no video stream in {media_url} (header probe)")
+            header = self._retrying(lambda: self._probe_header(media_url, lease))  # MediaError: no video
             duration = header.duration_s
             if not duration:
                 raise MediaError(Reason.corrupt_media, f"no duration in the header of {media_url}")

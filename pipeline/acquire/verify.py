@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from pipeline.media import MediaError, missing, open_container
+from pipeline.media import MediaError, missing, no_video_error, open_container
 from pipeline.records import Reason
 
 __all__ = ["MediaError", "MediaInfo", "probe_media_header", "verify_media"]
@@ -71,10 +71,15 @@ def _describe(container) -> MediaInfo:
 
 
 def probe_media_header(src: str | Path, timeout_s: float = 30.0) -> MediaInfo:
-    """Streams and duration from the container header only (no decoding)."""
+    """Streams and duration from the container header only (no decoding).
+
+    Raises MediaError when there is no video stream (see `no_video_error`)."""
     container = _open(str(src), timeout_s)
     try:
-        return _describe(container)
+        info = _describe(container)
+        if not info.has_video:
+            raise no_video_error(container, f"{src} (header probe)")
+        return info
     finally:
         container.close()
 
@@ -99,8 +104,7 @@ def verify_media(path: str | Path, expected_duration_s: float | None = None, *,
     try:
         info = _describe(container)
         if not info.has_video:
-            raise MediaError(Reason.no_video_stream,
-                             f"no video stream in {path.name} (audio: {info.has_audio})")
+            raise no_video_error(container, path.name)
         if not info.duration_s or info.duration_s <= 0:
             raise MediaError(Reason.corrupt_media, f"unknown or zero duration in {path.name}")
         if expected_duration_s and abs(info.duration_s - expected_duration_s) > max(

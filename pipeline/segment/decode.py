@@ -13,7 +13,7 @@ from typing import Iterator
 
 import av
 
-from pipeline.media import MediaError, open_container
+from pipeline.media import MediaError, no_video_error, open_container
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,9 @@ def open_video(path: str, thread_type: str = "NONE", threads: int = 0):
     `thread_type` as SegmentConfig.thread_type (NONE: one decoder thread, least CPU)."""
     container = open_container(path)  # MediaError: media_missing (not on this node) or corrupt_media
     if not container.streams.video:
+        error = no_video_error(container, path)
         container.close()
-        raise MediaError("no_video_stream", "the file has no video stream")
+        raise error
     stream = container.streams.video[0]
     stream.thread_type = thread_type
     if threads:
