@@ -41,21 +41,22 @@ class Cut:
 
 @dataclass(frozen=True)
 class CutParams:
-    """Thresholds and spans of the confirmed detector (SegmentConfig carries them)."""
+    """Thresholds and spans of the confirmed detector; the defaults live in SegmentConfig
+    (`pipeline.segment.stages.cut_params` builds this from it)."""
 
-    threshold: float = 3.0
-    gradual_threshold: float = 12.0
-    confirm_s: float = 0.17
-    gradual_s: float = 0.67
-    min_scene_len: int = 15
+    threshold: float
+    gradual_threshold: float
+    confirm_s: float
+    gradual_s: float
+    min_scene_len: int
     picture_weight: float = 0.25
 
 
 class ConfirmedCutDetector:
     """Feed thumbnails in presentation order (`push`), then `finish()` for the cuts."""
 
-    def __init__(self, rate: float, params: CutParams | None = None):
-        self.p = params or CutParams()
+    def __init__(self, rate: float, params: CutParams):
+        self.p = params
         self.k = max(2, round(self.p.confirm_s * rate))
         self.K = max(self.k + 2, round(self.p.gradual_s * rate))
         k, K = self.k, self.K

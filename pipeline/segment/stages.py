@@ -40,6 +40,7 @@ class SegmentResult:
 
 
 def cut_params(cfg: SegmentConfig) -> CutParams:
+    """The confirmed detector's parameters, from the one place their defaults are set."""
     return CutParams(threshold=cfg.cut_threshold, gradual_threshold=cfg.gradual_threshold,
                      confirm_s=cfg.confirm_s, gradual_s=cfg.gradual_s, min_scene_len=cfg.min_scene_len)
 
