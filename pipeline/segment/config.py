@@ -90,8 +90,9 @@ class SegmentConfig(Section):
         "overlaps decoding with the analysis: up to ~1.4x less wall time for one video, for "
         "that extra CPU")
     max_decode_error_ratio: float = Field(
-        0.2, ge=0, le=1, description="reject with decode_error when more than this fraction of "
-        "packets fail to decode")
+        0.01, ge=0, le=1, description="reject with decode_error when the packets that fail to decode "
+        "plus the frames the decoder flags as damaged exceed this fraction of the video's packets "
+        "(the counts are on every videos row: decode_errors, lost_frames)")
     # sampling
     sample_fps: float = Field(1.0, gt=0, description="frames per second kept for the models")
     max_frames: int = Field(
