@@ -131,7 +131,8 @@ def build_browser(store: DatasetStore, accepted: pa.Array, dest: Path, *, videos
             item["id"] = key
             item["frames"] = [{"t": t, "src": got.files.get(t)} for t in item.pop("times")]
             page["items"][key] = item
-            browser.index["items"].append({"id": key, "video_id": vid, "page": number, "category": item["category"],
+            browser.index["items"].append({"id": key, "video_id": vid, "video": n, "page": number,
+                                           "category": item["category"],
                                            "format": item["format"], "decision": item["decision"],
                                            "reason": item["reason"]})
         if len(page["videos"]) == PAGE_VIDEOS or n == len(ids) - 1:

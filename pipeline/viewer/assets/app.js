@@ -55,7 +55,7 @@
   function fmtS(x) { return x === null || x === undefined ? "?" : Number(x).toFixed(1) + " s"; }
 
   function frame(src, t, cls) {
-    const img = src ? el("img", { src: src, alt: "frame at " + fmtS(t), loading: "lazy", cls: cls })
+    const img = src ? el("img", { src: src, alt: "frame at " + fmtS(t), cls: cls })
                     : el("div", { cls: "missing", text: "no frame" });
     return el("figure", {}, [img, el("figcaption", { text: fmtS(t) })]);
   }
@@ -101,8 +101,8 @@
     }).catch(function (err) { detail.textContent = String(err); });
   }
 
-  function shortId(m) {  // an item id starts with its video id, which the detail pane shows
-    return m.id.startsWith(m.video_id + "-") ? "…" + m.id.slice(m.video_id.length) : m.id;
+  function shortId(m) {  // "v<sampled video number>" + the item's own suffix (the detail pane names the video)
+    return "v" + m.video + (m.id.startsWith(m.video_id + "-") ? m.id.slice(m.video_id.length) : " " + m.id);
   }
 
   function renderList() {
