@@ -61,6 +61,11 @@ def test_report_numbers_match_the_rows(dataset, report):
     # every QA item of the sampled videos (all 3) is in the browser: kept and rejected ones
     assert len(data["index"]["items"]) == len(sft) + len(qa_rejects)
     assert {i["decision"] for i in data["index"]["items"]} >= {"keep", "reject", "refused"}
+    # multiple-choice answer letters, counted here from the rows
+    mc = [r for r in sft if r["format"] == "multiple_choice"]
+    letters = Counter("ABCD"[r["options"].index(r["answer"])] for r in mc)
+    plot = data["figures"]["letters"]["data"][0]
+    assert {k: v for k, v in zip(plot["x"], plot["y"]) if v} == dict(letters) and sum(letters.values()) == len(mc)
     # histograms are binned: the durations plot counts every accepted video once
     assert sum(data["figures"]["durations"]["data"][0]["y"]) == 3
     assert data["figures"]["tokens"] is None and "tokens" in data["absent"]
