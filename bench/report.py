@@ -131,26 +131,26 @@ def synthesize(templates: dict[str, dict], dest: Path, videos: int, qa_rows: int
 
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
 from pipeline.store import DatasetStore
-t = time.perf_counter()
-if {what!r} == "scan":
-    from pipeline.viewer.scan import scan
-    scan(DatasetStore({out!r}))
-elif {what!r} == "report":
-    from pipeline.viewer.build import build_report
-    r = build_report({out!r}, {dest!r}, videos=40)
-else:
-    from pipeline.report import quality_report
-    quality_report(DatasetStore({out!r}))
-print(json.dumps({{"s": time.perf_counter() - t, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+from pipeline.report import quality_report
+from pipeline.viewer.scan import scan
+best = float("inf")
+for _ in range(2):  # best of two: the machine is shared
+    t = time.perf_counter()
+    (scan if {what!r} == "scan" else quality_report)(DatasetStore({out!r}))
+    best = min(best, time.perf_counter() - t)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report its parent's peak
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({{"s": best, "rss_mb": hwm / 1024}}))
 """
 
 
-def child(what: str, out: Path, dest: Path | None = None) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), what=what, out=str(out),
-                                                              dest=str(dest))], capture_output=True, text=True)
+def child(what: str, out: Path) -> dict:
+    """Seconds (best of two) and peak RSS of `scan` or the baseline, in a fresh process."""
+    proc = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), what=what, out=str(out))],
+                          capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-2000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
