@@ -25,7 +25,7 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    return build_dataset(tmp_path_factory.mktemp("report"))
+    return build_dataset(tmp_path_factory.mktemp("report"), runs=1)
 
 
 @pytest.fixture(scope="module")

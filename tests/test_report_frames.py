@@ -38,6 +38,12 @@ def test_frames_match_ffmpeg_at_the_asked_times(tmp_path):
         assert same < 6 and other > 2 * same, (t, same, other)
 
 
+def test_the_shared_copy_is_read_when_the_local_path_is_gone(tmp_path):
+    video = make_video(tmp_path / "store" / "v.mp4", SampleSpec([3.0, 3.0], fps=10, width=160, height=90, seed=4))
+    got = extract("/node-cache/elsewhere/v.mp4", video.as_uri(), [1.0, 4.0], tmp_path / "f", "f")
+    assert got.note is None and sorted(got.files) == [1.0, 4.0]
+
+
 def test_unreachable_media_is_a_note_not_a_failure(tmp_path):
     got = extract(str(tmp_path / "gone.mp4"), None, [1.0], tmp_path / "f", "f")
     assert not got.files and "not reachable" in got.note
