@@ -199,6 +199,7 @@ def main() -> None:
     parser.add_argument("--qa-rows", type=int, default=100_000)
     parser.add_argument("--e2e", type=Path, help="an existing e2e dataset (default: build one, ~2 min)")
     parser.add_argument("--no-screenshots", action="store_true")
+    parser.add_argument("--no-demo", action="store_true", help="skip the demo job's report (README screenshot)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-report-"))
     e2e = args.e2e
@@ -213,6 +214,16 @@ def main() -> None:
     synth = synthesize(_templates(e2e), work / "synth", args.videos, args.qa_rows)
     print(f"synthetic dataset ({args.videos} videos, {args.qa_rows} QA rows) written in {time.perf_counter() - t:.0f} s")
     measure(f"synthetic {args.videos} videos / {args.qa_rows} QA rows", synth, work / "synth-report")
+    if not args.no_demo:  # the README's demo (no teacher: videos, rejects and runs only)
+        from tests.report_dataset import curate
+
+        run = curate("run", str(ROOT / "jobs" / "demo.yaml"), "--out", str(work / "demo_out"), "--set",
+                     f"work_dir={work / 'demo_work'}", "--no-progress")
+        if run.returncode:
+            raise RuntimeError(run.stderr[-2000:])
+        measure("demo", work / "demo_out", work / "demo-report")
+        if not args.no_screenshots:
+            screenshots(work / "demo-report" / "index.html", [("report-demo.png", None)])
     if not args.no_screenshots:
         screenshots(work / "e2e-report" / "index.html", [("report-e2e-top.png", None),
                                                          ("report-e2e-browser.png", "browser")])

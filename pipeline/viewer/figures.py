@@ -122,10 +122,9 @@ def pass_rates(stats: DatasetStats) -> go.Figure:
 
 def decisions(stats: DatasetStats) -> go.Figure:
     keys = ["keep", "hard", "reject"] + sorted(set(stats.decisions) - {"keep", "hard", "reject"})
-    counts = {**stats.decisions, "reject": stats.decisions.get("reject", 0)}
-    fig = go.Figure(go.Bar(x=keys, y=[counts.get(k, 0) for k in keys], marker_color=["#2a9d8f", "#e9c46a", "#e76f51"]
+    fig = go.Figure(go.Bar(x=keys, y=[stats.decisions.get(k, 0) for k in keys], marker_color=["#2a9d8f", "#e9c46a", "#e76f51"]
                            + ["#999"] * (len(keys) - 3)))
-    return _layout(fig, "Verification decisions", yaxis_title="items")
+    return _layout(fig, "Verification decisions (reject: stored in rejects)", yaxis_title="items")
 
 
 def tokens(stats: DatasetStats, cap: int | None) -> go.Figure | None:
