@@ -126,6 +126,10 @@ def build_browser(store: DatasetStore, accepted: pa.Array, dest: Path, *, videos
             "scenes": [{"start_s": s["start_s"], "end_s": s["end_s"], "keyframe_s": s["keyframe_s"],
                         "frame": got.files.get(round(s["keyframe_s"], 1))} for s in strip]}
         browser.index["videos"].append({"video_id": vid, "page": number, "items": len(items[vid])})
+        if not items[vid]:  # listed anyway, so its keyframes can be seen (a dataset made without a teacher)
+            browser.index["items"].append({"id": f"{vid}-video", "video_id": vid, "video": n, "page": number,
+                                           "category": "-", "format": "-", "decision": "no QA",
+                                           "reason": "no QA items for this video"})
         for k, item in enumerate(items[vid]):
             key = item["id"] or f"{vid}-r{k}"
             item["id"] = key

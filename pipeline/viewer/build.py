@@ -28,8 +28,6 @@ from pipeline.viewer.figures import all_figures
 from pipeline.viewer.scan import DatasetStats, scan
 
 ASSETS = ("app.js", "style.css")
-ABSENT = {"tokens": "No per-sample token counts: the sft rows carry no `tokens` field (the exports' token "
-                    "accounting writes it); nothing is estimated here."}
 
 
 @dataclass
@@ -116,14 +114,15 @@ def build_report(out: str, dest: str | Path, *, videos: int = 40, seed: int = 0,
 
     stats = scan(store)
     scanned = time.perf_counter()
-    figures = {k: (f.to_plotly_json() if f is not None else None) for k, f in all_figures(stats, token_cap).items()}
+    plots, absent = all_figures(stats, token_cap)
+    figures = {k: (f.to_plotly_json() if f is not None else None) for k, f in plots.items()}
     browser = build_browser(store, stats.accepted_video_ids(), dest, videos=videos, seed=seed)
     browsed = time.perf_counter()
 
     (dest / "assets" / "plotly.min.js").write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
     for name in ASSETS:
         (dest / "assets" / name).write_bytes(resources.files("pipeline.viewer").joinpath("assets", name).read_bytes())
-    report = {"figures": figures, "absent": ABSENT, "index": browser.index, "pages": len(browser.pages)}
+    report = {"figures": figures, "absent": absent, "index": browser.index, "pages": len(browser.pages)}
     (dest / "data" / "report.js").write_text(f"window.REPORT = {_json(report)};\n", encoding="utf-8")
     for n, page in enumerate(browser.pages):
         (dest / "data" / f"p{n:04d}.js").write_text(f"window.reportPage({n}, {_json(page)});\n", encoding="utf-8")

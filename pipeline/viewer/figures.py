@@ -51,7 +51,7 @@ def video_funnel(stats: DatasetStats) -> go.Figure:
 
 
 def qa_funnel(stats: DatasetStats) -> go.Figure:
-    return _funnel(stats.qa_funnel(), "QA items: written to training rows (share of written)",
+    return _funnel(stats.qa_funnel(), "QA items: written to training rows",
                    "#2a9d8f", "initial")
 
 
@@ -178,10 +178,23 @@ def runs(stats: DatasetStats) -> go.Figure:
     return _layout(fig, f"Runs over time ({len(xs)} runs)", showlegend=False)
 
 
-def all_figures(stats: DatasetStats, token_cap: int | None) -> dict[str, go.Figure | None]:
-    """Plot id -> figure (None: the data for it is absent; the page says why)."""
-    return {"video_funnel": video_funnel(stats), "qa_funnel": qa_funnel(stats), "durations": durations(stats), "scenes": scenes(stats),
-            "signals": signals(stats), "qa_kinds": qa_kinds(stats), "category_format": category_format(stats),
-            "letters": letters(stats), "span_lengths": span_lengths(stats), "span_positions": span_positions(stats),
-            "pass_rates": pass_rates(stats), "decisions": decisions(stats), "tokens": tokens(stats, token_cap),
-            "video_rejects": video_rejects(stats), "qa_rejects": qa_rejects(stats), "runs": runs(stats)}
+QA_PLOTS = ("qa_funnel", "qa_kinds", "category_format", "letters", "span_lengths", "span_positions", "pass_rates",
+            "decisions", "qa_rejects")
+NO_TOKENS = ("No per-sample token counts: the sft rows carry no `tokens` field (the exports' token accounting "
+             "writes it); nothing is estimated here.")
+NO_QA = "No QA items in this dataset (no teacher configured, or none written yet)."
+
+
+def all_figures(stats: DatasetStats, token_cap: int | None) -> tuple[dict[str, go.Figure | None], dict[str, str]]:
+    """Plot id -> figure, and plot id -> why it is absent (None: the data for it is not there)."""
+    figures = {"video_funnel": video_funnel(stats), "qa_funnel": qa_funnel(stats), "durations": durations(stats),
+               "scenes": scenes(stats), "signals": signals(stats), "qa_kinds": qa_kinds(stats),
+               "category_format": category_format(stats), "letters": letters(stats),
+               "span_lengths": span_lengths(stats), "span_positions": span_positions(stats),
+               "pass_rates": pass_rates(stats), "decisions": decisions(stats), "tokens": tokens(stats, token_cap),
+               "video_rejects": video_rejects(stats), "qa_rejects": qa_rejects(stats), "runs": runs(stats)}
+    absent = {"tokens": NO_TOKENS}
+    if not stats.sft_rows and not stats.qa_rejects:
+        figures.update({k: None for k in QA_PLOTS + ("tokens",)})
+        absent.update({k: NO_QA for k in QA_PLOTS + ("tokens",)})
+    return figures, absent

@@ -75,6 +75,7 @@
       detail.appendChild(el("p", { cls: "meta", text: fmtS(video.duration_s) + ", " + video.num_scenes + " scenes" }));
       if (video.media_note) detail.appendChild(el("p", { cls: "note", text: video.media_note }));
       detail.appendChild(el("div", { cls: "strip" }, video.scenes.map(function (s) { return frame(s.frame, s.keyframe_s, "keyframe"); })));
+      if (!item) { detail.appendChild(el("p", { cls: "meta", text: entry.reason })); return; }
       detail.appendChild(el("p", {}, [el("span", { cls: "badge " + item.decision, text: item.decision }),
         el("span", { text: " " + item.reason + (item.message ? " - " + item.message : "") })]));
       detail.appendChild(el("p", { cls: "meta", text: item.id + " · " + item.category + " / " + item.qa_type + " / " + item.format }));
