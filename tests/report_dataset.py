@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.samples import SampleSpec, make_video
+from tests.scripted_job import scripted_job
 from tests.teacher import TeacherServer
 from tests.verifier import VerifierServer
 
@@ -32,17 +33,7 @@ def build_dataset(tmp: Path, runs: int = 2) -> Path:
     items += [str(media / "corrupt.mp4"), str(make_video(media / "short.mp4", SampleSpec([1.5], fps=10)))]
     out = tmp / "out"
     with TeacherServer() as teacher, VerifierServer(K, teacher) as verifier:
-        backend = {"api_key_env": None, "timeout_s": 5, "max_retries": 2, "backoff_base_s": 0.01,
-                   "backoff_max_s": 0.05}
-        job = {"name": "report", "work_dir": str(tmp / "work"), "input": {"items": items},
-               "fetch": {"min_duration_s": 5}, "select": {"min_duration_s": 5},
-               "synth": {"teacher": {"kind": "openai", "model": "scripted-teacher",
-                                     "openai": {"base_url": teacher.base_url, **backend}},
-                         "caption": {"window_s": 30}, "qa": {"items_per_video": 10}},
-               "verify": {"verifier": {"kind": "openai", "model": "scripted-verifier",
-                                       "openai": {"base_url": verifier.base_url, **backend}},
-                          "samples": K, "judge": "teacher"},
-               "output": {"commit_every": 2}}
+        job = scripted_job("report", str(tmp / "work"), items, teacher.base_url, verifier.base_url, K)
         (tmp / "job.yaml").write_text(yaml.safe_dump(job))
         for _ in range(runs):
             run = curate("run", str(tmp / "job.yaml"), "--out", str(out), "--no-progress")
