@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
 from pipeline.records import VideoTask
+from pipeline.section import Section
 
 
 NODE_ENV = "CURATE_NODE"
@@ -58,11 +59,26 @@ class Stage:
     def describe(self) -> str:
         return f"{self.name}@{self.version}"
 
+    def sections(self) -> dict[str, "Section"]:
+        """The config sections this stage reads, by their path in the job config (`fetch`,
+        `synth.teacher`): its `config` key part is derived from them (pipeline/keys.py)."""
+        return {}
+
+    def key_extras(self) -> dict[str, str]:
+        """Key parts beyond version and config: the prompt versions and models it uses."""
+        return {}
+
     def key_parts(self) -> dict[str, str]:
         """What this stage's results depend on besides its input: its version, the config it
         reads (execution-only settings left out), its prompts and models. A changed part makes
-        a re-run redo this stage (see pipeline/keys.py)."""
-        return {"version": self.version}
+        a re-run redo this stage (see pipeline/keys.py). Derived: a stage declares `sections`."""
+        from pipeline.keys import config_digest
+
+        parts = {"version": self.version, **self.key_extras()}
+        sections = self.sections()
+        if sections:
+            parts["config"] = config_digest(sections)
+        return parts
 
     def batch_scope(self):
         """Context for one `apply_stage` call, spanning a batch attempt and its per-row retries."""

@@ -35,6 +35,9 @@ class QAConfig(Section):
 class SynthConfig(Section):
     """The teacher and what it writes. With no teacher the synthesis stage is skipped."""
 
+    execution_only = frozenset({"videos_per_batch", "replicas", "execution", "wave_videos"})
+    keyed_apart = frozenset({"prompts"})  # the stage keys the resolved prompt versions
+
     teacher: BackendConfig | None = Field(None, description="the teacher model backend; None skips synthesis")
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     qa: QAConfig = Field(default_factory=QAConfig)
@@ -82,6 +85,9 @@ class VerifyPolicy(Section):
 
 class VerifyConfig(Section):
     """Cross-verification by the in-training model. None verifier: items are written unverified."""
+
+    execution_only = frozenset({"replicas", "videos_per_batch"})
+    keyed_apart = frozenset({"prompts"})  # the stage keys the resolved prompt versions
 
     verifier: BackendConfig | None = Field(None, description="the verifier backend (the M2LA checkpoint: transformers + trust_remote_code)")
     samples: int = Field(4, ge=1, description="k: answers sampled per question, for the pass rate")

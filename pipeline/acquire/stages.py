@@ -98,15 +98,8 @@ class FetchStage(Stage):
         self.throttle = Throttle(self.limiter, cfg.limits.max_pause_s)
         self._exempt = youtube.exempt_url_prefixes(cfg.youtube)
 
-    # how a video is fetched, not which video or what is kept of it
-    EXECUTION_ONLY = ("cache_dir", "concurrency", "sleep_interval_s", "sleep_requests_s", "retries", "backoff_s",
-                      "backoff_max_s", "ytdlp_retries", "socket_timeout_s", "cookies_file", "proxy", "identities",
-                      "limits", "reuse_cache", "storage_options", "rate_limit")
-
-    def key_parts(self) -> dict[str, str]:
-        from pipeline.keys import config_digest
-
-        return {"version": self.version, "config": config_digest(self.cfg, exclude=self.EXECUTION_ONLY)}
+    def sections(self) -> dict[str, FetchConfig]:
+        return {"fetch": self.cfg}
 
     def setup(self) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,9 @@ class FilterStage(Stage):
     def __init__(self, cfg: FilterConfig | None = None):
         self.cfg = cfg or FilterConfig()
 
+    def sections(self) -> dict[str, FilterConfig]:
+        return {"filter": self.cfg}
+
     def process(self, task: VideoTask) -> VideoTask:
         if task.rejected or task.signals is None:
             return task
@@ -76,6 +79,9 @@ class DedupeStage(Stage):
         self.decontaminate = decontaminate or DecontaminateConfig()
         self.registry = registry
         self._benchmarks: SignatureIndex | None = None
+
+    def sections(self) -> dict[str, DedupeConfig | DecontaminateConfig]:
+        return {"dedupe": self.dedupe, "decontaminate": self.decontaminate}
 
     def setup(self) -> None:
         self.benchmarks()

@@ -11,6 +11,9 @@ from pipeline.acquire.config import Section
 class SegmentConfig(Section):
     """Scene detection and frame sampling, done in one decoding pass."""
 
+    # the decoder's threading changes the cost, never the frames or the cuts (bench/segment.py)
+    execution_only = frozenset({"decoder_threads", "thread_type"})
+
     # detection
     detector: Literal["confirmed", "content", "adaptive", "histogram", "hash"] = Field(
         "confirmed", description="confirmed (default): a change must persist on both sides of a "

@@ -52,10 +52,8 @@ class SelectStage(Stage):
     def __init__(self, cfg: SelectConfig | None = None):
         self.cfg = cfg or SelectConfig()
 
-    def key_parts(self) -> dict[str, str]:
-        from pipeline.keys import config_digest
-
-        return {"version": self.version, "config": config_digest(self.cfg)}
+    def sections(self) -> dict[str, SelectConfig]:
+        return {"select": self.cfg}
 
     def process(self, task: VideoTask) -> VideoTask:
         return select(task, self.cfg, stage=self.name)

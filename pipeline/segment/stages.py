@@ -148,11 +148,8 @@ class SegmentStage(Stage):
         # with the cluster (min 1 so a 2-core box runs it)
         self.resources = resources or Resources(cpus=1.0, concurrency=(1, 64))
 
-    def key_parts(self) -> dict[str, str]:
-        from pipeline.keys import config_digest
-
-        # the decoder's threading changes the cost, never the frames or the cuts (bench/segment.py)
-        return {"version": self.version, "config": config_digest(self.cfg, exclude=("decoder_threads", "thread_type"))}
+    def sections(self) -> dict[str, SegmentConfig]:
+        return {"segment": self.cfg}
 
     def process(self, task: VideoTask) -> VideoTask:
         if task.rejected:

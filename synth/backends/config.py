@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from pipeline.section import Section
 
 if TYPE_CHECKING:
     from pipeline.stage import Resources
@@ -28,12 +30,16 @@ def _reject_secrets(data: Any, where: str) -> Any:
     return data
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+class _Strict(Section):
+    model_config = ConfigDict(extra="forbid", validate_default=True, validate_assignment=False)
 
 
 class OpenAIConfig(_Strict):
     """An OpenAI-compatible endpoint (vLLM, SGLang, LMDeploy servers or a hosted API)."""
+
+    # where and how requests go, not what is asked (extra_body: seed, top_p ... is asked)
+    execution_only = frozenset({"base_url", "api_key_env", "concurrency", "timeout_s", "max_retries",
+                                "backoff_base_s", "backoff_max_s", "extra_headers", "warm_prefix"})
 
     base_url: str = Field("http://127.0.0.1:8000/v1",
                           description="Endpoint root; `/chat/completions` is appended.")
@@ -73,6 +79,10 @@ class OpenAIConfig(_Strict):
 class TransformersConfig(_Strict):
     """An in-process Hugging Face model (run inside a Ray actor by the runner)."""
 
+    # how the weights run (share_prefix falls back when answers differ)
+    execution_only = frozenset({"device", "attn_implementation", "batch_size", "share_prefix",
+                                "num_gpus"})
+
     model_path: str | None = Field(None, description="Local checkpoint directory; default: "
                                    "BackendConfig.model.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -95,6 +105,9 @@ class TransformersConfig(_Strict):
 
 class VLLMConfig(_Strict):
     """In-cluster vLLM engines through ray.data.llm (GPU nodes only)."""
+
+    execution_only = frozenset({"concurrency", "batch_size", "accelerator_type",
+                                "continue_on_error"})
 
     model_source: str | None = Field(None, description="Model id or path; default: "
                                      "BackendConfig.model.")
