@@ -18,13 +18,15 @@ from pipeline.config import JobConfig
 from pipeline.records import TRANSIENT_REASONS, Reason, VideoTask, video_row
 from pipeline.report import (quality_report, render_markdown, render_signal_markdown, render_signal_text,
                              render_text, signal_distributions)
-from pipeline.stage import Stage, leaves
+from pipeline.stage import Stage, check_flow, leaves
 from pipeline.store import DatasetStore, LedgerEntry, new_run_id, utc_now
 
 log = logging.getLogger("curate")
 
 # Rejections worth retrying on the next run: the cause is outside the video itself.
 RETRYABLE_REASONS = frozenset(r.value for r in TRANSIENT_REASONS)
+# what ingest fills on every task: the stages' declared reads start from these
+INGEST_FIELDS = frozenset({"video_id", "source", "source_kind", "input_index", "url"})
 
 
 def pipeline_fingerprint(stages: Sequence[Stage]) -> str:
@@ -231,10 +233,10 @@ def execute(cfg: JobConfig, tasks: Sequence[VideoTask], stages: Sequence[Stage],
     from pipeline.runner import check_pass_resources, run_plan, run_waves
 
     mode = cfg.synth.execution_mode(cfg.verify.verifier)
-    split = next((i for i, s in enumerate(stages) if hasattr(s, "rounds")), len(stages))
+    split = next((i for i, s in enumerate(stages) if s.runs_rounds), len(stages))
     if mode == "actors" or split == len(stages):
         return run_plan(tasks, stages, progress=progress)
-    if not all(hasattr(s, "rounds") for s in stages[split:]):
+    if not all(s.runs_rounds for s in stages[split:]):
         raise ValueError("passes need the model stages last: " + " -> ".join(s.describe() for s in stages))
     check_pass_resources(stages[split:], remote=bool(cfg.ray.address or os.environ.get("RAY_ADDRESS")))
     echo(f"model rounds run as Ray Data passes, {cfg.synth.wave_videos} videos per wave")
@@ -249,7 +251,7 @@ def attach_results(stages: Sequence[Stage], out: str) -> None:
 
     store = ResultStore(out)
     for stage in leaves(stages):
-        if hasattr(stage, "results") and hasattr(stage, "rounds"):
+        if stage.runs_rounds:
             stage.results = store
 
 
@@ -277,43 +279,18 @@ def check_media_placement(cfg: JobConfig, stages: Sequence[Stage], echo: Callabl
     echo("WARNING: " + msg + "; media.allow_node_local is set: each row's media_node names the node that has it")
 
 
-def bind_registry(stages: Sequence[Stage], store: DatasetStore, run_id: str, echo: Callable[[str], None]):
-    """Give the dedupe stages one shared near-duplicate registry for this run, seeded with the
-    signatures of the dataset's committed accepted videos (pipeline/filter/index.py says why the
-    check runs there). None when no stage de-duplicates."""
-    from pipeline.filter.stages import DedupeStage
-
-    users = [s for s in leaves(stages) if isinstance(s, DedupeStage) and s.dedupe.enabled]
-    if not users:
-        return None
-    from pipeline.filter.index import committed_signatures
-    from pipeline.runner import shared_registry
-
-    t0 = time.perf_counter()
-    committed = committed_signatures(store)
-    registry = shared_registry(users[0].dedupe.match, committed, name=f"curate-dedupe-{run_id}")
-    for stage in users:
-        stage.registry = registry
-    echo(f"near-duplicate index: {len(committed)} committed signatures read in {time.perf_counter() - t0:.2f} s")
-    return registry
-
-
-def _stages_after(stages: Sequence[Stage], name: str) -> set[str]:
-    names = [s.name for s in leaves(stages)]
-    return set(names[names.index(name) + 1:]) if name in names else set()
-
-
 def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tuple[list[VideoTask], int]],
             stage_factory: StageFactory, force: bool = False, progress: bool = True,
             echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> RunSummary:
     """Run `cfg` into the dataset at `out`; safe to re-run after any crash."""
-    from pipeline.runner import init_ray
+    from pipeline.runner import close_services, init_ray, start_services
 
     started = time.perf_counter()
     run_id = new_run_id()
     work_dir = Path(cfg.work_dir).resolve()
     stages = stage_factory(cfg, work_dir)
     attach_results(stages, out)
+    check_flow(stages, INGEST_FIELDS)
     keys = stage_keys(stages)
     fingerprint = pipeline_fingerprint(stages)
     summary = RunSummary(run_id=run_id, job=cfg.name, out=out, config_hash=cfg.content_hash(),
@@ -321,7 +298,7 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
     store = DatasetStore(out, compression=cfg.output.compression)
     store.init()
     store.acquire_lock(run_id)
-    registry = None
+    services: list = []
     try:
         summary.reconcile = store.reconcile()
         if summary.reconcile:
@@ -386,13 +363,16 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
             where = init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_memory_mb, cfg.ray.log_to_driver)
             echo(f"running on {where}")
             check_media_placement(cfg, stages, echo)
-            registry = bind_registry(stages, store, run_id, echo)
-            release_after = _stages_after(stages, "dedupe")
+            services = start_services(stages, dataset=store)  # limiter, near-duplicate registry, ...
+            for _, service, _ in services:
+                if service.note:
+                    echo(service.note)
+            flat = leaves(stages)
             try:
                 for task in execute(cfg, todo, stages, progress=progress, echo=echo):
                     seen.add(task.video_id)
-                    if registry is not None and task.rejected and task.reject_stage in release_after:
-                        registry.release(task.video_id)  # its claim will not be committed
+                    for stage in flat:
+                        stage.settle(task)  # e.g. a near-duplicate claim that will not be committed
                     take(task)
             except Exception as exc:  # noqa: BLE001 - the plan died (nodes lost, retries spent): keep what finished
                 failure = exc
@@ -404,12 +384,11 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
             for task in lost:
                 take(task.reject(Reason.stage_error, f"plan: {why}"[:2000], stage="runner"))
         flush()
-        for stage in leaves(stages):  # the fetch stage's limiter: how long fetching paused, and why
-            if callable(getattr(stage, "limiter_stats", None)):
-                try:
-                    summary.fetch_limiter = stage.limiter_stats()
-                except Exception as exc:  # noqa: BLE001 - a report, never a reason to lose the run's end
-                    summary.notes.append(f"fetch limiter stats unavailable: {type(exc).__name__}")
+        for stage in leaves(stages):  # what the services did (the fetch limiter: how long fetching paused, and why)
+            try:
+                summary.fetch_limiter = stage.run_report().get("fetch_limiter", summary.fetch_limiter)
+            except Exception as exc:  # noqa: BLE001 - a report, never a reason to lose the run's end
+                summary.notes.append(f"{stage.name} service stats unavailable: {type(exc).__name__}")
         if failure is not None:
             raise PlanFailed(f"the plan failed after committing {summary.processed - len(lost)} finished videos; "
                              f"{len(lost)} are recorded as stage_error and re-run next time: {failure}") from failure
@@ -430,6 +409,5 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
         write_card(store, cfg.name, CardState.from_store(store) if stale else card, sections)
         return summary
     finally:
-        if registry is not None:
-            registry.close()
+        close_services(services)
         store.release_lock()

@@ -8,8 +8,8 @@ Two executions:
   commits them in chunks as they arrive.
 - `run_waves` (passes): the CPU stages run as above over a wave of videos; then every
   round of the model stages (`synth.rounds`) is one Ray Data pass over all requests of
-  the wave: a ray.data.llm vLLM processor for kind=vllm, an actor pool of backends
-  otherwise. This is how in-cluster vLLM engines are used: one big batch pass per round.
+  the wave: the kind's ray.data.llm processor for engine kinds (vLLM), an actor pool of
+  backends otherwise (synth/backends/registry.py). This is how in-cluster vLLM engines are used: one big batch pass per round.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 from pipeline.records import Reason, VideoTask
-from pipeline.stage import NODE_ENV, Resources, Stage, apply_stage, leaves
+from pipeline.stage import NODE_ENV, Resources, Service, Stage, apply_stage, leaves
 from synth.rounds import Memoized
 
 log = logging.getLogger(__name__)
@@ -188,9 +188,9 @@ def run_plan(tasks: Sequence[VideoTask], stages: Sequence[Stage], *,
     rows = [{"video_id": t.video_id, "payload": pickle.dumps(t, protocol=pickle.HIGHEST_PROTOCOL)}
             for t in tasks]
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), MAX_BLOCKS)))
-    bind_shared_limiters(stages)
+    started = start_services(stages)  # a bare plan (tests, bench); a job starts them before
     for position, stage in enumerate(stages):
-        env = {name: os.environ[name] for name in getattr(stage, "env_vars", ()) if name in os.environ}
+        env = {name: os.environ[name] for name in stage.env_vars if name in os.environ}
         ds = ds.map_batches(
             _StageActor,
             fn_constructor_kwargs={"stage": stage, "last": position == len(stages) - 1, "frames_to": frames_to,
@@ -202,6 +202,7 @@ def run_plan(tasks: Sequence[VideoTask], stages: Sequence[Stage], *,
                 yield pickle.loads(payload)
     finally:
         ray.kill(ledger)
+        close_services(started)
 
 
 # ---------------------------------------------------------------------------------------
@@ -232,20 +233,19 @@ def _result_of(row: dict) -> Any:
     return ChatResult(texts=[str(t) for t in row.get("texts") or []], **fields)
 
 
-def _vllm_pass(requests: Sequence[Any], cfg: Any) -> list[Any]:
-    """One ray.data.llm vLLM processor pass; n samples become n seeded rows, merged back."""
-    import ray.data
-
-    from synth.backends.vllm_backend import build_vllm_processor, merge_samples, split_samples
-
-    parts = [split_samples(req) for req in requests]
-    flat = [p for group in parts for p in group]
+def _processor_pass(requests: Sequence[Any], cfg: Any, engine: Any) -> list[Any]:
+    """One ray.data.llm processor pass (`engine`: the kind's processor module); n samples become
+    n seeded rows, merged back."""
     from functools import partial
 
-    from synth.backends.vllm_backend import request_dict_to_row
+    import ray.data
 
+    merge_samples = engine.merge_samples
+    parts = [engine.split_samples(req) for req in requests]
+    flat = [p for group in parts for p in group]
     # rows: {"request": pickled ChatRequest}; frames are fetched from the frame store on the workers
-    processor = build_vllm_processor(cfg, preprocess_row=partial(request_dict_to_row, fetch_frames=fetch_frames))
+    processor = engine.build_vllm_processor(cfg, preprocess_row=partial(engine.request_dict_to_row,
+                                                                         fetch_frames=fetch_frames))
     by_pos = {}
     for row in processor(ray.data.from_items(_pass_rows(flat))).iter_rows():
         result = _result_of(row)
@@ -265,7 +265,7 @@ def _missing(key: str) -> Any:
 
 
 def _backend_pass(requests: Sequence[Any], cfg: Any, res: Resources) -> list[Any]:
-    """One pass over an actor pool of `ModelBackend`s (kind openai / transformers)."""
+    """One pass over an actor pool of `ModelBackend`s (kinds with a per-call backend)."""
     import ray.data
 
     from synth.backends.udf import GenerateUDF
@@ -295,9 +295,12 @@ def replace_key(result: Any, key: str) -> Any:
 
 def answer_with_passes(rnd: Any, cfg: Any, replicas: int, echo: Callable[[str], None]) -> list[Any]:
     """Answer one round (`synth.rounds.Round`) with one Ray Data pass on the role's backend."""
+    from synth.backends.registry import kind_of
+
     start = time.perf_counter()
-    if cfg.kind == "vllm":
-        results = _vllm_pass(rnd.requests, cfg)
+    engine = kind_of(cfg).processor_module()
+    if engine is not None:
+        results = _processor_pass(rnd.requests, cfg, engine)
     else:
         results = _backend_pass(rnd.requests, cfg, cfg.pass_resources(replicas))
     failed = sum(not r.ok for r in results)
@@ -353,19 +356,19 @@ def check_pass_resources(stages: Sequence[Stage], *, remote: bool) -> None:
     """
     import ray
 
+    from synth.backends.registry import kind_of
+
     gpus = ray.cluster_resources().get("GPU", 0)
     for stage in stages:
-        for role, cfg in getattr(stage, "roles", {}).items():
-            if cfg.kind != "vllm":
+        for role, cfg in stage.roles.items():
+            kind = kind_of(cfg)
+            if kind.engine_gpus is None:
                 continue
-            from synth.backends.vllm_backend import build_vllm_processor_config
-
-            build_vllm_processor_config(cfg)  # the config is valid before any video is fetched
-            need = int(cfg.vllm.engine_kwargs.get("tensor_parallel_size", 1)) \
-                * int(cfg.vllm.engine_kwargs.get("pipeline_parallel_size", 1))
+            kind.processor_module().build_vllm_processor_config(cfg)  # valid before any video is fetched
+            need = kind.engine_gpus(cfg)
             if gpus >= need:
                 continue
-            msg = (f"{stage.name}.{role} kind=vllm needs {need} GPU(s) per engine; this Ray instance has "
+            msg = (f"{stage.name}.{role} kind={cfg.kind} needs {need} GPU(s) per engine; this Ray instance has "
                    f"{gpus:g}")
             if remote:
                 log.warning("%s; the passes will wait for GPU nodes to join", msg)
@@ -552,95 +555,26 @@ def nodes_sharing_dir(path: Any) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------
-# Shared fetch limiter: one named actor serves pipeline.acquire.limiter's core to every
-# fetch worker on every node. Stages that want it expose `limiter_spec()` and
-# `bind_limiter(limiter)`; they only ever see the Ray-free FetchLimiter protocol.
+# Cluster-wide services (pipeline.stage.Service): the fetch limiter, the near-duplicate
+# registry, whatever comes next. One named actor holds the Ray-free object; the stage gets a
+# picklable proxy and never sees Ray.
 
 
-class _FetchLimiterActor:
-    """Ray actor body: one LimiterCore; calls are serialised (one at a time), each a few µs."""
+class _ServiceActor:
+    """Ray actor body: one service object; calls are serialised (one at a time)."""
 
-    def __init__(self, spec: Any) -> None:
-        from pipeline.acquire.limiter import LimiterCore
+    def __init__(self, make: Callable[..., Any], args: tuple) -> None:
+        self.obj = make(*args)
 
-        self.core = LimiterCore(spec)
+    def ready(self) -> bool:
+        return True
 
     def call(self, method: str, *args: Any) -> Any:
-        return getattr(self.core, method)(*args)
+        return getattr(self.obj, method)(*args)
 
 
-class RayFetchLimiter:
-    """The FetchLimiter protocol over the named actor; picklable, so it travels inside the stage."""
-
-    def __init__(self, handle: Any, name: str) -> None:
-        self.handle, self.name = handle, name
-
-    def _call(self, method: str, *args: Any) -> Any:
-        import ray
-
-        return ray.get(self.handle.call.remote(method, *args))
-
-    def lease(self) -> Any:
-        return self._call("lease")
-
-    def take(self, lease: int, kind: str) -> Any:
-        return self._call("take", lease, kind)
-
-    def valid(self, lease: int) -> bool:
-        return self._call("valid", lease)
-
-    def report(self, lease: int, outcome: str, lane: str = "fetch") -> None:
-        self._call("report", lease, outcome, lane)
-
-    def release(self, lease: int) -> None:
-        self._call("release", lease)
-
-    def mark(self) -> int:
-        return self._call("mark")
-
-    def stats(self, since: int | None = None) -> dict:
-        return self._call("stats", since)
-
-
-def shared_fetch_limiter(spec: Any) -> RayFetchLimiter:
-    """The cluster's limiter for `spec`: created on first use, found by name afterwards.
-
-    Named by the spec's hash in namespace `curate`, so runs with the same identities and
-    budgets share it, also from other drivers while the first one lives (it is owned by the
-    driver that created it and ends with it). It needs no CPU of its own.
-    """
-    import ray
-
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    name = f"curate-fetch-limiter-{spec.key}"
-    # on the driver's node (its loss ends the run anyway); restarted, with fresh budgets, if it dies
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    actor = ray.remote(_FetchLimiterActor).options(
-        name=name, namespace="curate", get_if_exists=True, num_cpus=0, max_restarts=-1, max_task_retries=-1,
-        scheduling_strategy=here)
-    return RayFetchLimiter(actor.remote(spec), name)
-
-
-def bind_shared_limiters(stages: Sequence[Stage]) -> None:
-    """Hand every stage that declares a limiter spec the cluster-wide limiter for it."""
-    for stage in leaves(stages):
-        spec_of = getattr(stage, "limiter_spec", None)
-        if callable(spec_of) and hasattr(stage, "bind_limiter"):
-            limiter = getattr(stage, "limiter", None)
-            if isinstance(limiter, RayFetchLimiter):
-                continue  # bound by an earlier wave of this run
-            stage.bind_limiter(shared_fetch_limiter(spec_of()))
-
-
-# ---------------------------------------------------------------------------------------
-# the shared near-duplicate registry: one named actor that every dedupe replica asks, so two
-# copies of a video on two workers are decided in one place (pipeline/filter/index.py holds
-# the Ray-free protocol, the in-process registry that the actor runs, and why)
-
-
-class RegistryProxy:
-    """A picklable `DuplicateRegistry` that forwards each call to the named registry actor."""
+class ServiceProxy:
+    """A picklable stand-in for a service object: every method call runs in its named actor."""
 
     def __init__(self, name: str, namespace: str | None) -> None:
         self.name, self.namespace = name, namespace
@@ -652,49 +586,76 @@ class RegistryProxy:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["name"], state["namespace"])
 
-    def _actor(self):
+    def _actor(self) -> Any:
         import ray
 
         if self._handle is None:
             self._handle = ray.get_actor(self.name, namespace=self.namespace)
         return self._handle
 
-    def claim(self, video_id: str, query: Any, signature: Any) -> Any:
-        import ray
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        if method.startswith("_"):
+            raise AttributeError(method)
 
-        return ray.get(self._actor().claim.remote(video_id, query, signature))
+        def call(*args: Any) -> Any:
+            import ray
 
-    def release(self, video_id: str) -> None:
-        import ray
+            return ray.get(self._actor().call.remote(method, *args))
 
-        ray.get(self._actor().release.remote(video_id))
-
-    def size(self) -> int:
-        import ray
-
-        return ray.get(self._actor().size.remote())
+        return call
 
     def close(self) -> None:
-        """End the actor (its claims are this run's only; the committed rows persist)."""
+        """End the actor (a run's own service: its state was this run's only)."""
         import ray
 
-        if self._handle is not None:
-            ray.kill(self._handle)
-            self._handle = None
+        ray.kill(self._actor())
+        self._handle = None
 
 
-def shared_registry(cfg: Any, committed: Sequence[Any], name: str) -> RegistryProxy:
-    """Start the named registry actor seeded with `committed` signatures; return its proxy."""
+def start_service(service: Service) -> ServiceProxy:
+    """Start (or, shared, find) the named actor of `service` on the driver's node; its proxy.
+
+    A shared service is named as asked in namespace `curate`, so runs asking for the same one
+    use it, also from other drivers while its owner lives; it needs no CPU and is restarted,
+    fresh, if it dies. A run's own service gets a unique name and ends with `close_services`.
+    """
+    import uuid
+
     import ray
-
-    from pipeline.filter.index import LocalRegistry
-
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    actor_cls = ray.remote(num_cpus=0, max_concurrency=1)(LocalRegistry)
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)  # the driver's node
-    handle = actor_cls.options(name=name, scheduling_strategy=here).remote(cfg, list(committed))
-    ray.get(handle.size.remote())  # fail here, not in a worker, if it cannot start
-    proxy = RegistryProxy(name, ray.get_runtime_context().namespace)
+    body = ray.remote(_ServiceActor)
+    if service.shared:
+        name, namespace = service.name, "curate"
+        handle = body.options(name=name, namespace=namespace, get_if_exists=True, num_cpus=0, max_restarts=-1,
+                              max_task_retries=-1, scheduling_strategy=here).remote(service.make, service.args)
+    else:
+        name, namespace = f"{service.name}-{uuid.uuid4().hex[:8]}", ray.get_runtime_context().namespace
+        handle = body.options(name=name, num_cpus=0, scheduling_strategy=here).remote(service.make, service.args)
+    ray.get(handle.ready.remote())  # fail here, not in a worker, if it cannot start
+    proxy = ServiceProxy(name, namespace)
     proxy._handle = handle
     return proxy
+
+
+def start_services(stages: Sequence[Stage], dataset: Any = None) -> list[tuple[Stage, Service, ServiceProxy]]:
+    """Start every service the stages still need and bind them; what was started (for `close_services`)."""
+    started = []
+    for stage in leaves(stages):
+        for service in stage.services(dataset):
+            proxy = start_service(service)
+            stage.bind(service.name, proxy)
+            started.append((stage, service, proxy))
+    return started
+
+
+def close_services(started: Sequence[tuple[Stage, Service, ServiceProxy]]) -> None:
+    """End the run's own services and unbind their stages; shared ones live on."""
+    for stage, service, proxy in started:
+        if not service.shared:
+            try:
+                proxy.close()
+            except Exception:  # noqa: BLE001 - already gone with its node
+                pass
+            stage.bind(service.name, None)

@@ -61,13 +61,13 @@ class SynthConfig(Section):
         return self
 
     def execution_mode(self, verifier: BackendConfig | None) -> str:
-        """'actors' or 'passes' for this teacher and verifier; kind=vllm needs passes."""
-        kinds = {b.kind for b in (self.teacher, verifier) if b is not None}
-        if self.execution == "actors" and "vllm" in kinds:
-            raise ValueError("synth.execution=actors: kind=vllm backends run only as Ray Data passes "
+        """'actors' or 'passes' for this teacher and verifier; an engine kind (vllm) needs passes."""
+        engines = sorted({b.kind for b in (self.teacher, verifier) if b is not None and b.needs_passes()})
+        if self.execution == "actors" and engines:
+            raise ValueError(f"synth.execution=actors: kind={engines[0]} backends run only as Ray Data passes "
                              "(synth.execution=passes or auto)")
         if self.execution == "auto":
-            return "passes" if "vllm" in kinds else "actors"
+            return "passes" if engines else "actors"
         return self.execution
 
 

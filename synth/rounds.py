@@ -195,6 +195,7 @@ class ModelStage(Memoized, Stage):
     (tests inject backends). `process_batch` runs every round in this process.
     """
 
+    runs_rounds = True
     roles: dict[str, BackendConfig]
     factories: dict[str, Callable[[], ModelBackend]]
 

@@ -32,6 +32,8 @@ class SynthesizeStage(ModelStage):
 
     name = "synthesize"
     version = "1"
+    reads = frozenset({"frames", "subtitles", "scenes", "duration_s"})
+    writes = frozenset({"synthesis", "captions", "cost"})
 
     def __init__(self, cfg: SynthConfig, backend_factory: Callable[[], ModelBackend] | None = None) -> None:
         if cfg.teacher is None:

@@ -55,6 +55,8 @@ class VerifyStage(ModelStage):
 
     name = "verify"
     version = "1"
+    reads = frozenset({"synthesis", "frames"})
+    writes = frozenset({"synthesis", "verify_cost"})
 
     def __init__(self, cfg: VerifyConfig, teacher: BackendConfig | None = None,
                  verifier_factory: Callable[[], ModelBackend] | None = None,

@@ -44,6 +44,8 @@ SPECIAL: dict[str, Any] = {
     "fetch.rate_limit": "2M",
     "fetch.proxy": "socks5://127.0.0.1:1080",
     "verify.judge": "token_f1",
+    "synth.teacher.kind": "transformers",  # kinds: synth/backends/registry.py
+    "verify.verifier.kind": "openai",
 }
 
 

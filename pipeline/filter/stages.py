@@ -6,14 +6,15 @@ measured; every reject reason they give is permanent (the video will not change)
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
 from pipeline.filter.config import DecontaminateConfig, DedupeConfig, FilterConfig
 from pipeline.filter.fingerprint import Query, Signature, SignatureIndex, read_fingerprints
-from pipeline.filter.index import DuplicateRegistry, LocalRegistry
+from pipeline.filter.index import DuplicateRegistry, LocalRegistry, committed_signatures
 from pipeline.records import ContentSignals, Reason, VideoTask
-from pipeline.stage import Resources, Stage
+from pipeline.stage import Resources, Service, Stage
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class FilterStage(Stage):
     name = "filter"
     version = "1"
     resources = Resources(cpus=0.05, concurrency=1, batch_size=16)  # bookkeeping only
+    reads = frozenset({"signals"})
 
     def __init__(self, cfg: FilterConfig | None = None):
         self.cfg = cfg or FilterConfig()
@@ -71,7 +73,8 @@ class DedupeStage(Stage):
     name = "dedupe"
     version = "1"
     resources = Resources(cpus=0.1, concurrency=(1, 4), batch_size=1)
-    uses_registry = True
+    reads = frozenset({"hash_track", "signals", "duration_s"})
+    writes = frozenset({"hash_track"})  # consumed: the dense track is not kept
 
     def __init__(self, dedupe: DedupeConfig | None = None, decontaminate: DecontaminateConfig | None = None,
                  registry: DuplicateRegistry | None = None):
@@ -82,6 +85,26 @@ class DedupeStage(Stage):
 
     def sections(self) -> dict[str, DedupeConfig | DecontaminateConfig]:
         return {"dedupe": self.dedupe, "decontaminate": self.decontaminate}
+
+    def services(self, dataset=None) -> list[Service]:
+        """One registry for the run, seeded with the signatures of the dataset's committed
+        accepted videos (pipeline/filter/index.py says why the check runs there)."""
+        if not self.dedupe.enabled or self.registry is not None:
+            return []
+        t0 = time.perf_counter()
+        committed = committed_signatures(dataset) if dataset is not None else []
+        return [Service("curate-dedupe", LocalRegistry, (self.dedupe.match, committed),
+                        note=f"near-duplicate index: {len(committed)} committed signatures read in "
+                             f"{time.perf_counter() - t0:.2f} s")]
+
+    def bind(self, name: str, proxy) -> None:
+        self.registry = proxy
+
+    def settle(self, task: VideoTask) -> None:
+        """A video this stage let through that ended rejected later: its claim will not be committed."""
+        if (self.registry is not None and task.rejected and task.reject_stage != self.name
+                and any(t.stage == self.name for t in task.stage_timings)):
+            self.registry.release(task.video_id)
 
     def setup(self) -> None:
         self.benchmarks()

@@ -48,6 +48,8 @@ class SelectStage(Stage):
     name = "select"
     version = "1"
     resources = Resources(cpus=0.05, concurrency=1, batch_size=16)  # bookkeeping only
+    reads = frozenset({"duration_s", "scenes", "frames"})
+    writes = frozenset({"scenes", "frames"})
 
     def __init__(self, cfg: SelectConfig | None = None):
         self.cfg = cfg or SelectConfig()

@@ -137,6 +137,9 @@ class SegmentStage(Stage):
 
     name = "segment"
     version = "2"  # 2: confirmed cut detector by default, cut scores, content signals
+    reads = frozenset({"video_path"})
+    writes = frozenset({"scenes", "frames", "signals", "hash_track", "width", "height", "fps", "frame_count",
+                        "duration_s", "rotation", "codec"})
 
     def __init__(self, cfg: SegmentConfig | None = None, resources: Resources | None = None,
                  cache_dir: str | Path | None = None):
