@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.acquire.config import Section
+from pipeline.section import Section
 from synth.backends.config import BackendConfig
 
 

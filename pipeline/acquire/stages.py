@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from pipeline.acquire import youtube
-from pipeline.acquire.classify import classify_error
+from pipeline.classify import classify_error
 from pipeline.acquire.config import FetchConfig, IdentityConfig
 from pipeline.acquire.cookies import private_copy
 from pipeline.acquire.ids import safe_id
