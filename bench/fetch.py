@@ -61,7 +61,8 @@ def pipeline_fetch(srv: MediaServer, ids: list[str], cache: Path, workers: int) 
 
 def ray_limiter_round_trip(calls: int) -> float:
     """Seconds per take() through the runner's named limiter actor on a local Ray."""
-    from pipeline.runner import init_ray, start_services
+    from pipeline.runner import init_ray
+    from pipeline.services import start_services
 
     init_ray(None, num_cpus=2)
     stage = FetchStage(FetchConfig(limits=UNLIMITED))

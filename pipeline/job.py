@@ -230,7 +230,8 @@ def execute(cfg: JobConfig, tasks: Sequence[VideoTask], stages: Sequence[Stage],
     """Stream tasks through the stages: all in actors, or model rounds as passes per wave."""
     import os
 
-    from pipeline.runner import check_pass_resources, run_plan, run_waves
+    from pipeline.passes import check_pass_resources, run_waves
+    from pipeline.runner import run_plan
 
     mode = cfg.synth.execution_mode(cfg.verify.verifier)
     split = next((i for i, s in enumerate(stages) if s.runs_rounds), len(stages))
@@ -283,7 +284,8 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
             stage_factory: StageFactory, force: bool = False, progress: bool = True,
             echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> RunSummary:
     """Run `cfg` into the dataset at `out`; safe to re-run after any crash."""
-    from pipeline.runner import close_services, init_ray, start_services
+    from pipeline.runner import init_ray
+    from pipeline.services import close_services, start_services
 
     started = time.perf_counter()
     run_id = new_run_id()

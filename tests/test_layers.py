@@ -7,7 +7,6 @@ them; the orchestration (config, plan, job, runner, plan/check/report, CLI) on e
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -17,7 +16,8 @@ LAYERS = [
     ["pipeline.store", "pipeline.demo"],
     ["pipeline.acquire"], ["pipeline.segment"], ["pipeline.filter"], ["synth.backends"], ["synth"],
     ["pipeline.config", "pipeline.card", "pipeline.report", "pipeline.export", "pipeline.check"],
-    ["pipeline.plan", "pipeline.runner"], ["pipeline.job"], ["pipeline.dryrun"], ["pipeline.cli"],
+    ["pipeline.plan", "pipeline.services", "pipeline.frame_keepers"], ["pipeline.runner"], ["pipeline.passes"],
+    ["pipeline.job"], ["pipeline.dryrun"], ["pipeline.cli"],
 ]
 # within the core, stage and keys name each other (lazily, inside functions): one unit
 SAME = {frozenset({"pipeline.stage", "pipeline.keys"})}
