@@ -13,34 +13,15 @@ import numpy as np
 from pipeline.filter.config import DecontaminateConfig, DedupeConfig, FilterConfig
 from pipeline.filter.fingerprint import Query, Signature, SignatureIndex, read_fingerprints
 from pipeline.filter.index import DuplicateRegistry, LocalRegistry, committed_signatures
-from pipeline.records import ContentSignals, Reason, VideoTask
+from pipeline.filter.rules import decide
+from pipeline.records import Reason, VideoTask
 from pipeline.stage import Resources, Service, Stage
 
 log = logging.getLogger(__name__)
 
 
-def filter_reason(signals: ContentSignals, cfg: FilterConfig) -> tuple[Reason, str] | None:
-    """The first filter `signals` fail, with the measured value and the bound; None = keep.
-    The more specific reasons come first (a black screen is also still; slides are too)."""
-    s = signals
-    if cfg.mostly_black is not None and s.blank_share >= cfg.mostly_black:
-        return Reason.mostly_black, f"blank_share {s.blank_share:.3f} >= {cfg.mostly_black:g} (black or uniform frames)"
-    if cfg.slideshow is not None and s.text_score >= cfg.slideshow:
-        return Reason.slideshow, f"text_score {s.text_score:.3f} >= {cfg.slideshow:g} (slides / text screens)"
-    if cfg.static_video is not None and s.static_share >= cfg.static_video:
-        return Reason.static_video, f"static_share {s.static_share:.3f} >= {cfg.static_video:g}"
-    if cfg.low_motion is not None and s.motion < cfg.low_motion:
-        return Reason.low_motion, f"motion {s.motion:.3f} < {cfg.low_motion:g}"
-    if cfg.letterboxed is not None:
-        bars = 1.0 - (1.0 - s.letterbox) * (1.0 - s.pillarbox)
-        if bars >= cfg.letterboxed:
-            return Reason.letterboxed, (f"black bars cover {bars:.3f} of the frame >= {cfg.letterboxed:g} "
-                                        f"(letterbox {s.letterbox:.3f}, pillarbox {s.pillarbox:.3f})")
-    return None
-
-
 class FilterStage(Stage):
-    """Rejects videos whose content signals fail a configured bound (see `filter_reason`)."""
+    """Rejects videos whose content signals fail a configured bound (the rules of pipeline/filter/rules.py)."""
 
     name = "filter"
     version = "1"
@@ -56,9 +37,9 @@ class FilterStage(Stage):
     def process(self, task: VideoTask) -> VideoTask:
         if task.rejected or task.signals is None:
             return task
-        failed = filter_reason(task.signals, self.cfg)
-        if failed is not None:
-            task.reject(failed[0], failed[1], stage=self.name)
+        decision = decide(task.signals, self.cfg.model_dump())
+        if not decision.keep:
+            task.reject(decision.reason, decision.message, stage=self.name)
         return task
 
 
