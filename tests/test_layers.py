@@ -39,7 +39,7 @@ def back_arrows() -> list[tuple[str, str]]:
     for pkg in ("pipeline", "synth"):
         for path in (REPO / pkg).rglob("*.py"):
             module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-            if module == "pipeline" or module.endswith("acquire.classify"):  # package root; the moved-module shim
+            if module == "pipeline":
                 continue
             src = _unit(module)
             for node in ast.walk(ast.parse(path.read_text())):
