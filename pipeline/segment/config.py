@@ -5,11 +5,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.acquire.config import Section
+from pipeline.section import Section
 
 
 class SegmentConfig(Section):
     """Scene detection and frame sampling, done in one decoding pass."""
+
+    # the decoder's threading changes the cost, never the frames or the cuts (bench/segment.py)
+    execution_only = frozenset({"decoder_threads", "thread_type"})
 
     # detection
     detector: Literal["confirmed", "content", "adaptive", "histogram", "hash"] = Field(

@@ -135,6 +135,9 @@ class SegmentStage(Stage):
 
     name = "segment"
     version = "3"  # 2: confirmed cut detector by default, cut scores, content signals; 3: decode damage on the row
+    reads = frozenset({"video_path"})
+    writes = frozenset({"scenes", "frames", "signals", "hash_track", "width", "height", "fps", "frame_count",
+                        "duration_s", "rotation", "codec", "decode_errors", "lost_frames"})
 
     def __init__(self, cfg: SegmentConfig | None = None, resources: Resources | None = None,
                  cache_dir: str | Path | None = None):
@@ -146,11 +149,8 @@ class SegmentStage(Stage):
         # with the cluster (min 1 so a 2-core box runs it)
         self.resources = resources or Resources(cpus=1.0, concurrency=(1, 64))
 
-    def key_parts(self) -> dict[str, str]:
-        from pipeline.keys import config_digest
-
-        # the decoder's threading changes the cost, never the frames or the cuts (bench/segment.py)
-        return {"version": self.version, "config": config_digest(self.cfg, exclude=("decoder_threads", "thread_type"))}
+    def sections(self) -> dict[str, SegmentConfig]:
+        return {"segment": self.cfg}
 
     def process(self, task: VideoTask) -> VideoTask:
         if task.rejected:
