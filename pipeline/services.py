@@ -65,8 +65,14 @@ def start_service(service: Service) -> ServiceProxy:
     """Start (or, shared, find) the named actor of `service` on the driver's node; its proxy.
 
     A shared service is named as asked in namespace `curate`, so runs asking for the same one
-    use it, also from other drivers while its owner lives; it needs no CPU and is restarted,
-    fresh, if it dies. A run's own service gets a unique name and ends with `close_services`.
+    use it, also from other drivers while its owner lives. A run's own service gets a unique
+    name and ends with `close_services`. Both need no CPU and both are restarted if their
+    worker dies (Ray's memory monitor on a busy node, a worker that could not start in time;
+    the run's registry was the one actor the job waited on outside the plan's error handling,
+    the likeliest source of the suite's ActorDiedError errors): the object is rebuilt from its
+    arguments and the calls in flight are retried. A rebuilt registry is seeded again from the
+    committed signatures; the claims of the run so far are lost with it, so a copy may pass
+    once in the rare run whose registry died, rather than the whole run failing.
     """
     import uuid
 
@@ -81,7 +87,8 @@ def start_service(service: Service) -> ServiceProxy:
                               max_task_retries=-1, scheduling_strategy=here).remote(service.make, service.args)
     else:
         name, namespace = f"{service.name}-{uuid.uuid4().hex[:8]}", ray.get_runtime_context().namespace
-        handle = body.options(name=name, num_cpus=0, scheduling_strategy=here).remote(service.make, service.args)
+        handle = body.options(name=name, num_cpus=0, max_restarts=-1, max_task_retries=-1,
+                              scheduling_strategy=here).remote(service.make, service.args)
     ray.get(handle.ready.remote())  # fail here, not in a worker, if it cannot start
     proxy = ServiceProxy(name, namespace)
     proxy._handle = handle
