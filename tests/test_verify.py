@@ -163,13 +163,22 @@ def _verified_job(tmp_path: Path, server, extra: tuple[str, ...] = (), echo=lamb
     return run_job(cfg, str(out), ingest=ingest, stage_factory=build_stages, progress=False, echo=echo), out
 
 
-def test_passes_reach_the_same_decisions_as_actors(ray_local, tmp_path):
+@pytest.fixture(scope="module")
+def actors_run(ray_local, tmp_path_factory):
+    """One verified job in actors mode, read by the tests that only read it; its scripted server
+    stays up for the module, so the passes run below is asked the same questions."""
+    tmp = tmp_path_factory.mktemp("verified")
+    with TeacherAndVerifier() as server:
+        summary, out = _verified_job(tmp / "actors", server, media=tmp / "media")
+        yield summary, out, tmp, server
+
+
+def test_passes_reach_the_same_decisions_as_actors(actors_run):
     """Every model round as one Ray Data pass per wave: same items, same verdicts as in actors."""
     said: list[str] = []
-    with TeacherAndVerifier() as server:
-        actors, _ = _verified_job(tmp_path / "actors", server, media=tmp_path / "media")
-        passes, out = _verified_job(tmp_path / "passes", server, ("synth.execution=passes", "synth.wave_videos=1"),
-                                    said.append, media=tmp_path / "media")
+    actors, _, tmp, server = actors_run
+    passes, out = _verified_job(tmp / "passes", server, ("synth.execution=passes", "synth.wave_videos=1"),
+                                said.append, media=tmp / "media")
     for run in (actors, passes):  # a request lost to load would change a verdict, not the code
         assert all(c.get("failed_requests", 0) == 0 for c in (run.cost, run.verify_cost)), run.cost_report()
     assert passes.decisions == actors.decisions and sum(passes.decisions.values()) > 0
@@ -182,9 +191,8 @@ def test_passes_reach_the_same_decisions_as_actors(ray_local, tmp_path):
     assert passes.cost_report()["verifier"]["total"]["requests"] == actors.cost_report()["verifier"]["total"]["requests"]
 
 
-def test_end_to_end_verified_dataset_and_exports(ray_local, tmp_path):
-    with TeacherAndVerifier() as server:
-        summary, out = _verified_job(tmp_path, server)
+def test_end_to_end_verified_dataset_and_exports(actors_run, tmp_path):
+    summary, out, media_parent, _ = actors_run
     assert summary.status["accepted"] == 2 and sum(summary.decisions.values()) > 0
     loaded = {c: datasets.load_dataset(str(out), c, split="train") for c in ("sft", "rl", "distill")}
     for config, ds in loaded.items():
@@ -195,7 +203,7 @@ def test_end_to_end_verified_dataset_and_exports(ray_local, tmp_path):
     assert sum(q["decisions"].values()) == len(loaded["sft"]) and set(q["decisions"]) <= {"keep", "hard"}
     assert q["mean_pass_rate_by_format"] and all(0 <= v <= 1 for v in q["mean_pass_rate_by_format"].values())
     curate = str(Path(sys.executable).parent / "curate")
-    media_root = str(tmp_path)
+    media_root = str(media_parent)
     xt = subprocess.run([curate, "export", "xtuner", str(out), str(tmp_path / "xt"), "--media-root", media_root],
                         capture_output=True, text=True, timeout=120)
     assert xt.returncode == 0, xt.stderr
