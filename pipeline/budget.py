@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from typing import Any, Iterable, Protocol
 
 # the fork's `internvideo` template (xtuner/v1/data_proto/templates)
@@ -213,12 +214,25 @@ def count_xtuner(messages: list[dict], s: XtunerSettings, text: TextCounter | No
     except ValueError as exc:
         return Count(0, 0, 0, 0, 0, 0.0, 0.0, error=f"the trainer's resize refuses it: {exc}")
     times = [i / facts.fps for i in indices]
-    stamps = [(times[i] + times[i + 1]) / 2 for i in range(0, len(times), 2)]
-    # the video pads are counted exactly; everything else through the text counter
-    pad = "".join(f"<{t:.1f} seconds>{VISION_START}{VISION_END}" for t in stamps)
-    pad = ("Video 1: " if s.add_vision_id else "") + pad
-    total = vtokens + text(_render_xtuner(messages, [pad]))
+    if isinstance(text, ByteBound):  # additive: the video's text is counted once per video and settings
+        total = vtokens + _pad_bytes(facts, s) + text(_render_xtuner(messages, [""]))
+    else:
+        total = vtokens + text(_render_xtuner(messages, [_video_text(times, s)]))
     return Count(len(indices), w, h, vtokens, total, times[0], times[-1])
+
+
+def _video_text(times: list[float], s: XtunerSettings) -> str:
+    """What the fork writes for the video besides its pads: "Video 1: " and, per temporal patch, the
+    mean time of its frames and the vision start/end tokens (the pads are counted exactly apart)."""
+    stamps = [(times[i] + times[i + 1]) / 2 for i in range(0, len(times), 2)]
+    pad = "".join(f"<{t:.1f} seconds>{VISION_START}{VISION_END}" for t in stamps)
+    return ("Video 1: " if s.add_vision_id else "") + pad
+
+
+@lru_cache(maxsize=4096)
+def _pad_bytes(facts: VideoFacts, s: XtunerSettings) -> int:
+    indices = xtuner_frame_indices(facts.frames, facts.fps, s.fps, s.video_min_frames, s.video_max_frames)
+    return ByteBound()(_video_text([i / facts.fps for i in indices], s))
 
 
 def fit_xtuner(samples: list[list[dict]], base: XtunerSettings, cap: int,
@@ -377,3 +391,39 @@ def distribution(values: Iterable[int]) -> dict[str, int]:
 
 def settings_dict(s: Any) -> dict[str, Any]:
     return asdict(s)
+
+
+def xtuner_token_report(groups: dict[str, list[list[dict]]], cap: int = XtunerSettings().max_length,
+                        base: XtunerSettings = XtunerSettings(), text: TextCounter | None = None) -> dict[str, Any]:
+    """Tokens per sample as InternVideo3's trainer counts them: with the settings `curate export xtuner`
+    writes (one fit per meta.json dataset) and, for comparison, with the config's defaults (no budget)."""
+    text = text or ByteBound()
+    naive, fitted, frames, sizes = [], [], [], []
+    for samples in groups.values():
+        naive += [count_xtuner(m, base, text) for m in samples]
+        _, counts = fit_xtuner(samples, base, cap, text)
+        fitted += counts
+    for c in fitted:
+        if not c.over(cap):
+            frames.append(c.frames)
+            sizes.append(c.width * c.height)
+    if not fitted:
+        return {}
+    small = min((c for c in fitted if not c.over(cap)), key=lambda c: c.width * c.height, default=None)
+    return {"cap": cap, "text": "exact" if getattr(text, "exact", False) else "upper bound (UTF-8 bytes)",
+            "exported": distribution(c.total_tokens for c in fitted),
+            "exported_over_cap": sum(c.over(cap) for c in fitted),
+            "unbudgeted": distribution(c.total_tokens for c in naive if c.error is None),
+            "unbudgeted_over_cap": sum(c.over(cap) for c in naive),
+            "frames": {"min": min(frames), "max": max(frames)} if frames else {},
+            "smallest_frame_wh": [small.width, small.height] if small else []}
+
+
+def render_token_report(r: dict[str, Any]) -> str:
+    """One line for summaries: the exported distribution and what the unbudgeted settings would lose."""
+    if not r:
+        return ""
+    e, n = r["exported"], r["unbudgeted"]
+    return (f"tokens per sample (xtuner long config, cap {r['cap']}, text {r['text']}): exported median {e['median']}, "
+            f"p95 {e['p95']}, max {e['max']}, over the cap {r['exported_over_cap']}; without the export's budget "
+            f"max {n.get('max', 0)}, over the cap {r['unbudgeted_over_cap']} (the trainer would drop them)")

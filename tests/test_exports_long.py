@@ -1,0 +1,133 @@
+"""Recipe-length and hour-long videos export as samples that train (issue 21).
+
+Fixtures: 16-min and 60-min videos at 360p and 720p (flat colour at 2.5 fps: cheap to encode, and
+the trainer still samples its 2048 frames from each). The xtuner, Qwen-VL, LLaMA-Factory and verl
+exports must keep every sample within its cap, and `curate check` counts the export the trainer's
+way. The fork itself is not installable; its counting is pinned by tests/test_budget.py.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import imageio_ffmpeg
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.budget import XtunerSettings, count_xtuner
+from pipeline.check import check_dataset
+from pipeline.export import export_verl, export_xtuner
+from pipeline.export_qwen import export_llamafactory, export_qwen
+from pipeline.records import Synthesis, VideoTask, video_row
+from pipeline.store import DatasetStore
+from synth.config import VerifyPolicy
+from synth.evaluator import format_span, grounding_question
+from synth.items import QAItem
+from synth.publish import publish_rows
+from tests.helpers import PROV
+
+CAP = 262_144
+FPS = 2.5
+LONG = {"m16_360": (16 * 60, 640, 360), "m16_720": (16 * 60, 1280, 720),
+        "m60_360": (60 * 60, 640, 360), "m60_720": (60 * 60, 1280, 720)}
+
+
+def _encode(path, seconds: int, w: int, h: int) -> None:
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"color=c=0x336699:s={w}x{h}:r={FPS}:d={seconds}", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-crf", "51", "-g", "600", "-pix_fmt", "yuv420p", str(path)], check=True)
+
+
+def _task(video_id: str, path: str, seconds: int, w: int, h: int, index: int) -> VideoTask:
+    task = VideoTask(video_id, video_id, "local", index, video_path=path, width=w, height=h, fps=FPS,
+                     frame_count=int(seconds * FPS), duration_s=float(seconds), codec="h264").accept()
+    items = [QAItem("spatio_temporal", "temporal_localization", "grounding",
+                    grounding_question(seconds, "a blue screen"), format_span(60.0, 120.0), 60.0, 120.0,
+                    source="composed", verifiable=True),
+             QAItem("perception", "object_description", "multiple_choice", "What colour is the screen?", "blue",
+                    0.0, 30.0, options=["red", "blue", "green", "white"]),
+             QAItem("holistic", "summary", "description", "Describe this video in detail.",
+                    "A flat blue screen. " * 200, 0.0, float(seconds))]
+    for i, item in enumerate(items):
+        item.index = i
+    task.synthesis = Synthesis(teacher="teacher-x", items=items)
+    return task
+
+
+@pytest.fixture(scope="module")
+def long_dataset(tmp_path_factory):
+    media = tmp_path_factory.mktemp("long_media")
+    out = str(tmp_path_factory.mktemp("long_ds") / "ds")
+    store = DatasetStore(out)
+    store.init()
+    rows: dict[str, list] = {"videos": [], "sft": [], "rl": []}
+    for index, (vid, (seconds, w, h)) in enumerate(LONG.items()):
+        path = media / f"{vid}.mp4"
+        _encode(path, seconds, w, h)
+        task = _task(f"{vid}_aaaa"[:11], str(path), seconds, w, h, index)
+        published = publish_rows(task, VerifyPolicy())
+        rows["videos"].append({**video_row(task), "stage_keys": [{"stage": "fetch", "part": "version", "value": "1"}]})
+        rows["sft"] += published["sft"]
+        rows["rl"] += published["rl"]
+    store.commit("r1-000000", rows, provenance=PROV)
+    return out
+
+
+def test_without_a_budget_the_trainer_would_drop_them(long_dataset):
+    rows = DatasetStore(long_dataset).read_table("sft").to_pylist()
+    over = [r["id"] for r in rows if count_xtuner(r["messages"], XtunerSettings()).over(CAP)]
+    assert len(rows) == 12 and len(over) == 12  # 2048 frames of 640x360 alone are 306,176 tokens
+
+
+def test_xtuner_export_keeps_every_sample_under_the_cap_with_all_its_frames(long_dataset, tmp_path):
+    dest = tmp_path / "xtuner"
+    report = export_xtuner(long_dataset, dest)
+    assert report.rejected == 0 and sum(report.written.values()) == 12
+    tokens = [json.loads(line) for line in open(dest / "tokens.jsonl")]
+    assert len(tokens) == 12 and max(t["tokens"] for t in tokens) <= CAP
+    assert {t["frames"] for t in tokens} == {2048}  # the whole hour stays sampled at the same rate
+    assert min(t["tokens"] for t in tokens) > 0.85 * CAP  # the budget is used, not wasted
+    print("\n" + "\n".join(f"{t['id']}: {t['frames']} frames of {t['frame_wh'][0]}x{t['frame_wh'][1]}, "
+                           f"{t['tokens']} tokens" for t in tokens))
+    meta = json.loads(open(dest / "meta.json").read())
+    for entry in meta.values():  # what the fork's config reads per dataset
+        assert entry["fps"] == 4 and entry["video_max_frames"] == 2048
+        assert entry["video_max_total_pixels"] < XtunerSettings().video_max_total_pixels
+    # counted again from the files the trainer reads, under the settings it reads: 0 over the cap
+    check = check_dataset(long_dataset, decode=False, xtuner=str(dest))
+    assert check.checked["token_budget"] == 12 and check.violations["token_budget"] == 0
+
+
+def test_check_fails_an_export_without_the_budget(long_dataset, tmp_path):
+    dest = tmp_path / "xtuner"
+    export_xtuner(long_dataset, dest)
+    meta = json.loads(open(dest / "meta.json").read())
+    for entry in meta.values():
+        entry.pop("video_max_total_pixels")  # the trainer falls back to its config's default
+    (dest / "meta.json").write_text(json.dumps(meta))
+    check = check_dataset(long_dataset, decode=False, xtuner=str(dest))
+    assert check.violations["token_budget"] == 12
+
+
+def test_qwen_and_llamafactory_exports_fit_the_same_cap(long_dataset, tmp_path):
+    q = export_qwen(long_dataset, tmp_path / "qwen", max_tokens=CAP)
+    assert q.written == 12 and not q.rejected and max(t["tokens"] for t in q.tokens) <= CAP
+    line = json.loads(open(tmp_path / "qwen" / "qwen.jsonl").readline())
+    video = line["messages"][0]["content"][0]
+    assert video["type"] == "video" and set(video) >= {"video", "fps", "max_frames", "max_pixels", "total_pixels"}
+    lf = export_llamafactory(long_dataset, tmp_path / "lf", max_tokens=32768, max_frames=256)
+    assert lf.written == 12 and max(t["tokens"] for t in lf.tokens) <= 32768
+    args = (tmp_path / "lf" / "llamafactory_args.yaml").read_text()
+    assert "video_max_pixels" in args and "cutoff_len: 32768" in args
+    info = json.loads((tmp_path / "lf" / "dataset_info.json").read_text())
+    assert info["longvideo"]["formatting"] == "sharegpt"
+
+
+def test_verl_entries_carry_limits_within_max_prompt_length(long_dataset, tmp_path):
+    n = export_verl(long_dataset, tmp_path / "verl", max_prompt_length=16384)
+    videos = pq.read_table(tmp_path / "verl" / "train.parquet").column("videos").to_pylist()
+    assert n == 8 and all(v[0]["max_frames"] == 128 and v[0]["max_pixels"] for v in videos)
+    check = check_dataset(long_dataset, decode=False, verl=str(tmp_path / "verl"), max_prompt_length=16384)
+    assert check.checked["verl_prompt"] == 8 and check.violations["verl_prompt"] == 0
+    strict = check_dataset(long_dataset, decode=False, verl=str(tmp_path / "verl"), max_prompt_length=4096)
+    assert strict.violations["verl_prompt"] == 8
