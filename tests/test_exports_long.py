@@ -8,9 +8,7 @@ way. The fork itself is not installable; its counting is pinned by tests/test_bu
 from __future__ import annotations
 
 import json
-import subprocess
 
-import imageio_ffmpeg
 import pyarrow.parquet as pq
 import pytest
 
@@ -18,59 +16,18 @@ from pipeline.budget import XtunerSettings, count_xtuner
 from pipeline.check import check_dataset
 from pipeline.export import export_verl, export_xtuner
 from pipeline.export_qwen import export_llamafactory, export_qwen
-from pipeline.records import Synthesis, VideoTask, video_row
 from pipeline.store import DatasetStore
-from synth.config import VerifyPolicy
-from synth.evaluator import format_span, grounding_question
-from synth.items import QAItem
-from synth.publish import publish_rows
-from tests.helpers import PROV
+from tests.long_fixtures import long_dataset as build
 
 CAP = 262_144
 FPS = 2.5
-LONG = {"m16_360": (16 * 60, 640, 360), "m16_720": (16 * 60, 1280, 720),
-        "m60_360": (60 * 60, 640, 360), "m60_720": (60 * 60, 1280, 720)}
-
-
-def _encode(path, seconds: int, w: int, h: int) -> None:
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
-                    f"color=c=0x336699:s={w}x{h}:r={FPS}:d={seconds}", "-c:v", "libx264", "-preset", "ultrafast",
-                    "-crf", "51", "-g", "600", "-pix_fmt", "yuv420p", str(path)], check=True)
-
-
-def _task(video_id: str, path: str, seconds: int, w: int, h: int, index: int) -> VideoTask:
-    task = VideoTask(video_id, video_id, "local", index, video_path=path, width=w, height=h, fps=FPS,
-                     frame_count=int(seconds * FPS), duration_s=float(seconds), codec="h264").accept()
-    items = [QAItem("spatio_temporal", "temporal_localization", "grounding",
-                    grounding_question(seconds, "a blue screen"), format_span(60.0, 120.0), 60.0, 120.0,
-                    source="composed", verifiable=True),
-             QAItem("perception", "object_description", "multiple_choice", "What colour is the screen?", "blue",
-                    0.0, 30.0, options=["red", "blue", "green", "white"]),
-             QAItem("holistic", "summary", "description", "Describe this video in detail.",
-                    "A flat blue screen. " * 200, 0.0, float(seconds))]
-    for i, item in enumerate(items):
-        item.index = i
-    task.synthesis = Synthesis(teacher="teacher-x", items=items)
-    return task
+LONG = {"m16_360": (16 * 60, 640, 360, FPS), "m16_720": (16 * 60, 1280, 720, FPS),
+        "m60_360": (60 * 60, 640, 360, FPS), "m60_720": (60 * 60, 1280, 720, FPS)}
 
 
 @pytest.fixture(scope="module")
 def long_dataset(tmp_path_factory):
-    media = tmp_path_factory.mktemp("long_media")
-    out = str(tmp_path_factory.mktemp("long_ds") / "ds")
-    store = DatasetStore(out)
-    store.init()
-    rows: dict[str, list] = {"videos": [], "sft": [], "rl": []}
-    for index, (vid, (seconds, w, h)) in enumerate(LONG.items()):
-        path = media / f"{vid}.mp4"
-        _encode(path, seconds, w, h)
-        task = _task(f"{vid}_aaaa"[:11], str(path), seconds, w, h, index)
-        published = publish_rows(task, VerifyPolicy())
-        rows["videos"].append({**video_row(task), "stage_keys": [{"stage": "fetch", "part": "version", "value": "1"}]})
-        rows["sft"] += published["sft"]
-        rows["rl"] += published["rl"]
-    store.commit("r1-000000", rows, provenance=PROV)
-    return out
+    return build(tmp_path_factory.mktemp("long_media"), str(tmp_path_factory.mktemp("long_ds") / "ds"), LONG)
 
 
 def test_without_a_budget_the_trainer_would_drop_them(long_dataset):
