@@ -88,3 +88,24 @@ def test_verl_entries_carry_limits_within_max_prompt_length(long_dataset, tmp_pa
     assert check.checked["verl_prompt"] == 8 and check.violations["verl_prompt"] == 0
     strict = check_dataset(long_dataset, decode=False, verl=str(tmp_path / "verl"), max_prompt_length=4096)
     assert strict.violations["verl_prompt"] == 8
+
+
+def test_summary_and_card_report_the_token_distribution(long_dataset):
+    from pipeline.report import quality_report, render_markdown, render_text
+
+    report = quality_report(DatasetStore(long_dataset))
+    tokens = report["tokens"]
+    assert tokens["exported_over_cap"] == 0 and tokens["unbudgeted_over_cap"] == 12
+    assert tokens["exported"]["max"] <= CAP < tokens["unbudgeted"]["min"]
+    assert "over the cap 0" in render_text(report)
+    assert "| `curate export xtuner` (budgeted) | 12 |" in render_markdown(report)
+
+
+def test_export_help_lists_every_trainer():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run([str(Path(sys.executable).parent / "curate"), "export", "--help"], capture_output=True,
+                         text=True).stdout
+    assert all(name in out for name in ("xtuner", "verl", "qwen", "llamafactory"))
