@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Iterable, Protocol
 
@@ -387,10 +387,6 @@ def distribution(values: Iterable[int]) -> dict[str, int]:
         return {}
     pick = lambda q: v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]  # noqa: E731
     return {"samples": len(v), "min": v[0], "median": pick(0.5), "p95": pick(0.95), "max": v[-1]}
-
-
-def settings_dict(s: Any) -> dict[str, Any]:
-    return asdict(s)
 
 
 def xtuner_token_report(groups: dict[str, list[list[dict]]], cap: int = XtunerSettings().max_length,

@@ -223,17 +223,17 @@ def export_xtuner(out: str, dest: str | Path, *, media_root: str | None = None, 
         if not kept:
             continue
         path = dest / "annotations" / f"{group}.jsonl"
-        _write_lines(path, kept)
+        write_lines(path, kept)
         report.written[group] = len(kept)
         report.files.append(str(path))
         meta[group] = {"annotation": str(path.resolve()), "media_root": media_root, "sample_ratio": 1.0,
                        **settings.meta()}
     (dest / "meta.json").write_text(json.dumps(meta, indent=2))
-    _write_lines(dest / "tokens.jsonl", tokens)
+    write_lines(dest / "tokens.jsonl", tokens)
     report.tokens = tokens
     report.exact_text = counter.exact
     if rejected:
-        _write_lines(dest / "rejected.jsonl", rejected)
+        write_lines(dest / "rejected.jsonl", rejected)
     return report
 
 
@@ -282,7 +282,7 @@ def export_verl(out: str, dest: str | Path, *, max_prompt_length: int = VERL_MAX
     return table.num_rows
 
 
-def _write_lines(path: Path, objs: Iterable[dict]) -> None:
+def write_lines(path: Path, objs: Iterable[dict]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w") as fh:
         for obj in objs:

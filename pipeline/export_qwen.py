@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import yaml
 
 from pipeline.budget import (ByteBound, Count, HFTextCounter, QwenVideoSettings, VideoFacts, count_qwen,
                              fit_qwen)
+from pipeline.export import write_lines
 from pipeline.store import DatasetStore
 
 QWEN_SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
@@ -87,7 +87,7 @@ def export_qwen(out: str, dest: str | Path, *, max_tokens: int = 262144, fps: fl
                      {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
         lines.append({"id": row["id"], "messages": messages})
         report.tokens.append(_token_line(row["id"], c))
-    _write(dest / "qwen.jsonl", lines)
+    write_lines(dest / "qwen.jsonl", lines)
     report.written, report.files = len(lines), [str(dest / "qwen.jsonl")]
     _finish(dest, report)
     return report
@@ -125,7 +125,7 @@ def export_llamafactory(out: str, dest: str | Path, *, max_tokens: int = 262144,
             line["system"] = system
         lines.append(line)
         report.tokens.append(_token_line(row["id"], c))
-    _write(dest / f"{name}.jsonl", lines)
+    write_lines(dest / f"{name}.jsonl", lines)
     columns = {"messages": "messages", "videos": "videos", "system": "system"}
     info = {name: {"file_name": f"{name}.jsonl", "formatting": "sharegpt", "columns": columns,
                    "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
@@ -146,14 +146,6 @@ def _token_line(item: str, c: Count) -> dict[str, Any]:
 
 
 def _finish(dest: Path, report: QwenExportReport) -> None:
-    _write(dest / "tokens.jsonl", report.tokens)
+    write_lines(dest / "tokens.jsonl", report.tokens)
     if report.rejected:
-        _write(dest / "rejected.jsonl", report.rejected)
-
-
-def _write(path: Path, objs: list[dict]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as fh:
-        for obj in objs:
-            fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+        write_lines(dest / "rejected.jsonl", report.rejected)
