@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
+
+# verl filters prompts through `datasets` workers, which fork: a child of a process whose torch has
+# started its OpenMP pool hangs (the pool's threads do not survive the fork). One thread, no pool.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 NEEDED = ("verl", "lmms_eval", "qwen_vl_utils", "torchvision")
 
