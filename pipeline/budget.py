@@ -127,9 +127,11 @@ class XtunerSettings:
 
     def meta(self) -> dict[str, Any]:
         """The keys of a meta.json entry the fork's config reads (`_data.get(...)`)."""
-        return {"fps": self.fps, "video_min_frames": self.video_min_frames,
-                "video_max_frames": self.video_max_frames,
-                "video_min_total_pixels": self.video_min_total_pixels,
+        fps = int(self.fps) if float(self.fps).is_integer() else self.fps
+        # the fork asserts video_min_frames <= rand_video_max_frames (config: 24) <= video_max_frames
+        rand = min(max(24, self.video_min_frames), self.video_max_frames)
+        return {"fps": fps, "video_min_frames": self.video_min_frames, "video_max_frames": self.video_max_frames,
+                "rand_video_max_frames": rand, "video_min_total_pixels": self.video_min_total_pixels,
                 "video_max_total_pixels": self.video_max_total_pixels}
 
 
