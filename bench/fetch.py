@@ -61,11 +61,13 @@ def pipeline_fetch(srv: MediaServer, ids: list[str], cache: Path, workers: int) 
 
 def ray_limiter_round_trip(calls: int) -> float:
     """Seconds per take() through the runner's named limiter actor on a local Ray."""
-    from pipeline.acquire.limiter import LimiterSpec
-    from pipeline.runner import init_ray, shared_fetch_limiter
+    from pipeline.runner import init_ray
+    from pipeline.services import start_services
 
     init_ray(None, num_cpus=2)
-    limiter = shared_fetch_limiter(LimiterSpec.from_config(FetchConfig(limits=UNLIMITED)))
+    stage = FetchStage(FetchConfig(limits=UNLIMITED))
+    start_services([stage])
+    limiter = stage.limiter
     lease = limiter.lease().lease  # the first call waits for the actor to start
     start = time.perf_counter()
     for _ in range(calls):

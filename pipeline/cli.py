@@ -213,6 +213,30 @@ def fingerprint(
         raise typer.Exit(1)
 
 
+@app.command()
+def report(
+    out: str = typer.Argument(..., help="dataset directory"),
+    to: Optional[Path] = typer.Option(None, "--to", help="report folder (default: OUT/_report for a local OUT)"),
+    videos: int = typer.Option(40, help="videos drawn at random for the sample browser"),
+    seed: int = typer.Option(0, help="seed of that draw"),
+    token_cap: Optional[int] = typer.Option(None, help="the trainer's tokens-per-sample cap, drawn on that plot"),
+) -> None:
+    """A static HTML report (plots, rejects, runs, a sample browser with frames) that opens from disk."""
+    try:
+        from pipeline.viewer.build import build_report
+    except ImportError as exc:
+        _fail(f"error: {exc}; the report needs plotly: pip install '.[report]'")
+    if to is None:
+        if "://" in out and not out.startswith("file://"):
+            _fail("error: OUT is remote; say where to write the report with --to DIR")
+        to = Path(out.removeprefix("file://")) / "_report"
+    try:
+        result = build_report(out, to, videos=videos, seed=seed, token_cap=token_cap)
+    except FileNotFoundError as exc:
+        _fail(f"error: {exc}")
+    typer.echo(result.render())
+
+
 export_app = typer.Typer(no_args_is_help=True, help="Export a dataset into a trainer's own format.")
 app.add_typer(export_app, name="export")
 

@@ -14,7 +14,8 @@ from typing import Any, Iterable
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from pipeline.acquire.config import FetchConfig, InputConfig, Section
+from pipeline.acquire.config import FetchConfig, InputConfig
+from pipeline.section import Section
 from pipeline.filter.config import DecontaminateConfig, DedupeConfig, FilterConfig
 from pipeline.segment.config import SegmentConfig, SelectConfig
 from synth.config import SynthConfig, VerifyConfig

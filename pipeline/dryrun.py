@@ -106,7 +106,7 @@ def plan_run(cfg: JobConfig, out: str, *, force: bool = False, stage_factory: An
     rows = _committed_rows(store, {t.video_id for t in pending if t.video_id in ledger}) if ledger else {}
     current = _by_stage(keys)
     flat = leaves(stages)
-    fetch = next((s for s in flat if hasattr(s, "has_media")), None)
+    fetch = next((s for s in flat if s.fetches_media), None)
     replay: list[tuple[VideoTask, dict]] = []
     for task in pending:
         row = rows.get(task.video_id)
@@ -127,7 +127,7 @@ def plan_run(cfg: JobConfig, out: str, *, force: bool = False, stage_factory: An
         else:
             report.not_replayed["never accepted before" if row is None or row["status"] != "accepted"
                                 else "no stored requests"] += 1
-    model_stages = [s for s in flat if hasattr(s, "rounds")]
+    model_stages = [s for s in flat if s.runs_rounds]
     for task, row in replay:
         if _replay_video(task, row, model_stages, report, new_answers=False):
             report.replayed += 1

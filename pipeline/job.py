@@ -18,13 +18,15 @@ from pipeline.config import JobConfig
 from pipeline.records import TRANSIENT_REASONS, Reason, VideoTask, video_row
 from pipeline.report import (quality_report, render_markdown, render_signal_markdown, render_signal_text,
                              render_text, signal_distributions)
-from pipeline.stage import Stage, leaves
+from pipeline.stage import Stage, check_flow, leaves
 from pipeline.store import DatasetStore, LedgerEntry, new_run_id, utc_now
 
 log = logging.getLogger("curate")
 
 # Rejections worth retrying on the next run: the cause is outside the video itself.
 RETRYABLE_REASONS = frozenset(r.value for r in TRANSIENT_REASONS)
+# what ingest fills on every task: the stages' declared reads start from these
+INGEST_FIELDS = frozenset({"video_id", "source", "source_kind", "input_index", "url"})
 
 
 def pipeline_fingerprint(stages: Sequence[Stage]) -> str:
@@ -228,13 +230,14 @@ def execute(cfg: JobConfig, tasks: Sequence[VideoTask], stages: Sequence[Stage],
     """Stream tasks through the stages: all in actors, or model rounds as passes per wave."""
     import os
 
-    from pipeline.runner import check_pass_resources, run_plan, run_waves
+    from pipeline.passes import check_pass_resources, run_waves
+    from pipeline.runner import run_plan
 
     mode = cfg.synth.execution_mode(cfg.verify.verifier)
-    split = next((i for i, s in enumerate(stages) if hasattr(s, "rounds")), len(stages))
+    split = next((i for i, s in enumerate(stages) if s.runs_rounds), len(stages))
     if mode == "actors" or split == len(stages):
         return run_plan(tasks, stages, progress=progress)
-    if not all(hasattr(s, "rounds") for s in stages[split:]):
+    if not all(s.runs_rounds for s in stages[split:]):
         raise ValueError("passes need the model stages last: " + " -> ".join(s.describe() for s in stages))
     check_pass_resources(stages[split:], remote=bool(cfg.ray.address or os.environ.get("RAY_ADDRESS")))
     echo(f"model rounds run as Ray Data passes, {cfg.synth.wave_videos} videos per wave")
@@ -249,7 +252,7 @@ def attach_results(stages: Sequence[Stage], out: str) -> None:
 
     store = ResultStore(out)
     for stage in leaves(stages):
-        if hasattr(stage, "results") and hasattr(stage, "rounds"):
+        if stage.runs_rounds:
             stage.results = store
 
 
@@ -277,51 +280,145 @@ def check_media_placement(cfg: JobConfig, stages: Sequence[Stage], echo: Callabl
     echo("WARNING: " + msg + "; media.allow_node_local is set: each row's media_node names the node that has it")
 
 
-def bind_registry(stages: Sequence[Stage], store: DatasetStore, run_id: str, echo: Callable[[str], None]):
-    """Give the dedupe stages one shared near-duplicate registry for this run, seeded with the
-    signatures of the dataset's committed accepted videos (pipeline/filter/index.py says why the
-    check runs there). None when no stage de-duplicates."""
-    from pipeline.filter.stages import DedupeStage
+class Committer:
+    """Commits finished tasks in chunks (every `commit_every` videos or `commit_interval_s`),
+    with the stage keys they were made with; updates the summary and the card after each."""
 
-    users = [s for s in leaves(stages) if isinstance(s, DedupeStage) and s.dedupe.enabled]
-    if not users:
-        return None
-    from pipeline.filter.index import committed_signatures
-    from pipeline.runner import shared_registry
+    def __init__(self, cfg: JobConfig, store: DatasetStore, summary: RunSummary, card: CardState,
+                 keys: list[dict[str, str]], pending: int, started: float, echo: Callable[[str], None]) -> None:
+        self.cfg, self.store, self.summary, self.card, self.keys = cfg, store, summary, card, keys
+        self.pending, self.started, self.echo = pending, started, echo
+        self.provenance = {"config_hash": summary.config_hash, "pipeline_fingerprint": summary.fingerprint,
+                           "run_id": summary.run_id}
+        self.buffer: list[VideoTask] = []
+        self.arrived: list[float] = []  # when each buffered task reached the driver
+        self.seq = 0
 
-    t0 = time.perf_counter()
-    committed = committed_signatures(store)
-    registry = shared_registry(users[0].dedupe.match, committed, name=f"curate-dedupe-{run_id}")
-    for stage in users:
-        stage.registry = registry
-    echo(f"near-duplicate index: {len(committed)} committed signatures read in {time.perf_counter() - t0:.2f} s")
-    return registry
+    def take(self, task: VideoTask) -> None:
+        summary = self.summary
+        if summary.first_result_s is None:
+            summary.first_result_s = time.perf_counter() - self.started
+        summary.record(task)
+        self.buffer.append(task)
+        self.arrived.append(time.perf_counter())
+        if len(self.buffer) >= self.cfg.output.commit_every \
+                or time.perf_counter() - self.arrived[0] >= self.cfg.output.commit_interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        summary = self.summary
+        rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for task in self.buffer:
+            for config, config_rows in rows_for(task, self.cfg, self.keys).items():
+                rows[config].extend(config_rows)
+        result = self.store.commit(f"{summary.run_id}-{self.seq:06d}", rows,
+                                   provenance={**self.provenance, "processed_at": utc_now()})
+        now = time.perf_counter()
+        summary.commit_latency_s.extend(now - t for t in self.arrived)
+        self.seq += 1
+        summary.chunks += 1
+        summary.quarantined += result.quarantined
+        summary.committed.update(result.counts)
+        self.card.add(result)
+        write_card(self.store, self.cfg.name, self.card)  # readable after every commit
+        self.buffer.clear()
+        self.arrived.clear()
+        done = summary.processed
+        rate = done / max(1e-9, now - self.started)
+        self.echo(f"committed {done}/{self.pending} videos ({summary.status.get('rejected', 0)} rejected), "
+                  f"{rate:.2f} videos/s")
 
 
-def _stages_after(stages: Sequence[Stage], name: str) -> set[str]:
-    names = [s.name for s in leaves(stages)]
-    return set(names[names.index(name) + 1:]) if name in names else set()
+def stream(cfg: JobConfig, stages: Sequence[Stage], todo: Sequence[VideoTask], store: DatasetStore,
+           take: Callable[[VideoTask], None], services: list, *, progress: bool,
+           echo: Callable[[str], None]) -> tuple[set[str], BaseException | None]:
+    """Start Ray and the stages' services (appended to `services`, closed by the caller), run the
+    plan and hand every finished task to `take`; the IDs that came back, and what killed the plan."""
+    from pipeline.runner import init_ray
+    from pipeline.services import start_services
+
+    seen: set[str] = set()
+    where = init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_memory_mb, cfg.ray.log_to_driver)
+    echo(f"running on {where}")
+    check_media_placement(cfg, stages, echo)
+    services += start_services(stages, dataset=store)  # limiter, near-duplicate registry, ...
+    for _, service, _ in services:
+        if service.note:
+            echo(service.note)
+    flat = leaves(stages)
+    try:
+        for task in execute(cfg, todo, stages, progress=progress, echo=echo):
+            seen.add(task.video_id)
+            for stage in flat:
+                stage.settle(task)  # e.g. a near-duplicate claim that will not be committed
+            take(task)
+    except Exception as exc:  # noqa: BLE001 - the plan died (nodes lost, retries spent): keep what finished
+        return seen, exc
+    return seen, None
+
+
+def commit_lost(lost: Sequence[VideoTask], failure: BaseException | None, take: Callable[[VideoTask], None],
+                echo: Callable[[str], None]) -> None:
+    """Every input still ends somewhere: what did not come back is retried by the next run, never
+    silently dropped."""
+    if not lost:
+        return
+    why = (f"{type(failure).__name__}: {str(failure).strip().splitlines()[-1] if str(failure).strip() else ''}"
+           if failure else "the task did not come back from the Ray Data plan")
+    echo(f"{len(lost)} videos did not finish ({why[:300]}); committed as stage_error, the next run retries them")
+    for task in lost:
+        take(task.reject(Reason.stage_error, f"plan: {why}"[:2000], stage="runner"))
+
+
+def service_reports(stages: Sequence[Stage], summary: RunSummary) -> None:
+    """What the services did (the fetch limiter: how long fetching paused, and why)."""
+    for stage in leaves(stages):
+        try:
+            summary.fetch_limiter = stage.run_report().get("fetch_limiter", summary.fetch_limiter)
+        except Exception as exc:  # noqa: BLE001 - a report, never a reason to lose the run's end
+            summary.notes.append(f"{stage.name} service stats unavailable: {type(exc).__name__}")
+
+
+def finish(cfg: JobConfig, store: DatasetStore, summary: RunSummary, card: CardState, started: float) -> None:
+    """Drop superseded rows, write the run's record, its quality and signal reports and the card."""
+    stale = store.reconcile()  # drop rows superseded by this run (force / new versions)
+    if stale.get("stale_rows_removed"):
+        summary.notes.append(f"replaced {stale['stale_rows_removed']} rows of earlier runs")
+    summary.wall_s = time.perf_counter() - started
+    quality = quality_report(store)
+    summary.quality = quality
+    signals = signal_distributions(store)
+    summary.signals = signals
+    store.write_run(summary.run_id, summary.as_dict())
+    sections = [render_markdown(quality)] if quality["sft_rows"] or quality["rejects"] else []
+    if summary.cost_report():
+        sections.append(cost_markdown(summary))
+    if signals["videos"]:
+        sections.append(render_signal_markdown(signals))
+    write_card(store, cfg.name, CardState.from_store(store) if stale else card, sections)
 
 
 def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tuple[list[VideoTask], int]],
             stage_factory: StageFactory, force: bool = False, progress: bool = True,
             echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> RunSummary:
     """Run `cfg` into the dataset at `out`; safe to re-run after any crash."""
-    from pipeline.runner import init_ray
+    from pipeline.services import close_services
 
     started = time.perf_counter()
     run_id = new_run_id()
     work_dir = Path(cfg.work_dir).resolve()
     stages = stage_factory(cfg, work_dir)
     attach_results(stages, out)
+    check_flow(stages, INGEST_FIELDS)
     keys = stage_keys(stages)
-    fingerprint = pipeline_fingerprint(stages)
     summary = RunSummary(run_id=run_id, job=cfg.name, out=out, config_hash=cfg.content_hash(),
-                         fingerprint=fingerprint, started_at=utc_now())
+                         fingerprint=pipeline_fingerprint(stages), started_at=utc_now())
     store = DatasetStore(out, compression=cfg.output.compression)
     store.init()
     store.acquire_lock(run_id)
-    registry = None
+    services: list = []
     try:
         summary.reconcile = store.reconcile()
         if summary.reconcile:
@@ -332,104 +429,27 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
         summary.inputs = len(tasks)
         t0 = time.perf_counter()
         ledger = store.ledger()
-        pending, summary.skipped = select_pending(tasks, ledger, fingerprint, force=force)
+        pending, summary.skipped = select_pending(tasks, ledger, summary.fingerprint, force=force)
         echo(f"{summary.inputs} inputs: {summary.skipped} already committed (ledger of {len(ledger)} read in "
              f"{time.perf_counter() - t0:.2f} s), {len(pending)} to process; stages: "
              + " -> ".join(s.describe() for s in stages))
-        provenance = {"config_hash": summary.config_hash, "pipeline_fingerprint": fingerprint, "run_id": run_id}
-        ready = [t for t in pending if t.rejected]  # rejected at ingest: nothing to run
+        committer = Committer(cfg, store, summary, card, keys, len(pending), started, echo)
         todo = [t for t in pending if not t.rejected]
-        buffer: list[VideoTask] = []
-        arrived: list[float] = []  # when each buffered task reached the driver
-        seq = 0
-
-        def flush() -> None:
-            nonlocal seq
-            if not buffer:
-                return
-            rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            for task in buffer:
-                for config, config_rows in rows_for(task, cfg, keys).items():
-                    rows[config].extend(config_rows)
-            result = store.commit(f"{run_id}-{seq:06d}", rows, provenance={**provenance, "processed_at": utc_now()})
-            now = time.perf_counter()
-            summary.commit_latency_s.extend(now - t for t in arrived)
-            seq += 1
-            summary.chunks += 1
-            summary.quarantined += result.quarantined
-            summary.committed.update(result.counts)
-            card.add(result)
-            write_card(store, cfg.name, card)  # readable after every commit
-            buffer.clear()
-            arrived.clear()
-            done = summary.processed
-            rate = done / max(1e-9, now - started)
-            echo(f"committed {done}/{len(pending)} videos ({summary.status.get('rejected', 0)} rejected), "
-                 f"{rate:.2f} videos/s")
-
-        def take(task: VideoTask) -> None:
-            if summary.first_result_s is None:
-                summary.first_result_s = time.perf_counter() - started
-            summary.record(task)
-            buffer.append(task)
-            arrived.append(time.perf_counter())
-            if len(buffer) >= cfg.output.commit_every \
-                    or time.perf_counter() - arrived[0] >= cfg.output.commit_interval_s:
-                flush()
-
-        for task in ready:
-            take(task)
-        flush()  # what ingest rejected is committed before the plan starts (Ray's start takes seconds)
-        seen: set[str] = set()
-        failure: BaseException | None = None
-        if todo:
-            where = init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_memory_mb, cfg.ray.log_to_driver)
-            echo(f"running on {where}")
-            check_media_placement(cfg, stages, echo)
-            registry = bind_registry(stages, store, run_id, echo)
-            release_after = _stages_after(stages, "dedupe")
-            try:
-                for task in execute(cfg, todo, stages, progress=progress, echo=echo):
-                    seen.add(task.video_id)
-                    if registry is not None and task.rejected and task.reject_stage in release_after:
-                        registry.release(task.video_id)  # its claim will not be committed
-                    take(task)
-            except Exception as exc:  # noqa: BLE001 - the plan died (nodes lost, retries spent): keep what finished
-                failure = exc
+        for task in pending:
+            if task.rejected:  # rejected at ingest: nothing to run
+                committer.take(task)
+        committer.flush()  # what ingest rejected is committed before the plan starts (Ray's start takes seconds)
+        seen, failure = (stream(cfg, stages, todo, store, committer.take, services, progress=progress, echo=echo)
+                         if todo else (set(), None))
         lost = [t for t in todo if t.video_id not in seen]
-        if lost:  # every input still ends somewhere: retried by the next run, never silently dropped
-            why = (f"{type(failure).__name__}: {str(failure).strip().splitlines()[-1] if str(failure).strip() else ''}"
-                   if failure else "the task did not come back from the Ray Data plan")
-            echo(f"{len(lost)} videos did not finish ({why[:300]}); committed as stage_error, the next run retries them")
-            for task in lost:
-                take(task.reject(Reason.stage_error, f"plan: {why}"[:2000], stage="runner"))
-        flush()
-        for stage in leaves(stages):  # the fetch stage's limiter: how long fetching paused, and why
-            if callable(getattr(stage, "limiter_stats", None)):
-                try:
-                    summary.fetch_limiter = stage.limiter_stats()
-                except Exception as exc:  # noqa: BLE001 - a report, never a reason to lose the run's end
-                    summary.notes.append(f"fetch limiter stats unavailable: {type(exc).__name__}")
+        commit_lost(lost, failure, committer.take, echo)
+        committer.flush()
+        service_reports(stages, summary)
         if failure is not None:
             raise PlanFailed(f"the plan failed after committing {summary.processed - len(lost)} finished videos; "
                              f"{len(lost)} are recorded as stage_error and re-run next time: {failure}") from failure
-        stale = store.reconcile()  # drop rows superseded by this run (force / new versions)
-        if stale.get("stale_rows_removed"):
-            summary.notes.append(f"replaced {stale['stale_rows_removed']} rows of earlier runs")
-        summary.wall_s = time.perf_counter() - started
-        quality = quality_report(store)
-        summary.quality = quality
-        signals = signal_distributions(store)
-        summary.signals = signals
-        store.write_run(run_id, summary.as_dict())
-        sections = [render_markdown(quality)] if quality["sft_rows"] or quality["rejects"] else []
-        if summary.cost_report():
-            sections.append(cost_markdown(summary))
-        if signals["videos"]:
-            sections.append(render_signal_markdown(signals))
-        write_card(store, cfg.name, CardState.from_store(store) if stale else card, sections)
+        finish(cfg, store, summary, card, started)
         return summary
     finally:
-        if registry is not None:
-            registry.close()
+        close_services(services)
         store.release_lock()

@@ -1,16 +1,20 @@
 """What a stage's results depend on, as short stable hashes (the parts of a stage key).
 
 A committed video is skipped only while every stage key it was made with is unchanged;
-`curate plan` names the part that changed. Execution-only settings (workers, timeouts,
-retries, where caches live) are left out: changing them must not reprocess anything.
+`curate plan` names the part that changed. A stage's `config` part is derived from the
+config sections it declares (`Stage.sections`); execution-only settings (workers, timeouts,
+retries, where caches live) are marked once on their section (`Section.execution_only`) and
+left out: changing them must not reprocess anything.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable, Sequence
+from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel
+
+from pipeline.section import key_data
 
 
 def digest(value: Any) -> str:
@@ -19,19 +23,12 @@ def digest(value: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def config_digest(model: BaseModel, exclude: Iterable[str] = ()) -> str:
-    """The digest of a config section without the named fields (dotted paths reach into sub-sections)."""
-    data = model.model_dump(mode="json")
-    for path in exclude:
-        node = data
-        *parents, last = path.split(".")
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-            if node is None:
-                break
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return digest(data)
+def config_digest(sections: Mapping[str, BaseModel]) -> str:
+    """The digest of the config sections a stage reads, without their execution-only fields.
+    One section: the digest of that section alone (keys written before sections were declared
+    stay equal)."""
+    data = {path: key_data(model) for path, model in sections.items()}
+    return digest(next(iter(data.values())) if len(data) == 1 else data)
 
 
 def stage_keys(stages: Sequence[Any]) -> list[dict[str, str]]:

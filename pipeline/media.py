@@ -46,7 +46,7 @@ def open_container(src: str | Path, timeout_s: float | None = None):
             raise missing(src, f"{type(exc).__name__}: {exc}") from exc
         raise MediaError(Reason.unavailable, f"cannot open media {src!r}: {exc}") from exc
     except Exception as exc:  # PyAV raises many FFmpeg error subclasses
-        from pipeline.acquire.classify import classify_error
+        from pipeline.classify import classify_error
 
         reason, _ = classify_error(str(exc))
         if not remote or reason not in (Reason.unavailable, Reason.forbidden, Reason.rate_limited, Reason.network):

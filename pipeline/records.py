@@ -277,6 +277,8 @@ class VideoTask:
     frame_count: int | None = None
     codec: str | None = None
     rotation: int | None = None
+    decode_errors: int | None = None  # packets that failed to decode + frames decoded damaged (segment)
+    lost_frames: int | None = None  # packets whose frame the decode never returned (segment)
     # where the media lives: the node-local cache path above, and the shared copy
     media_node: str | None = None  # the node whose disk holds video_path
     media_store: str | None = None  # fetch.storage_url of the shared copy (None: node-local only)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from pipeline.records import VideoTask
+from pipeline.section import Section
 
 
 NODE_ENV = "CURATE_NODE"
@@ -34,16 +36,67 @@ class Resources:
     batch_size: int = 1
 
 
+@dataclass(frozen=True)
+class Service:
+    """A cluster-wide object a stage needs (the fetch limiter, the near-duplicate registry): the
+    runner holds `make(*args)` in one named actor and binds the stage to a proxy of it.
+
+    shared: any run (any driver) asking for the same name while the actor lives uses it, and it
+    is restarted fresh if it dies (budgets); otherwise it is this run's alone, seeded by `args`,
+    and ended with the run (claims).
+    """
+
+    name: str
+    make: Callable[..., Any]
+    args: tuple = ()
+    shared: bool = False
+    note: str = ""  # said by the job when it starts the service
+
+
 class Stage:
     """Base class: override `process` (one task) or `process_batch` (model stages).
 
     `name` and `version` identify the stage in the run summary and in the ledger
     fingerprint: bumping `version` makes incremental re-runs reprocess old videos.
+
+    The contract the runner and the job rely on is declared here, with defaults, and nothing
+    else of a stage is looked at: the task fields it `reads` and `writes`, whether it fetches
+    media (`has_media`), whether it is a model stage (`rounds`, `roles`, `results`), the
+    environment variables its workers need (`env_vars`), the cluster-wide services it needs
+    (`services` / `bind`), what it reports for the run (`run_report`) and what it undoes for a
+    video that will not be committed (`settle`).
     """
 
     name: ClassVar[str] = "stage"
     version: ClassVar[str] = "1"
     resources: Resources = Resources()
+    reads: ClassVar[frozenset[str]] = frozenset()  # VideoTask fields it needs
+    writes: ClassVar[frozenset[str]] = frozenset()  # VideoTask fields it fills (status and reject_* aside)
+    fetches_media: ClassVar[bool] = False  # True: `has_media` says whether a re-run downloads
+    runs_rounds: ClassVar[bool] = False  # True: a model stage (`rounds`, `roles`, `results`)
+    env_vars: tuple[str, ...] = ()  # passed from the driver's environment to its workers (API keys)
+    roles: Mapping[str, Any] = MappingProxyType({})  # model stages: role -> BackendConfig
+    results: Any = None  # model stages: the dataset's store of paid-for answers (set by the job)
+
+    def has_media(self, task: VideoTask) -> bool:
+        """A media stage: whether processing `task` again needs no download (`curate plan`)."""
+        return False
+
+    def services(self, dataset: Any = None) -> list[Service]:
+        """Cluster-wide services this stage still needs (none once bound); `dataset` (the
+        `DatasetStore` of the run, None outside a job) seeds them."""
+        return []
+
+    def bind(self, name: str, proxy: Any) -> None:
+        """Use the runner's proxy of the service `name` (picklable: it travels with the stage)."""
+
+    def run_report(self) -> dict[str, Any]:
+        """What this stage's services did over the run, for the run summary (name -> stats)."""
+        return {}
+
+    def settle(self, task: VideoTask) -> None:
+        """Called in the driver for every finished task before it is committed: undo what a
+        service holds for a video that ended rejected after this stage (a near-duplicate claim)."""
 
     def setup(self) -> None:
         """Load models or open clients; called once per replica, inside the worker."""
@@ -58,11 +111,26 @@ class Stage:
     def describe(self) -> str:
         return f"{self.name}@{self.version}"
 
+    def sections(self) -> dict[str, "Section"]:
+        """The config sections this stage reads, by their path in the job config (`fetch`,
+        `synth.teacher`): its `config` key part is derived from them (pipeline/keys.py)."""
+        return {}
+
+    def key_extras(self) -> dict[str, str]:
+        """Key parts beyond version and config: the prompt versions and models it uses."""
+        return {}
+
     def key_parts(self) -> dict[str, str]:
         """What this stage's results depend on besides its input: its version, the config it
         reads (execution-only settings left out), its prompts and models. A changed part makes
-        a re-run redo this stage (see pipeline/keys.py)."""
-        return {"version": self.version}
+        a re-run redo this stage (see pipeline/keys.py). Derived: a stage declares `sections`."""
+        from pipeline.keys import config_digest
+
+        parts = {"version": self.version, **self.key_extras()}
+        sections = self.sections()
+        if sections:
+            parts["config"] = config_digest(sections)
+        return parts
 
     def batch_scope(self):
         """Context for one `apply_stage` call, spanning a batch attempt and its per-row retries."""
@@ -122,6 +190,17 @@ def apply_stage(stage: Stage, tasks: Sequence[VideoTask]) -> list[VideoTask]:
     return [next(replaced) if id(t) in live_ids else t for t in tasks]
 
 
+def check_flow(stages: Sequence[Stage], given: frozenset[str]) -> None:
+    """Fail before any work when a stage reads a task field that neither ingest (`given`) nor an
+    earlier stage writes."""
+    have = set(given)
+    for stage in leaves(stages):
+        missing = stage.reads - have
+        if missing:
+            raise ValueError(f"stage {stage.name} reads {sorted(missing)}, which no earlier stage writes")
+        have |= stage.writes
+
+
 def leaves(stages: Sequence[Stage]) -> list[Stage]:
     """The stages themselves, with every `Chain` replaced by the stages it runs."""
     out: list[Stage] = []
@@ -145,7 +224,7 @@ class Chain(Stage):
         self.stages = list(stages)
         self.resources = resources
         self.version = "+".join(s.describe() for s in self.stages)
-        self.env_vars = tuple(v for s in self.stages for v in getattr(s, "env_vars", ()))
+        self.env_vars = tuple(v for s in self.stages for v in s.env_vars)
 
     def describe(self) -> str:
         return f"{self.name}[{', '.join(s.describe() for s in self.stages)}]"

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.acquire.config import Section
+from pipeline.section import Section
 from synth.backends.config import BackendConfig
 
 
@@ -35,6 +35,9 @@ class QAConfig(Section):
 class SynthConfig(Section):
     """The teacher and what it writes. With no teacher the synthesis stage is skipped."""
 
+    execution_only = frozenset({"videos_per_batch", "replicas", "execution", "wave_videos"})
+    keyed_apart = frozenset({"prompts"})  # the stage keys the resolved prompt versions
+
     teacher: BackendConfig | None = Field(None, description="the teacher model backend; None skips synthesis")
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     qa: QAConfig = Field(default_factory=QAConfig)
@@ -58,13 +61,13 @@ class SynthConfig(Section):
         return self
 
     def execution_mode(self, verifier: BackendConfig | None) -> str:
-        """'actors' or 'passes' for this teacher and verifier; kind=vllm needs passes."""
-        kinds = {b.kind for b in (self.teacher, verifier) if b is not None}
-        if self.execution == "actors" and "vllm" in kinds:
-            raise ValueError("synth.execution=actors: kind=vllm backends run only as Ray Data passes "
+        """'actors' or 'passes' for this teacher and verifier; an engine kind (vllm) needs passes."""
+        engines = sorted({b.kind for b in (self.teacher, verifier) if b is not None and b.needs_passes()})
+        if self.execution == "actors" and engines:
+            raise ValueError(f"synth.execution=actors: kind={engines[0]} backends run only as Ray Data passes "
                              "(synth.execution=passes or auto)")
         if self.execution == "auto":
-            return "passes" if "vllm" in kinds else "actors"
+            return "passes" if engines else "actors"
         return self.execution
 
 
@@ -82,6 +85,9 @@ class VerifyPolicy(Section):
 
 class VerifyConfig(Section):
     """Cross-verification by the in-training model. None verifier: items are written unverified."""
+
+    execution_only = frozenset({"replicas", "videos_per_batch"})
+    keyed_apart = frozenset({"prompts"})  # the stage keys the resolved prompt versions
 
     verifier: BackendConfig | None = Field(None, description="the verifier backend (the M2LA checkpoint: transformers + trust_remote_code)")
     samples: int = Field(4, ge=1, description="k: answers sampled per question, for the pass rate")

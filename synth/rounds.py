@@ -8,7 +8,7 @@ drive the same generator:
 
 - in an actor (`ModelStage.process_batch`): each round is one `generate` call on the
   replica's own backend (openai / transformers);
-- in passes (`pipeline.runner.run_waves`): each round of a wave of videos is one Ray
+- in passes (`pipeline.passes.run_waves`): each round of a wave of videos is one Ray
   Data pass, through a ray.data.llm vLLM processor or an actor pool of backends, so
   vLLM engines run as ray.data.llm intends: one pass over many rows.
 """
@@ -195,6 +195,7 @@ class ModelStage(Memoized, Stage):
     (tests inject backends). `process_batch` runs every round in this process.
     """
 
+    runs_rounds = True
     roles: dict[str, BackendConfig]
     factories: dict[str, Callable[[], ModelBackend]]
 

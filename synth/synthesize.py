@@ -21,7 +21,6 @@ from synth.evaluator import snap_span
 from synth.config import SynthConfig
 from synth.items import QAItem, RejectedItem, balance_letters, check_item, drop_near_duplicates
 from synth.prompting import PromptSet
-from pipeline.keys import config_digest
 from synth.rounds import ModelStage, Round, Rounds
 from synth.taxonomy import ItemReason, taxonomy_text
 
@@ -33,6 +32,8 @@ class SynthesizeStage(ModelStage):
 
     name = "synthesize"
     version = "1"
+    reads = frozenset({"frames", "subtitles", "scenes", "duration_s"})
+    writes = frozenset({"synthesis", "captions", "cost"})
 
     def __init__(self, cfg: SynthConfig, backend_factory: Callable[[], ModelBackend] | None = None) -> None:
         if cfg.teacher is None:
@@ -45,12 +46,12 @@ class SynthesizeStage(ModelStage):
         self.env_vars = teacher.env_vars()
         self.prompts = PromptSet.of(cfg.prompts)
 
-    def key_parts(self) -> dict[str, str]:
-        """What its results depend on, besides its input (the media step's output)."""
-        return {"version": self.version, "prompts": self.prompts.tags(PROMPTS),
-                "model": f"{self.cfg.teacher.kind}:{self.cfg.teacher.model}",
-                "config": config_digest(self.cfg, exclude=("teacher", "replicas", "videos_per_batch", "execution",
-                                                           "wave_videos", "prompts"))}
+    def sections(self) -> dict[str, SynthConfig]:
+        return {"synth": self.cfg}
+
+    def key_extras(self) -> dict[str, str]:
+        """Named apart so `curate plan` says what changed: the prompt versions and the model."""
+        return {"prompts": self.prompts.tags(PROMPTS), "model": f"{self.cfg.teacher.kind}:{self.cfg.teacher.model}"}
 
     def snapshot(self, task: VideoTask) -> dict:
         """The frames (timestamps, digests, sizes) and subtitle lines the requests were built from."""

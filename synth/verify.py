@@ -27,7 +27,6 @@ from synth.captions import frames_in
 from synth.config import VerifyConfig
 from synth.items import QAItem
 from synth.judges import EmbeddingJudge, judge_request, judge_score
-from pipeline.keys import config_digest
 from synth.prompting import PromptSet
 from synth.rows import question_text
 from synth.scoring import parse_letter, parse_span, temporal_iou, token_f1
@@ -56,6 +55,8 @@ class VerifyStage(ModelStage):
 
     name = "verify"
     version = "1"
+    reads = frozenset({"synthesis", "frames"})
+    writes = frozenset({"synthesis", "verify_cost"})
 
     def __init__(self, cfg: VerifyConfig, teacher: BackendConfig | None = None,
                  verifier_factory: Callable[[], ModelBackend] | None = None,
@@ -75,13 +76,17 @@ class VerifyStage(ModelStage):
         self.env_vars = tuple(dict.fromkeys(n for b in self.roles.values() for n in b.env_vars()))
         self.embedder: EmbeddingJudge | None = None
 
-    def key_parts(self) -> dict[str, str]:
-        """What its verdicts depend on, besides its input (the teacher's items)."""
+    def sections(self) -> dict[str, VerifyConfig | BackendConfig]:
+        """Its own section, and the teacher's where the teacher judges or re-confirms."""
         teacher = self.roles.get("teacher")
-        return {"version": self.version, "prompts": self.prompts.tags(("judge_answer", "reconfirm")),
+        return {"verify": self.cfg, **({"synth.teacher": teacher} if teacher else {})}
+
+    def key_extras(self) -> dict[str, str]:
+        """What its verdicts depend on, named apart: prompt versions, the verifier, the judge."""
+        teacher = self.roles.get("teacher")
+        return {"prompts": self.prompts.tags(("judge_answer", "reconfirm")),
                 "model": f"{self.roles['verifier'].kind}:{self.roles['verifier'].model}",
-                "judge": f"{self.judge}:{teacher.kind}:{teacher.model}" if teacher else self.judge,
-                "config": config_digest(self.cfg, exclude=("verifier", "replicas", "videos_per_batch", "prompts"))}
+                "judge": f"{self.judge}:{teacher.kind}:{teacher.model}" if teacher else self.judge}
 
     def setup(self) -> None:
         super().setup()

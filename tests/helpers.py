@@ -2,11 +2,20 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from pipeline.records import Caption, Frame, Scene, Synthesis, VideoTask, video_row
 from synth.items import QAItem
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_VIDEOS = REPO.parent / "shared" / "real_videos"
+# The real clips live beside the clone (../shared/real_videos): CI and the team's machines have
+# them, a user's clone does not. Tests that read them say so and skip, naming the folder.
+needs_real_videos = pytest.mark.skipif(
+    not REAL_VIDEOS.is_dir(), reason=f"needs the real clips in {REAL_VIDEOS} (a folder beside the clone; absent here)")
 
 PROV = {"config_hash": "0123456789abcdef", "pipeline_fingerprint": "fp1", "run_id": "r1",
         "processed_at": "2026-11-22T00:00:00Z"}

@@ -123,7 +123,7 @@ def test_samples_split_into_seeded_rows_and_merge_back():
     """vLLM rows give one sequence each: k verifier samples travel as k seeded rows."""
     import pickle
 
-    from pipeline.runner import _pass_rows, _result_of
+    from pipeline.passes import _pass_rows, _result_of
     from synth.backends import ChatResult
     from synth.backends.vllm_backend import merge_samples, split_samples
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import ConfigError, load_config
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_demo_job_loads_and_hash_is_stable():

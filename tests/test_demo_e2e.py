@@ -16,7 +16,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 CURATE = str(Path(sys.executable).parent / "curate")
 DEMO = str(REPO / "jobs" / "demo.yaml")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -103,10 +102,9 @@ def test_items_and_config_errors(tmp_path):
         read_inputs(InputConfig(path=str(tmp_path / "ids.xyz")))
 
 
-def test_400k_ids_in_a_few_seconds():
+def test_400k_ids_become_tasks_with_duplicates_collapsed():
+    # the speed of this lives in bench/ingest.py (a timed unit test fails on a busy machine)
     ids = [f"{i:011d}" for i in range(400_000)] + ["bad id"] + ["00000000007"]
-    t0 = time.perf_counter()
     res = build_tasks(ids)
-    elapsed = time.perf_counter() - t0
     assert len(res.tasks) == 400_001 and res.duplicates == 1
-    assert elapsed < 6.0, elapsed
+    assert sum(t.rejected for t in res.tasks) == 1 and res.tasks[-1].reject_reason == "bad_id"

@@ -23,6 +23,7 @@ import yaml
 
 from pipeline.samples import SampleSpec, make_video
 from tests.openai_server import Reply
+from tests.scripted_job import scripted_job
 from tests.teacher import TeacherServer
 from tests.verifier import VerifierServer
 
@@ -88,18 +89,8 @@ def labelled(media, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("labels")
     out = tmp / "out"
     with FlakyTeacher() as teacher, VerifierServer(K, teacher) as verifier:
-        backend = {"api_key_env": None, "timeout_s": 5, "max_retries": 2, "backoff_base_s": 0.01,
-                   "backoff_max_s": 0.05}
-        job = {"name": "labels", "work_dir": str(tmp / "work"),
-               "input": {"items": [str(p) for p in media.values()]},
-               "fetch": {"min_duration_s": 5}, "select": {"min_duration_s": 5},
-               "synth": {"teacher": {"kind": "openai", "model": "scripted-teacher",
-                                     "openai": {"base_url": teacher.base_url, **backend}},
-                         "caption": {"window_s": 30}, "qa": {"items_per_video": 10}},
-               "verify": {"verifier": {"kind": "openai", "model": "scripted-verifier",
-                                       "openai": {"base_url": verifier.base_url, **backend}},
-                          "samples": K, "judge": "teacher"},
-               "output": {"commit_every": 2}}
+        job = scripted_job("labels", str(tmp / "work"), [str(p) for p in media.values()], teacher.base_url,
+                           verifier.base_url, K)
         (tmp / "job.yaml").write_text(yaml.safe_dump(job))
         first = curate("run", str(tmp / "job.yaml"), "--out", str(out), "--no-progress")
         asked = Counter(teacher.asked)

@@ -11,7 +11,7 @@ import imageio_ffmpeg
 import pytest
 from PIL import Image
 
-from pipeline.records import Reason, VideoTask
+from pipeline.records import Reason, VideoTask, video_row
 from pipeline.samples import SampleSpec, make_video
 from pipeline.segment import MediaError, SegmentConfig, SegmentStage, segment_video
 from pipeline.segment.sample import smart_resize
@@ -129,12 +129,24 @@ def test_corrupt_packets_mid_stream(clip, tmp_path):
     bad.write_bytes(bytes(data))
     res = segment_video(str(bad))  # recovers: most frames still decode
     assert res.frame_count > 0.8 * 345
-    # a strict error budget turns damage into a rejection with a reason
-    task = SegmentStage(SegmentConfig(max_decode_error_ratio=0.0)).process(_task(bad))
-    if res.stats["decode_errors"]:
-        assert task.reject_reason == "decode_error"
-    else:
-        assert not task.rejected
+    # the damage is counted, independently of our decode: an ffmpeg binary decode of the same file
+    # reports errors and returns fewer frames than the clean file has
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    out = subprocess.run([ffmpeg, "-v", "error", "-i", str(bad), "-f", "null", "-"], capture_output=True, text=True)
+    assert out.stderr.strip(), "the corruption should make FFmpeg itself complain"
+    damaged = res.stats["decode_errors"] + res.stats["corrupt_frames"]
+    assert damaged > 0 and res.stats["lost_frames"] == 345 - res.frame_count > 0
+    # by default (1 %) this much damage rejects the video, with the counts on the rejected row
+    task = SegmentStage().process(_task(bad))
+    assert task.reject_reason == "decode_error" and f"{damaged} of " in task.reject_message
+    assert task.decode_errors == damaged and task.lost_frames == 345 - res.frame_count
+    # a looser budget accepts it, and the accepted row still says how much was damaged
+    lenient = SegmentStage(SegmentConfig(max_decode_error_ratio=0.5)).process(_task(bad))
+    assert not lenient.rejected and lenient.decode_errors == damaged
+    row = video_row(lenient.accept())
+    assert row["decode_errors"] == damaged and row["lost_frames"] == task.lost_frames
+    clean = SegmentStage().process(_task(clip))
+    assert not clean.rejected and clean.decode_errors == 0 and clean.lost_frames == 0
 
 
 def test_stage_fills_task(clip):

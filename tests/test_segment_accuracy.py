@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.segment import SegmentConfig, segment_video
-
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real_videos"
+from tests.helpers import REAL_VIDEOS as REAL
+from tests.helpers import needs_real_videos
 PATHS = [False, True]  # default path, fast path
 
 
@@ -23,6 +23,7 @@ def within_one(found: list[int], expected: list[int]) -> bool:
     return len(found) == len(expected) and all(abs(a - b) <= 1 for a, b in zip(found, expected))
 
 
+@needs_real_videos
 @pytest.mark.parametrize("fast", PATHS)
 @pytest.mark.parametrize("video,detector,expected", [
     ("testvideo.mp4", "content", [30, 180, 394]),
@@ -35,6 +36,7 @@ def test_pyscenedetect_goldens(video, detector, expected, fast):
     assert within_one(found, expected), found
 
 
+@needs_real_videos
 @pytest.mark.parametrize("detector,fast", [("content", False), ("content", True), ("confirmed", False)])
 def test_vfr_cut_seconds(detector, fast):
     res = segment_video(str(REAL / "pyscenedetect" / "goldeneye-vfr-drop3.mp4"),
@@ -43,6 +45,7 @@ def test_vfr_cut_seconds(detector, fast):
     assert res.frame_count == 160
 
 
+@needs_real_videos
 def test_confirmed_detector_on_real_shot_changes():
     # TransitionDetect's (TransNetV2) shots of a CCTV compilation: ContentDetector adds two
     # false cuts (204, 238) in fast footage; the confirmed detector finds exactly the four
@@ -53,6 +56,7 @@ def test_confirmed_detector_on_real_shot_changes():
     assert [c.frame for c in compat.cuts] == [94, 186, 204, 238, 265, 388]
 
 
+@needs_real_videos
 @pytest.mark.parametrize("fast", PATHS)
 @pytest.mark.parametrize("detector,threshold,counts", [
     ("content", 27.0, {"video1": 3, "video2": 1, "video3": 2}),
@@ -65,6 +69,7 @@ def test_data_juicer_scene_counts(detector, threshold, counts, fast):
         assert len(res.scenes) == n, (name, [c.frame for c in res.cuts])
 
 
+@needs_real_videos
 @pytest.mark.parametrize("fast", PATHS)
 def test_video2dataset_expectations(fast):
     # CutDetectionSubsampler: ContentDetector(5, 15), downscale = width // 64 = 30
@@ -91,6 +96,7 @@ def _scores(path: Path, **kw) -> tuple[list[float], object]:
     return out, an
 
 
+@needs_real_videos
 def test_refined_scores_are_pyscenedetects():
     # 640x360 -> factor 2.5 -> planes; every score near or above the threshold is re-scored on
     # exact pixels and must equal PySceneDetect's own path bit for bit

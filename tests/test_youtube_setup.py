@@ -129,23 +129,58 @@ def _ping_server(version: str = "2.0.2"):
     return srv
 
 
+def _token_clients() -> tuple[list[str], set[str]]:
+    """yt-dlp's own view, read from the installed release: its default clients, and which clients'
+    https formats need a GVS PO token. The doctor's expectations follow whatever release is installed."""
+    from yt_dlp.extractor.youtube import YoutubeIE
+    from yt_dlp.extractor.youtube._base import INNERTUBE_CLIENTS
+
+    need = {name for name, client in INNERTUBE_CLIENTS.items()
+            if any(getattr(p, "required", False) for p in (client.get("GVS_PO_TOKEN_POLICY") or {}).values())}
+    return list(YoutubeIE._DEFAULT_CLIENTS), need
+
+
 def test_doctor_says_full_with_the_installed_runtime(tmp_path):
     result = doctor(cwd=tmp_path)
-    assert result.exit_code == 0, result.output
-    assert "YouTube fetching: FULL" in result.output
-    assert "[  ok] JS runtime" in result.output and "deno" in result.output
-    assert "[  ok] EJS scripts" in result.output and "[  ok] ffmpeg" in result.output
-    assert "web formats need a PO token" in result.output  # yt-dlp's default web client, said as a warning
+    out = result.output
+    assert "[  ok] JS runtime" in out and "deno" in out
+    assert "[  ok] EJS scripts" in out and "[  ok] ffmpeg" in out
+    defaults, need = _token_clients()
+    line = next(x for x in out.splitlines() if "player clients" in x)
+    assert f"{', '.join(defaults)} (yt-dlp defaults)" in line
+    needing = [c for c in defaults if c in need]
+    if not needing:  # yt-dlp 2026.11: tv_samsung, visionos: no token needed
+        assert line.lstrip().startswith("[  ok]"), line
+    elif len(needing) < len(defaults):  # 2026.10: web needed a token, the others were used
+        assert line.lstrip().startswith("[warn]") and f"{', '.join(needing)} formats need a PO token" in line, line
+    else:
+        assert line.lstrip().startswith("[fail]") and result.exit_code == 1, line
+        return
+    assert result.exit_code == 0, out
+    assert "YouTube fetching: FULL" in out
+
+
+def test_doctor_says_which_configured_clients_need_tokens(tmp_path):
+    # one client that needs a GVS PO token and one that does not, picked from the installed yt-dlp's table
+    from yt_dlp.extractor.youtube._base import INNERTUBE_CLIENTS
+
+    _, need = _token_clients()
+    assert need, "yt-dlp's client table marks no client as needing a PO token: re-read what the doctor checks"
+    token, free = sorted(need)[0], sorted(c for c in INNERTUBE_CLIENTS if c not in need)[0]
+    mixed = doctor(f"fetch.youtube.player_clients=[{token}, {free}]", cwd=tmp_path)
+    line = next(x for x in mixed.output.splitlines() if "player clients" in x)
+    assert line.lstrip().startswith("[warn]") and f"{token}, {free}: {token} formats need a PO token" in line, line
+    assert mixed.exit_code == 0, mixed.output
+    only = doctor(f"fetch.youtube.player_clients=[{token}]", cwd=tmp_path)
+    assert only.exit_code == 1 and f"- player clients: {token}: every one needs a PO token" in only.output
 
 
 def test_doctor_says_degraded_and_why(tmp_path):
-    result = doctor(f"fetch.youtube.js_runtime_path={tmp_path / 'no-deno'}", "fetch.youtube.player_clients=[mweb]",
-                    cwd=tmp_path)
+    result = doctor(f"fetch.youtube.js_runtime_path={tmp_path / 'no-deno'}", cwd=tmp_path)
     assert result.exit_code == 1
     out = result.output
     assert "YouTube fetching: DEGRADED, because" in out
     assert "- JS runtime: deno not found" in out and "- EJS scripts" in out
-    assert "- player clients: mweb: every one needs a PO token" in out
 
 
 def test_doctor_checks_pot_server_cookies_and_proxies(tmp_path):

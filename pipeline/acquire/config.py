@@ -3,15 +3,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from pipeline.section import Section
 
 _PROXY = r"^(https?|socks5h?|socks4a?)://\S+$"
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class InputConfig(Section):
@@ -97,6 +93,11 @@ class YouTubeConfig(Section):
 
 class FetchConfig(Section):
     """yt-dlp probing, downloading and media verification."""
+
+    # how a video is fetched, not which video or what is kept of it
+    execution_only = frozenset({"cache_dir", "sleep_interval_s", "sleep_requests_s", "retries", "backoff_s",
+                                "backoff_max_s", "ytdlp_retries", "socket_timeout_s", "cookies_file", "proxy",
+                                "identities", "limits", "reuse_cache", "storage_options", "rate_limit"})
 
     cache_dir: str = Field("cache/videos", description="where downloads live (relative to work_dir unless absolute)")
     url_template: str = Field("https://www.youtube.com/watch?v={id}", description="how an ID becomes a URL; tests point it at 127.0.0.1")

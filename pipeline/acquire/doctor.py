@@ -22,6 +22,7 @@ from typing import Any
 from pipeline.acquire import youtube
 from pipeline.acquire.config import FetchConfig, IdentityConfig
 from pipeline.acquire.limiter import LimiterSpec
+from pipeline.acquire.ytdlp_facts import clients_needing_token
 from pipeline.acquire.ytdlp_options import build_params, ffmpeg_location
 
 
@@ -123,7 +124,7 @@ def _impersonation(yt, report: dict[str, Any]) -> Check:
 
 def _clients(cfg: FetchConfig, report: dict[str, Any]) -> Check:
     clients, default = _effective_clients(cfg)
-    need = [c for c in clients if c in _gvs_clients()]
+    need = [c for c in clients if c in clients_needing_token()]
     has_pot = bool(cfg.youtube.po_tokens) or cfg.youtube.pot_provider != "none"
     detail = f"{', '.join(clients)}{' (yt-dlp defaults)' if default else ''}"
     if need and not has_pot:
@@ -141,18 +142,6 @@ def _effective_clients(cfg: FetchConfig) -> tuple[list[str], bool]:
 
     authed = any(i.cookies_file for i in cfg.identity_list())
     return list(YoutubeIE._DEFAULT_AUTHED_CLIENTS if authed else YoutubeIE._DEFAULT_CLIENTS), True
-
-
-def _gvs_clients() -> set[str]:
-    """Clients whose https formats need a GVS PO token, from yt-dlp's own client table."""
-    from yt_dlp.extractor.youtube._base import INNERTUBE_CLIENTS
-
-    out = set()
-    for name, client in INNERTUBE_CLIENTS.items():
-        policy = (client.get("GVS_PO_TOKEN_POLICY") or {})
-        if any(getattr(p, "required", False) for p in policy.values()):
-            out.add(name)
-    return out
 
 
 def _po_tokens(yt, report: dict[str, Any], timeout_s: float) -> Check:

@@ -12,7 +12,7 @@ never fail their video (pipeline/acquire/subtitles.py).
 
 Plain Python (no Ray): `plan.build_stages` chains it with segmentation and selection (one
 process per video: the file is read where it was downloaded), the runner runs the chain in
-actors and hands it the shared limiter (`limiter_spec` / `bind_limiter`); tests and the bench
+actors and hands it the shared limiter (a `Service`, bound with `bind`); tests and the bench
 call `process` directly, with an in-process limiter. Every failure ends as
 `task.reject(reason, original_message)`; network/5xx failures are retried with exponential
 backoff, blocks (bot_check, rate_limited) on a fresh lease, permanent ones fail at once.
@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from pipeline.acquire import youtube
-from pipeline.acquire.classify import classify_error
+from pipeline.classify import classify_error
 from pipeline.acquire.config import FetchConfig, IdentityConfig
 from pipeline.acquire.cookies import private_copy
 from pipeline.acquire.ids import safe_id
 from pipeline.acquire.limiter import (INCONCLUSIVE, OK, FetchLimiter, FetchPaused, IdentityLost, Lease,
-                                      LimiterSpec, LocalLimiter, Throttle)
+                                      LimiterCore, LimiterSpec, LocalLimiter, Throttle)
 from pipeline.acquire.storage import VideoStore
 from pipeline.acquire.cues import read_subtitles
 from pipeline.acquire.subtitles import fetch_subtitles
@@ -40,7 +40,7 @@ from pipeline.acquire.verify import MediaError, MediaInfo, probe_media_header, v
 from pipeline.acquire.ytdlp_options import (CapturingLogger, RequestRefused, build_params, metered_ydl,
                                             refused_cause, video_dir)
 from pipeline.records import Reason, VideoTask
-from pipeline.stage import Resources, Stage, current_node
+from pipeline.stage import Resources, Service, Stage, current_node
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,6 +74,12 @@ class FetchStage(Stage):
 
     name = "fetch"
     version = "1"
+    reads = frozenset({"video_id", "source", "source_kind", "url"})
+    writes = frozenset({"title", "channel", "channel_id", "upload_date", "license", "live_status", "duration_s",
+                        "subtitle_langs", "subtitle_paths", "info_json_path", "fetch_identity", "subtitle_errors",
+                        "video_path", "file_size", "width", "height", "fps", "frame_count", "codec", "rotation",
+                        "media_node", "media_store", "media_uri", "sidecar_uris", "subtitles"})
+    fetches_media = True
 
     def __init__(self, cfg: FetchConfig, cache_root: str | Path | None = None,
                  sleep: Callable[[float], None] = time.sleep):
@@ -98,15 +104,8 @@ class FetchStage(Stage):
         self.throttle = Throttle(self.limiter, cfg.limits.max_pause_s)
         self._exempt = youtube.exempt_url_prefixes(cfg.youtube)
 
-    # how a video is fetched, not which video or what is kept of it
-    EXECUTION_ONLY = ("cache_dir", "concurrency", "sleep_interval_s", "sleep_requests_s", "retries", "backoff_s",
-                      "backoff_max_s", "ytdlp_retries", "socket_timeout_s", "cookies_file", "proxy", "identities",
-                      "limits", "reuse_cache", "storage_options", "rate_limit")
-
-    def key_parts(self) -> dict[str, str]:
-        from pipeline.keys import config_digest
-
-        return {"version": self.version, "config": config_digest(self.cfg, exclude=self.EXECUTION_ONLY)}
+    def sections(self) -> dict[str, FetchConfig]:
+        return {"fetch": self.cfg}
 
     def setup(self) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -130,10 +129,23 @@ class FetchStage(Stage):
             self._mark = self.limiter.mark()
         self.throttle = Throttle(self.limiter, self.cfg.limits.max_pause_s)  # its counters are this process's
 
-    # -- the shared limiter (handed over by the runner) ------------------------
+    # -- the shared limiter (a service the runner starts and hands over) ----------
     def limiter_spec(self) -> LimiterSpec:
         """The identities and budgets this stage needs a limiter for; equal specs share one."""
         return LimiterSpec.from_config(self.cfg)
+
+    def services(self, dataset: Any = None) -> list[Service]:
+        """The cluster-wide limiter of this spec, until one is bound."""
+        if not isinstance(self.limiter, LocalLimiter):
+            return []
+        spec = self.limiter_spec()
+        return [Service(f"curate-fetch-limiter-{spec.key}", LimiterCore, (spec,), shared=True)]
+
+    def bind(self, name: str, proxy: Any) -> None:
+        self.bind_limiter(proxy if proxy is not None else LocalLimiter(self.limiter_spec()))
+
+    def run_report(self) -> dict[str, Any]:
+        return {"fetch_limiter": self.limiter_stats()}
 
     def bind_limiter(self, limiter: FetchLimiter) -> None:
         """Use `limiter` (shared by every worker) instead of this process's own."""

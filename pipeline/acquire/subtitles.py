@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline.acquire.classify import classify_error
+from pipeline.classify import classify_error
 from pipeline.acquire.limiter import BLOCKS, OK, IdentityLost, Lease, SubtitlesBenched, Throttle
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from pipeline.acquire.config import Section
+from pipeline.section import Section
 
 
 class FilterConfig(Section):

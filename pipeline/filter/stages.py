@@ -6,54 +6,40 @@ measured; every reject reason they give is permanent (the video will not change)
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
 from pipeline.filter.config import DecontaminateConfig, DedupeConfig, FilterConfig
 from pipeline.filter.fingerprint import Query, Signature, SignatureIndex, read_fingerprints
-from pipeline.filter.index import DuplicateRegistry, LocalRegistry
-from pipeline.records import ContentSignals, Reason, VideoTask
-from pipeline.stage import Resources, Stage
+from pipeline.filter.index import DuplicateRegistry, LocalRegistry, committed_signatures
+from pipeline.filter.rules import decide
+from pipeline.records import Reason, VideoTask
+from pipeline.stage import Resources, Service, Stage
 
 log = logging.getLogger(__name__)
 
 
-def filter_reason(signals: ContentSignals, cfg: FilterConfig) -> tuple[Reason, str] | None:
-    """The first filter `signals` fail, with the measured value and the bound; None = keep.
-    The more specific reasons come first (a black screen is also still; slides are too)."""
-    s = signals
-    if cfg.mostly_black is not None and s.blank_share >= cfg.mostly_black:
-        return Reason.mostly_black, f"blank_share {s.blank_share:.3f} >= {cfg.mostly_black:g} (black or uniform frames)"
-    if cfg.slideshow is not None and s.text_score >= cfg.slideshow:
-        return Reason.slideshow, f"text_score {s.text_score:.3f} >= {cfg.slideshow:g} (slides / text screens)"
-    if cfg.static_video is not None and s.static_share >= cfg.static_video:
-        return Reason.static_video, f"static_share {s.static_share:.3f} >= {cfg.static_video:g}"
-    if cfg.low_motion is not None and s.motion < cfg.low_motion:
-        return Reason.low_motion, f"motion {s.motion:.3f} < {cfg.low_motion:g}"
-    if cfg.letterboxed is not None:
-        bars = 1.0 - (1.0 - s.letterbox) * (1.0 - s.pillarbox)
-        if bars >= cfg.letterboxed:
-            return Reason.letterboxed, (f"black bars cover {bars:.3f} of the frame >= {cfg.letterboxed:g} "
-                                        f"(letterbox {s.letterbox:.3f}, pillarbox {s.pillarbox:.3f})")
-    return None
-
-
 class FilterStage(Stage):
-    """Rejects videos whose content signals fail a configured bound (see `filter_reason`)."""
+    """Rejects videos whose content signals fail a configured bound (the rules of pipeline/filter/rules.py)."""
 
     name = "filter"
     version = "1"
     resources = Resources(cpus=0.05, concurrency=1, batch_size=16)  # bookkeeping only
+    reads = frozenset({"signals"})
 
     def __init__(self, cfg: FilterConfig | None = None):
         self.cfg = cfg or FilterConfig()
 
+    def sections(self) -> dict[str, FilterConfig]:
+        return {"filter": self.cfg}
+
     def process(self, task: VideoTask) -> VideoTask:
         if task.rejected or task.signals is None:
             return task
-        failed = filter_reason(task.signals, self.cfg)
-        if failed is not None:
-            task.reject(failed[0], failed[1], stage=self.name)
+        decision = decide(task.signals, self.cfg.model_dump())
+        if not decision.keep:
+            task.reject(decision.reason, decision.message, stage=self.name)
         return task
 
 
@@ -68,7 +54,8 @@ class DedupeStage(Stage):
     name = "dedupe"
     version = "1"
     resources = Resources(cpus=0.1, concurrency=(1, 4), batch_size=1)
-    uses_registry = True
+    reads = frozenset({"hash_track", "signals", "duration_s"})
+    writes = frozenset({"hash_track"})  # consumed: the dense track is not kept
 
     def __init__(self, dedupe: DedupeConfig | None = None, decontaminate: DecontaminateConfig | None = None,
                  registry: DuplicateRegistry | None = None):
@@ -76,6 +63,29 @@ class DedupeStage(Stage):
         self.decontaminate = decontaminate or DecontaminateConfig()
         self.registry = registry
         self._benchmarks: SignatureIndex | None = None
+
+    def sections(self) -> dict[str, DedupeConfig | DecontaminateConfig]:
+        return {"dedupe": self.dedupe, "decontaminate": self.decontaminate}
+
+    def services(self, dataset=None) -> list[Service]:
+        """One registry for the run, seeded with the signatures of the dataset's committed
+        accepted videos (pipeline/filter/index.py says why the check runs there)."""
+        if not self.dedupe.enabled or self.registry is not None:
+            return []
+        t0 = time.perf_counter()
+        committed = committed_signatures(dataset) if dataset is not None else []
+        return [Service("curate-dedupe", LocalRegistry, (self.dedupe.match, committed),
+                        note=f"near-duplicate index: {len(committed)} committed signatures read in "
+                             f"{time.perf_counter() - t0:.2f} s")]
+
+    def bind(self, name: str, proxy) -> None:
+        self.registry = proxy
+
+    def settle(self, task: VideoTask) -> None:
+        """A video this stage let through that ended rejected later: its claim will not be committed."""
+        if (self.registry is not None and task.rejected and task.reject_stage != self.name
+                and any(t.stage == self.name for t in task.stage_timings)):
+            self.registry.release(task.video_id)
 
     def setup(self) -> None:
         self.benchmarks()

@@ -5,11 +5,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.acquire.config import Section
+from pipeline.section import Section
 
 
 class SegmentConfig(Section):
     """Scene detection and frame sampling, done in one decoding pass."""
+
+    # the decoder's threading changes the cost, never the frames or the cuts (bench/segment.py)
+    execution_only = frozenset({"decoder_threads", "thread_type"})
 
     # detection
     detector: Literal["confirmed", "content", "adaptive", "histogram", "hash"] = Field(
@@ -90,8 +93,9 @@ class SegmentConfig(Section):
         "overlaps decoding with the analysis: up to ~1.4x less wall time for one video, for "
         "that extra CPU")
     max_decode_error_ratio: float = Field(
-        0.2, ge=0, le=1, description="reject with decode_error when more than this fraction of "
-        "packets fail to decode")
+        0.01, ge=0, le=1, description="reject with decode_error when the packets that fail to decode "
+        "plus the frames the decoder flags as damaged exceed this fraction of the video's packets "
+        "(the counts are on every videos row: decode_errors, lost_frames)")
     # sampling
     sample_fps: float = Field(1.0, gt=0, description="frames per second kept for the models")
     max_frames: int = Field(

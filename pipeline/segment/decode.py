@@ -38,10 +38,22 @@ class DecodeStats:
     """Counters of one decode, to judge damaged media."""
 
     packets: int = 0
-    decode_errors: int = 0
+    decode_errors: int = 0  # packets the decoder refused
+    corrupt_frames: int = 0  # frames the decoder returned flagged as damaged (concealed errors)
     frames: int = 0
     missing_pts: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+    @property
+    def damaged(self) -> int:
+        """Packets that failed plus frames that came out damaged: what the videos row reports."""
+        return self.decode_errors + self.corrupt_frames
+
+    @property
+    def lost_frames(self) -> int:
+        """Packets that carried a frame the decode never returned."""
+        return max(0, self.packets - self.frames)
 
 
 @dataclass
@@ -124,6 +136,8 @@ def iter_frames(container, stream, info: VideoInfo, stats: DecodeStats,
             tb, num, den, is_stream = times.get(frame.time_base)
             rel = max(pts - (info.start_pts if is_stream else 0), 0)
             seconds = rel * num / den  # == float(rel * tb): int / int is correctly rounded too
+            if frame.is_corrupt:
+                stats.corrupt_frames += 1
             if stats.frames == 0 and frame.rotation:
                 info.rotation = int(frame.rotation) % 360
             stats.frames += 1

@@ -48,14 +48,14 @@ class SelectStage(Stage):
     name = "select"
     version = "1"
     resources = Resources(cpus=0.05, concurrency=1, batch_size=16)  # bookkeeping only
+    reads = frozenset({"duration_s", "scenes", "frames"})
+    writes = frozenset({"scenes", "frames"})
 
     def __init__(self, cfg: SelectConfig | None = None):
         self.cfg = cfg or SelectConfig()
 
-    def key_parts(self) -> dict[str, str]:
-        from pipeline.keys import config_digest
-
-        return {"version": self.version, "config": config_digest(self.cfg)}
+    def sections(self) -> dict[str, SelectConfig]:
+        return {"select": self.cfg}
 
     def process(self, task: VideoTask) -> VideoTask:
         return select(task, self.cfg, stage=self.name)

@@ -81,9 +81,6 @@ def segment_video(path: str, cfg: SegmentConfig | None = None) -> SegmentResult:
         container.close()
     if last is None or sampler is None:
         raise MediaError("corrupt_media", f"no decodable video frames ({stats.decode_errors} bad packets)")
-    if stats.packets and stats.decode_errors / stats.packets > cfg.max_decode_error_ratio:
-        raise MediaError("decode_error", f"{stats.decode_errors}/{stats.packets} packets failed: "
-                         + "; ".join(stats.errors[:2]))
     end_frame = last.number + 1
     # The trainer (decord) puts frame i at i / origin_fps, so fps is the average rate and the
     # duration what makes frame_count / fps land on the real end: the last frame's time plus one
@@ -108,6 +105,7 @@ def segment_video(path: str, cfg: SegmentConfig | None = None) -> SegmentResult:
         scenes=scenes, frames=frames, cuts=cuts, width=w, height=h, fps=round(n / duration_s, 6),
         frame_count=n, duration_s=duration_s, rotation=rot, codec=info.codec,
         stats={"packets": stats.packets, "decode_errors": stats.decode_errors,
+               "corrupt_frames": stats.corrupt_frames, "lost_frames": stats.lost_frames,
                "frames": stats.frames, "missing_pts": stats.missing_pts,
                "analysed_frames": analyzer.analysed if analyzer else stats.frames,
                "refined_frames": analyzer.refined if analyzer else 0,
@@ -136,7 +134,10 @@ class SegmentStage(Stage):
     """Fills scenes, frames, content signals and decoded media facts of a task; rejects unusable media."""
 
     name = "segment"
-    version = "2"  # 2: confirmed cut detector by default, cut scores, content signals
+    version = "3"  # 2: confirmed cut detector by default, cut scores, content signals; 3: decode damage on the row
+    reads = frozenset({"video_path"})
+    writes = frozenset({"scenes", "frames", "signals", "hash_track", "width", "height", "fps", "frame_count",
+                        "duration_s", "rotation", "codec", "decode_errors", "lost_frames"})
 
     def __init__(self, cfg: SegmentConfig | None = None, resources: Resources | None = None,
                  cache_dir: str | Path | None = None):
@@ -148,11 +149,8 @@ class SegmentStage(Stage):
         # with the cluster (min 1 so a 2-core box runs it)
         self.resources = resources or Resources(cpus=1.0, concurrency=(1, 64))
 
-    def key_parts(self) -> dict[str, str]:
-        from pipeline.keys import config_digest
-
-        # the decoder's threading changes the cost, never the frames or the cuts (bench/segment.py)
-        return {"version": self.version, "config": config_digest(self.cfg, exclude=("decoder_threads", "thread_type"))}
+    def sections(self) -> dict[str, SegmentConfig]:
+        return {"segment": self.cfg}
 
     def process(self, task: VideoTask) -> VideoTask:
         if task.rejected:
@@ -165,6 +163,18 @@ class SegmentStage(Stage):
         except MediaError as exc:
             where = f" (fetched on node {task.media_node})" if exc.reason is Reason.media_missing else ""
             return task.reject(exc.reason, exc.message + where, stage=self.name)
+        # decode damage is data: every row says how much of its file failed to decode, and a
+        # file past the configured share is rejected (its counts stay on the rejected row)
+        task.decode_errors = res.stats.get("decode_errors", 0) + res.stats.get("corrupt_frames", 0)
+        task.lost_frames = res.stats.get("lost_frames", 0)
+        packets = res.stats.get("packets", 0)
+        if packets and task.decode_errors / packets > self.cfg.max_decode_error_ratio:
+            return task.reject(Reason.decode_error, f"{task.decode_errors} of {packets} packets failed to decode "
+                               f"or decoded damaged ({res.stats.get('decode_errors', 0)} refused, "
+                               f"{res.stats.get('corrupt_frames', 0)} frames flagged corrupt, {task.lost_frames} "
+                               f"frames lost); over segment.max_decode_error_ratio={self.cfg.max_decode_error_ratio}"
+                               + (": " + "; ".join(res.stats.get("errors", [])[:2]) if res.stats.get("errors") else ""),
+                               stage=self.name)
         task.scenes, task.frames, task.signals = res.scenes, res.frames, res.signals
         task.hash_track = HashTrack(res.query_t, res.query_h) if res.query_h is not None else None
         task.width, task.height, task.fps = res.width, res.height, res.fps

@@ -25,22 +25,7 @@ class ModelBackend(Protocol):
 
 
 def make_backend(cfg: BackendConfig) -> ModelBackend:
-    """Build the backend for `cfg.kind` (not yet set up).
+    """Build the backend for `cfg.kind` (not yet set up); synth/backends/registry.py maps kinds."""
+    from synth.backends.registry import kind_of
 
-    kind="vllm" has no per-call object: vLLM engines run as a ray.data.llm processor
-    over a Dataset; use `synth.backends.vllm_backend.build_vllm_processor`.
-    """
-    if cfg.kind == "openai":
-        from synth.backends.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(cfg)
-    if cfg.kind == "transformers":
-        from synth.backends.transformers_backend import TransformersBackend
-
-        return TransformersBackend(cfg)
-    if cfg.kind == "vllm":
-        raise ValueError(
-            "kind='vllm' runs as a ray.data.llm processor over a Dataset, not as a per-call "
-            "backend: use synth.backends.vllm_backend.build_vllm_processor(cfg, ...) in the "
-            "runner (GPU nodes with ray[llm] installed)")
-    raise ValueError(f"unknown backend kind {cfg.kind!r}")
+    return kind_of(cfg).make(cfg)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from pipeline.section import Section
 
 if TYPE_CHECKING:
     from pipeline.stage import Resources
@@ -28,12 +30,16 @@ def _reject_secrets(data: Any, where: str) -> Any:
     return data
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+class _Strict(Section):
+    model_config = ConfigDict(extra="forbid", validate_default=True, validate_assignment=False)
 
 
 class OpenAIConfig(_Strict):
     """An OpenAI-compatible endpoint (vLLM, SGLang, LMDeploy servers or a hosted API)."""
+
+    # where and how requests go, not what is asked (extra_body: seed, top_p ... is asked)
+    execution_only = frozenset({"base_url", "api_key_env", "concurrency", "timeout_s", "max_retries",
+                                "backoff_base_s", "backoff_max_s", "extra_headers", "warm_prefix"})
 
     base_url: str = Field("http://127.0.0.1:8000/v1",
                           description="Endpoint root; `/chat/completions` is appended.")
@@ -73,6 +79,10 @@ class OpenAIConfig(_Strict):
 class TransformersConfig(_Strict):
     """An in-process Hugging Face model (run inside a Ray actor by the runner)."""
 
+    # how the weights run (share_prefix falls back when answers differ)
+    execution_only = frozenset({"device", "attn_implementation", "batch_size", "share_prefix",
+                                "num_gpus"})
+
     model_path: str | None = Field(None, description="Local checkpoint directory; default: "
                                    "BackendConfig.model.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -96,6 +106,9 @@ class TransformersConfig(_Strict):
 class VLLMConfig(_Strict):
     """In-cluster vLLM engines through ray.data.llm (GPU nodes only)."""
 
+    execution_only = frozenset({"concurrency", "batch_size", "accelerator_type",
+                                "continue_on_error"})
+
     model_source: str | None = Field(None, description="Model id or path; default: "
                                      "BackendConfig.model.")
     engine_kwargs: dict[str, Any] = Field(
@@ -118,9 +131,9 @@ class VLLMConfig(_Strict):
 class BackendConfig(_Strict):
     """Which backend runs a model (teacher or verifier), and its settings."""
 
-    kind: Literal["openai", "transformers", "vllm"] = Field(
-        "openai", description="openai: HTTP endpoint; transformers: in-process; vllm: "
-        "ray.data.llm engines.")
+    kind: str = Field(
+        "openai", description="a kind of synth/backends/registry.py: openai: HTTP endpoint; transformers: "
+        "in-process; vllm: ray.data.llm engines.")
     model: str = Field("Qwen/Qwen2.5-VL-7B-Instruct", description="Model name sent to the "
                        "endpoint / loaded; recorded as provenance.")
     model_family: Literal["auto", "qwen2_5_vl", "qwen3_vl", "other"] = Field(
@@ -139,25 +152,37 @@ class BackendConfig(_Strict):
     def _no_key(cls, data: Any) -> Any:
         return _reject_secrets(data, "backend")
 
-    # -- how this backend runs: the runner translates these into Ray, and knows no kinds --
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        from synth.backends.registry import KINDS
+
+        if v not in KINDS:
+            raise ValueError(f"unknown backend kind {v!r}; known: {', '.join(KINDS)}")
+        return v
+
+    # -- how this backend runs (synth/backends/registry.py): the runner translates these into Ray,
+    # and knows no kinds --
     def env_vars(self) -> tuple[str, ...]:
         """Names of the environment variables its workers need (the API key), passed by the runner."""
-        return (self.openai.api_key_env,) if self.kind == "openai" and self.openai.api_key_env else ()
+        from synth.backends.registry import kind_of
+
+        return kind_of(self).env_vars(self)
 
     def actor_resources(self, replicas: int, batch_size: int) -> "Resources":
         """One stage replica holding this backend: in-process models compute, HTTP clients wait."""
-        from pipeline.stage import Resources
+        from synth.backends.registry import kind_of
 
-        if self.kind == "transformers":
-            return Resources(cpus=1.0, gpus=self.transformers.num_gpus, concurrency=(1, replicas),
-                             batch_size=batch_size)
-        return Resources(cpus=0.25, concurrency=(1, replicas), batch_size=batch_size)
+        return kind_of(self).actor_resources(self, replicas, batch_size)
 
     def pass_resources(self, replicas: int) -> "Resources":
-        """The actor pool of one pass over a round's requests (kinds openai / transformers)."""
-        from pipeline.stage import Resources
+        """The actor pool of one pass over a round's requests (kinds with a per-call backend)."""
+        from synth.backends.registry import kind_of
 
-        if self.kind == "transformers":
-            return Resources(cpus=1.0, gpus=self.transformers.num_gpus, concurrency=(1, replicas),
-                             batch_size=self.transformers.batch_size * 4)
-        return Resources(cpus=0.25, concurrency=(1, replicas), batch_size=self.openai.concurrency * 4)
+        return kind_of(self).pass_resources(self, replicas)
+
+    def needs_passes(self) -> bool:
+        """Whether this kind runs only as Ray Data passes (an engine processor, no per-call backend)."""
+        from synth.backends.registry import kind_of
+
+        return kind_of(self).needs_passes
