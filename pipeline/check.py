@@ -27,6 +27,10 @@ RULES = {
     "sft_rl_agree": "an item's SFT answer and its RL ground truth are the same numbers",
     "blind_kept": "no sft or rl item is answerable without the video (verification.blind_answerable)",
     "ambiguous": "no grounding or time-order answer that another captioned window satisfies as well",
+    "token_budget": "no SFT sample the trainer would truncate or discard: tokens counted the xtuner fork's way "
+                    "(its frame sampler, resize, 2-frame patches, 2x2 merge, timestamps, template) within the cap, "
+                    "under the export's meta.json settings (--xtuner DEST) or the ones it would write",
+    "verl_prompt": "every verl row's prompt (video under its entry's limits) within max_prompt_length (--verl DEST)",
 }
 # DESIGN.md, "Grounding prompt used by the evaluators", literally
 _GROUNDING = re.compile(r'^<video>\nGiven the video of duration (\d+\.\d) seconds, find the start and end '
@@ -76,8 +80,9 @@ def _span_numbers(text: str) -> list[float]:
 
 
 def check_dataset(out: str, *, media_root: str | None = None, decode: bool = True,
-                  max_videos: int | None = None) -> CheckReport:
-    """Run every rule over the dataset at `out`."""
+                  max_videos: int | None = None, xtuner: str | None = None, verl: str | None = None,
+                  max_tokens: int = 262144, max_prompt_length: int = 16384, patch_size: int = 14) -> CheckReport:
+    """Run every rule over the dataset at `out` (and over exports of it, where given)."""
     from pipeline.export import check_xtuner, default_media_root, to_xtuner
 
     store = DatasetStore(out)
@@ -135,7 +140,80 @@ def check_dataset(out: str, *, media_root: str | None = None, decode: bool = Tru
                                          f"ground truth {truth!r}")
         sft_row = by_id.get(info["id"])
         _check_blind(report, info["id"], sft_row.get("verification") if sft_row else None)
+    if xtuner:
+        _check_xtuner_export(report, xtuner, max_tokens)
+    else:
+        _check_tokens(report, sft, max_tokens)
+    if verl:
+        _check_verl_export(report, verl, max_prompt_length, patch_size)
     return report
+
+
+def _over(report: CheckReport, rule: str, item: str, count: Any, cap: int) -> None:
+    report.checked[rule] += 1
+    if count.over(cap):
+        report.fail(rule, f"{item}: {count.error or f'{count.total_tokens} tokens > {cap}'} "
+                          f"({count.frames} frames of {count.width}x{count.height})")
+
+
+def _check_tokens(report: CheckReport, sft: list[dict], cap: int) -> None:
+    """Rows as `curate export xtuner` would budget them: a row that fits at no frame size fails."""
+    from pipeline.budget import XtunerSettings, fit_xtuner
+
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in sft:
+        groups[row["category"]].append(row)
+    for rows in groups.values():
+        _, counts = fit_xtuner([r["messages"] for r in rows], XtunerSettings(max_length=cap), cap)
+        for row, c in zip(rows, counts):
+            _over(report, "token_budget", row["id"], c, cap)
+
+
+def _check_xtuner_export(report: CheckReport, dest: str, cap: int) -> None:
+    """Every line of an xtuner export under its meta.json dataset's settings, as the trainer reads them
+    (a key the entry lacks takes the long config's default)."""
+    from dataclasses import fields
+
+    from pipeline.budget import XtunerSettings, count_xtuner
+
+    meta = json.loads(open(os.path.join(dest, "meta.json")).read())
+    known = {f.name for f in fields(XtunerSettings)}
+    for name, entry in meta.items():
+        settings = XtunerSettings(**{k: v for k, v in entry.items() if k in known}, max_length=cap)
+        with open(entry["annotation"]) as fh:
+            for line in fh:
+                obj = json.loads(line)
+                _over(report, "token_budget", f"{name}/{obj.get('id')}", count_xtuner(obj["messages"], settings), cap)
+
+
+def _check_verl_export(report: CheckReport, dest: str, max_prompt_length: int, patch_size: int) -> None:
+    """Every verl row: its prompt with the video sampled and resized under its entry's limits."""
+    import pyarrow.parquet as pq
+
+    from pipeline.budget import QwenVideoSettings, VideoFacts, count_qwen
+    from pipeline.trainer_media import trainer_view
+
+    table = pq.read_table(os.path.join(dest, "train.parquet"), columns=["prompt", "videos", "extra_info"])
+    views: dict[str, Any] = {}
+    for prompt, videos, info in zip(*(table.column(c).to_pylist() for c in ("prompt", "videos", "extra_info"))):
+        v = videos[0]
+        path = v["video"]
+        if path not in views:
+            views[path] = trainer_view(path)
+        view = views[path]
+        if view is None:
+            report.checked["verl_prompt"] += 1
+            report.fail("verl_prompt", f"{info['id']}: {path} cannot be opened (decord)")
+            continue
+        settings = QwenVideoSettings(**{k: v[k] for k in ("fps", "min_frames", "max_frames", "min_pixels",
+                                                          "max_pixels", "total_pixels") if v.get(k) is not None},
+                                     patch_size=patch_size)
+        # the Qwen-VL chat template: its default system turn, the prompt, the assistant header
+        text = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+                + "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in prompt)
+                + "<|im_start|>assistant\n")
+        count = count_qwen(VideoFacts(view.width, view.height, view.frames, view.avg_fps), settings, text)
+        _over(report, "verl_prompt", info["id"], count, max_prompt_length)
 
 
 def _check_spans(report: CheckReport, item: str, duration: float, spans: Iterable[tuple]) -> None:

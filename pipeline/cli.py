@@ -173,12 +173,20 @@ def check(
                                              "common parent of the local files)"),
     decode: bool = typer.Option(True, "--decode/--no-decode", help="decode every video in full with decord"),
     max_videos: Optional[int] = typer.Option(None, help="decode at most this many videos (big datasets)"),
+    xtuner: Optional[str] = typer.Option(None, help="an xtuner export (DEST of `curate export xtuner`): count its "
+                                         "lines under its meta.json settings"),
+    verl: Optional[str] = typer.Option(None, help="a verl export (DEST of `curate export verl`): count its prompts"),
+    max_tokens: int = typer.Option(262144, help="the SFT trainer's per-sample cap"),
+    max_prompt_length: int = typer.Option(16384, help="verl's data.max_prompt_length"),
+    patch_size: int = typer.Option(14, help="the verl policy's vision patch (14 Qwen2.5-VL, 16 Qwen3-VL)"),
 ) -> None:
     """The trainers' and evaluators' rules over a dataset; counts per rule, exit 1 on any violation."""
     from pipeline.check import check_dataset
 
     try:
-        report = check_dataset(out, media_root=media_root, decode=decode, max_videos=max_videos)
+        report = check_dataset(out, media_root=media_root, decode=decode, max_videos=max_videos, xtuner=xtuner,
+                               verl=verl, max_tokens=max_tokens, max_prompt_length=max_prompt_length,
+                               patch_size=patch_size)
     except ValueError as exc:
         _fail(f"error: {exc}")
     typer.echo(report.render())
@@ -233,23 +241,43 @@ export_app = typer.Typer(no_args_is_help=True, help="Export a dataset into a tra
 app.add_typer(export_app, name="export")
 
 
+_TOKENIZER_HELP = ("the model's tokenizer (a local path) for exact text counts; default: an upper bound "
+                   "(UTF-8 bytes), so no sample can pass the cap")
+
+
+def _echo_tokens(tokens: list[dict], cap: int) -> None:
+    from pipeline.budget import distribution
+
+    d = distribution(t["tokens"] for t in tokens)
+    if d:
+        typer.echo(f"tokens per sample (cap {cap}): min {d['min']}, median {d['median']}, p95 {d['p95']}, "
+                   f"max {d['max']}; frames {min(t['frames'] for t in tokens)}-{max(t['frames'] for t in tokens)}, "
+                   f"smallest frame {min((t['frame_wh'] for t in tokens), key=lambda wh: wh[0] * wh[1])}")
+
+
 @export_app.command("xtuner")
 def export_xtuner_cmd(
     out: str = typer.Argument(..., help="dataset directory"),
     dest: Path = typer.Argument(..., help="where to write annotations/*.jsonl and meta.json"),
     media_root: Optional[str] = typer.Option(None, help="root the video URLs are relative to (default: common parent)"),
     name: str = typer.Option("longvideo", help="dataset name prefix in meta.json"),
-    fps: int = typer.Option(4, help="fps the trainer samples at (meta.json)"),
+    fps: float = typer.Option(4, help="fps the trainer samples at (meta.json)"),
+    max_frames: int = typer.Option(2048, help="video_max_frames (meta.json; the long config's 2048)"),
+    max_tokens: int = typer.Option(262144, help="the trainer's per-sample cap (the long config's max_length)"),
+    tokenizer: Optional[str] = typer.Option(None, help=_TOKENIZER_HELP),
     check_media: bool = typer.Option(True, "--check-media/--no-check-media",
                                      help="open each video to check frame size and count"),
 ) -> None:
-    """JSONL + meta JSON for InternVideo3's SFT trainer; every line checked before it is written."""
+    """JSONL + meta JSON for InternVideo3's SFT trainer; every line checked and within the token cap."""
     from pipeline.export import export_xtuner
 
-    report = export_xtuner(out, dest, media_root=media_root, name=name, fps=fps, check_media=check_media)
+    report = export_xtuner(out, dest, media_root=media_root, name=name, fps=fps, check_media=check_media,
+                           max_tokens=max_tokens, max_frames=max_frames, tokenizer=tokenizer)
     for group, n in sorted(report.written.items()):
         typer.echo(f"{group}: {n} lines")
-    typer.echo(f"meta: {dest / 'meta.json'}")
+    _echo_tokens(report.tokens, max_tokens)
+    typer.echo(f"meta: {dest / 'meta.json'} (per-dataset fps, frame and pixel limits); per sample: "
+               f"{dest / 'tokens.jsonl'}")
     if report.rejected:
         typer.echo(f"{report.rejected} line(s) broke the trainer's rules and were not written "
                    f"(see {dest / 'rejected.jsonl'}): {dict(report.problems)}", err=True)
@@ -258,11 +286,66 @@ def export_xtuner_cmd(
 
 @export_app.command("verl")
 def export_verl_cmd(out: str = typer.Argument(..., help="dataset directory"),
-                    dest: Path = typer.Argument(..., help="output folder for train.parquet")) -> None:
-    """The `rl` rows as a verl Parquet file."""
+                    dest: Path = typer.Argument(..., help="output folder for train.parquet"),
+                    max_prompt_length: int = typer.Option(16384, help="verl's data.max_prompt_length to fit"),
+                    fps: float = typer.Option(2.0, help="frames per second each video entry asks for"),
+                    max_frames: int = typer.Option(128, help="at most this many frames per video"),
+                    patch_size: int = typer.Option(14, help="the policy's vision patch (14 Qwen2.5-VL, 16 Qwen3-VL)"),
+                    tokenizer: Optional[str] = typer.Option(None, help=_TOKENIZER_HELP)) -> None:
+    """The `rl` rows as a verl Parquet file; video entries carry limits that fit max_prompt_length."""
     from pipeline.export import export_verl
 
-    typer.echo(f"{export_verl(out, dest)} rows -> {dest / 'train.parquet'}")
+    n = export_verl(out, dest, max_prompt_length=max_prompt_length, fps=fps, max_frames=max_frames,
+                    patch_size=patch_size, tokenizer=tokenizer)
+    typer.echo(f"{n} rows -> {dest / 'train.parquet'}")
+    typer.echo("verl settings:\n"
+               f"  data.train_files={(dest / 'train.parquet').resolve()}\n"
+               f"  data.max_prompt_length={max_prompt_length}\n  data.video_key=videos\n"
+               f"  data.image_patch_size={patch_size}\n"
+               "  reward.custom_reward_function.path=pkg://synth.reward\n"
+               "  reward.custom_reward_function.name=compute_score")
+
+
+@export_app.command("qwen")
+def export_qwen_cmd(out: str = typer.Argument(..., help="dataset directory"),
+                    dest: Path = typer.Argument(..., help="output folder for qwen.jsonl"),
+                    max_tokens: int = typer.Option(262144, help="tokens per sample to fit"),
+                    fps: float = typer.Option(2.0, help="frames per second each video item asks for"),
+                    max_frames: int = typer.Option(768, help="at most this many frames per video"),
+                    patch_size: int = typer.Option(14, help="vision patch (14 Qwen2.5-VL, 16 Qwen3-VL)"),
+                    tokenizer: Optional[str] = typer.Option(None, help=_TOKENIZER_HELP)) -> None:
+    """Qwen-VL-style messages ({"type": "video", "video", "fps", pixel limits}: qwen-vl-utils, ms-swift)."""
+    from pipeline.export_qwen import export_qwen
+
+    report = export_qwen(out, dest, max_tokens=max_tokens, fps=fps, max_frames=max_frames, patch_size=patch_size,
+                         tokenizer=tokenizer)
+    _finish_qwen_like(report, dest, max_tokens)
+
+
+@export_app.command("llamafactory")
+def export_llamafactory_cmd(out: str = typer.Argument(..., help="dataset directory"),
+                            dest: Path = typer.Argument(..., help="output folder (jsonl, dataset_info.json, args)"),
+                            name: str = typer.Option("longvideo", help="dataset name in dataset_info.json"),
+                            max_tokens: int = typer.Option(262144, help="cutoff_len to fit"),
+                            fps: float = typer.Option(2.0, help="video_fps"),
+                            max_frames: int = typer.Option(768, help="video_maxlen"),
+                            patch_size: int = typer.Option(14, help="vision patch (14 Qwen2.5-VL, 16 Qwen3-VL)"),
+                            tokenizer: Optional[str] = typer.Option(None, help=_TOKENIZER_HELP)) -> None:
+    """LLaMA-Factory's sharegpt format + dataset_info.json + the video_* args that fit cutoff_len."""
+    from pipeline.export_qwen import export_llamafactory
+
+    report = export_llamafactory(out, dest, max_tokens=max_tokens, fps=fps, max_frames=max_frames,
+                                 patch_size=patch_size, name=name, tokenizer=tokenizer)
+    _finish_qwen_like(report, dest, max_tokens)
+    typer.echo(f"LLaMA-Factory args: {dest / 'llamafactory_args.yaml'}")
+
+
+def _finish_qwen_like(report, dest: Path, cap: int) -> None:
+    typer.echo(f"{report.written} samples -> {', '.join(report.files)}")
+    _echo_tokens(report.tokens, cap)
+    if report.rejected:
+        typer.echo(f"{len(report.rejected)} sample(s) fit the cap at no size (see {dest / 'rejected.jsonl'})", err=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:

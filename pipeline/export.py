@@ -18,10 +18,12 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.budget import ByteBound, HFTextCounter, XtunerSettings, fit_xtuner
 from pipeline.store import DatasetStore
 from pipeline.trainer_media import TrainerView, trainer_view
 
 PLACEHOLDER = "<VIDEO_CONTEXT>"
+DEFAULT_CAP = XtunerSettings().max_length  # the fork's long config: 262,144 tokens per sample
 ROLES = {"system", "user", "assistant"}
 MESSAGE_KEYS = {"role", "content"}
 TEXT_KEYS = {"type", "text", "conversation_timestamps"}
@@ -159,6 +161,8 @@ class ExportReport:
     rejected: int = 0
     problems: Counter = field(default_factory=Counter)
     files: list[str] = field(default_factory=list)
+    tokens: list[dict] = field(default_factory=list)  # per written sample: frames, frame size, tokens
+    exact_text: bool = False  # text counted with the model's tokenizer (else a byte upper bound)
 
 
 def default_media_root(rows: list[dict[str, Any]]) -> str:
@@ -176,8 +180,14 @@ def default_media_root(rows: list[dict[str, Any]]) -> str:
 
 
 def export_xtuner(out: str, dest: str | Path, *, media_root: str | None = None, name: str = "longvideo",
-                  fps: int = 4, check_media: bool = True, split_by_category: bool = True) -> ExportReport:
-    """Write xtuner JSONL (one file per category) + meta JSON from the dataset's `sft` rows."""
+                  fps: float = 4, check_media: bool = True, split_by_category: bool = True,
+                  max_tokens: int = DEFAULT_CAP, max_frames: int = 2048, tokenizer: str | None = None) -> ExportReport:
+    """Write xtuner JSONL (one file per category) + meta JSON from the dataset's `sft` rows.
+
+    Each meta entry carries the fork's per-dataset settings (fps, frame limits, and a
+    `video_max_total_pixels` lowered so that every sample of that file stays within `max_tokens`,
+    counted the fork's way: `pipeline.budget`); `DEST/tokens.jsonl` says, per sample, the frames and
+    frame size the trainer will use and its tokens."""
     store = DatasetStore(out)
     table = store.read_table("sft")
     rows = table.to_pylist()
@@ -193,39 +203,86 @@ def export_xtuner(out: str, dest: str | Path, *, media_root: str | None = None, 
         obj = to_xtuner(row, media_root)
         problems = check_xtuner(obj, media_root, media, uri=row.get("media_uri"))
         if problems:
-            report.rejected += 1
-            report.problems.update(p.split(":")[-1].strip().split(" ")[0] for p in problems)
-            rejected.append({"id": row["id"], "problems": problems})
+            _reject(report, rejected, row["id"], problems)
             continue
         groups[f"{name}_{row['category']}" if split_by_category else name].append(obj)
-    meta = {}
+    counter = HFTextCounter(tokenizer) if tokenizer else ByteBound()
+    base = XtunerSettings(fps=fps, video_max_frames=max_frames, max_length=max_tokens)
+    meta, tokens = {}, []
     for group, objs in sorted(groups.items()):
+        settings, counts = fit_xtuner([o["messages"] for o in objs], base, max_tokens, counter)
+        kept = []
+        for obj, c in zip(objs, counts):
+            if c.over(max_tokens):
+                _reject(report, rejected, obj["id"], [c.error or f"tokens: {c.total_tokens} > the trainer's cap "
+                                                      f"{max_tokens} even at the smallest frames"])
+                continue
+            kept.append(obj)
+            tokens.append({"id": obj["id"], "group": group, "frames": c.frames, "frame_wh": [c.width, c.height],
+                           "video_tokens": c.video_tokens, "tokens": c.total_tokens})
+        if not kept:
+            continue
         path = dest / "annotations" / f"{group}.jsonl"
-        _write_lines(path, objs)
-        report.written[group] = len(objs)
+        write_lines(path, kept)
+        report.written[group] = len(kept)
         report.files.append(str(path))
-        meta[group] = {"annotation": str(path.resolve()), "media_root": media_root, "sample_ratio": 1.0, "fps": fps}
+        meta[group] = {"annotation": str(path.resolve()), "media_root": media_root, "sample_ratio": 1.0,
+                       **settings.meta()}
     (dest / "meta.json").write_text(json.dumps(meta, indent=2))
+    write_lines(dest / "tokens.jsonl", tokens)
+    report.tokens = tokens
+    report.exact_text = counter.exact
     if rejected:
-        _write_lines(dest / "rejected.jsonl", rejected)
+        write_lines(dest / "rejected.jsonl", rejected)
     return report
 
 
-def export_verl(out: str, dest: str | Path) -> int:
+def _reject(report: ExportReport, rejected: list, item: str, problems: list[str]) -> None:
+    report.rejected += 1
+    report.problems.update(p.split(":")[-1].strip().split(" ")[0] if not p.startswith("tokens:") else "over_token_cap"
+                           for p in problems)
+    rejected.append({"id": item, "problems": problems})
+
+
+VERL_MAX_PROMPT_LENGTH = 16384  # what `curate export verl` budgets for (data.max_prompt_length)
+
+
+def export_verl(out: str, dest: str | Path, *, max_prompt_length: int = VERL_MAX_PROMPT_LENGTH, fps: float = 2.0,
+                max_frames: int = 128, patch_size: int = 14, tokenizer: str | None = None) -> int:
     """Write the `rl` rows as one verl Parquet file (with a `videos` column); returns rows.
 
+    Each video entry carries qwen-vl-utils' limits (fps, frames, pixels per frame, total pixels),
+    chosen so that the prompt verl tokenizes stays within `max_prompt_length` (`pipeline.budget`).
     The video is the shared copy when there is one (verl reads it through its own IO)."""
-    table = DatasetStore(out).read_table("rl")
-    videos = pa.array([[{"video": info.get("media_uri") or info["video_path"]}]
-                       for info in table.column("extra_info").to_pylist()])
-    table = table.append_column("videos", videos)
+    from pipeline.budget import QwenVideoSettings, VideoFacts, fit_qwen
+    from pipeline.export_qwen import QWEN_SYSTEM
+
+    store = DatasetStore(out)
+    table = store.read_table("rl")
+    facts = {r["video_id"]: r for r in store.read_table("videos", ["video_id", "width", "height", "frame_count",
+                                                                   "fps"]).to_pylist()}
+    counter = HFTextCounter(tokenizer) if tokenizer else ByteBound()
+    base = QwenVideoSettings(fps=fps, max_frames=max_frames, patch_size=patch_size)
+    videos = []
+    for info, prompt in zip(table.column("extra_info").to_pylist(), table.column("prompt").to_pylist()):
+        v = facts.get(info["video_id"]) or {}
+        entry: dict[str, Any] = {"video": info.get("media_uri") or info["video_path"]}
+        if v.get("frame_count") and v.get("fps") and v.get("width") and v.get("height"):
+            text = QWEN_SYSTEM + "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in prompt)
+            settings, _ = fit_qwen(VideoFacts(v["width"], v["height"], v["frame_count"], v["fps"]), base,
+                                   max_prompt_length, text + "<|im_start|>assistant\n", counter)
+            entry.update(settings.entry())
+        else:
+            entry.update(base.entry())
+        videos.append([entry])
+    table = table.append_column("videos", pa.array(videos))
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, dest / "train.parquet")
     return table.num_rows
 
 
-def _write_lines(path: Path, objs: Iterable[dict]) -> None:
+def write_lines(path: Path, objs: Iterable[dict]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w") as fh:
         for obj in objs:

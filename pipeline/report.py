@@ -47,7 +47,19 @@ def quality_report(store: DatasetStore) -> dict[str, Any]:
         "mean_pass_rate_by_format": {k: round(statistics.fmean(v), 3) for k, v in sorted(by_format.items())},
         "rl_reward_kinds": dict(Counter(r["extra_info"]["reward_kind"] for r in rl)),
         "rejects": dict(Counter(f"{r['target_config']}:{r['reason']}" for r in rejects).most_common()),
+        "tokens": token_report(store),
     }
+
+
+def token_report(store: DatasetStore) -> dict[str, Any]:
+    """Tokens per sft sample the SFT trainer's way (pipeline.budget), grouped as the xtuner export groups."""
+    from pipeline.budget import xtuner_token_report
+
+    rows = store.read_table("sft", ["category", "messages"]).to_pylist() if store.shard_paths("sft") else []
+    groups: dict[str, list] = {}
+    for r in rows:
+        groups.setdefault(r["category"], []).append(r["messages"])
+    return xtuner_token_report(groups)
 
 
 def render_text(report: dict[str, Any]) -> str:
@@ -58,6 +70,10 @@ def render_text(report: dict[str, Any]) -> str:
                 "mean_pass_rate_by_format", "rl_reward_kinds", "rejects"):
         if report.get(key):
             lines.append(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in report[key].items()))
+    if report.get("tokens"):
+        from pipeline.budget import render_token_report
+
+        lines.append("  " + render_token_report(report["tokens"]))
     return "\n".join(lines)
 
 
@@ -72,6 +88,19 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report.get("evidence_span_s"):
         s = report["evidence_span_s"]
         lines.append(f"Evidence spans: mean {s['mean']} s, median {s['median']} s, max {s['max']} s.")
+    if report.get("tokens"):
+        t = report["tokens"]
+        lines += ["", f"Tokens per SFT sample as InternVideo3's trainer counts them (long config, cap {t['cap']}; "
+                      f"text: {t['text']}):", "", "| settings | samples | min | median | p95 | max | over the cap |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for key, title in (("exported", "`curate export xtuner` (budgeted)"), ("unbudgeted", "config defaults")):
+            d = t[key]
+            if d:
+                lines.append(f"| {title} | {d['samples']} | {d['min']} | {d['median']} | {d['p95']} | {d['max']} | "
+                             f"{t[key + '_over_cap']} |")
+        if t.get("frames"):
+            lines.append(f"\nExported frames per sample {t['frames']['min']}-{t['frames']['max']}; smallest frame "
+                         f"{t['smallest_frame_wh'][0]}x{t['smallest_frame_wh'][1]}.")
     return "\n".join(lines)
 
 

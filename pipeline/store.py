@@ -4,7 +4,9 @@ Layout under OUT (a local path or an fsspec URL):
 
     README.md                      dataset card (configs for datasets.load_dataset, counts)
     data/<config>/<chunk>.parquet  one shard per config per committed chunk
-    data/<config>/_schema.parquet  zero-row shard carrying the config's Arrow schema
+    _schema/<config>.parquet       zero-row file carrying the config's Arrow schema (outside data/, so
+                                   that `data/<config>/*.parquet` matches data shards only: readers
+                                   that glob, such as verl, would take it for an empty split)
     _manifest/<chunk>.json         what a chunk committed (counts, run, files)
     _runs/<run_id>.json            run summaries
     _staging/                      shards being written; never read
@@ -35,7 +37,8 @@ import pyarrow.parquet as pq
 
 from pipeline.schema import CONFIGS, arrow_schema, validate_row
 
-SCHEMA_SHARD = "_schema.parquet"
+SCHEMA_DIR = "_schema"
+LEGACY_SCHEMA_SHARD = "_schema.parquet"  # data/<config>/_schema.parquet, before it moved out of data/
 
 
 def new_run_id() -> str:
@@ -91,14 +94,22 @@ class DatasetStore:
     def shard_dir(self, config: str) -> str:
         return self.path("data", config)
 
+    def schema_path(self, config: str) -> str:
+        """The zero-row Parquet file that carries a config's Arrow schema."""
+        return self.path(SCHEMA_DIR, f"{config}.parquet")
+
     # -- lifecycle ---------------------------------------------------------
     def init(self) -> None:
         """Create the layout and a typed zero-row shard per config (idempotent)."""
+        self.fs.makedirs(self.path(SCHEMA_DIR), exist_ok=True)
         for config in CONFIGS:
             self.fs.makedirs(self.shard_dir(config), exist_ok=True)
-            target = posixpath.join(self.shard_dir(config), SCHEMA_SHARD)
+            target = self.schema_path(config)
             if not self.fs.exists(target):
                 self._write_parquet(target, arrow_schema(config).empty_table(), zero_groups=True)
+            legacy = posixpath.join(self.shard_dir(config), LEGACY_SCHEMA_SHARD)
+            if self.fs.exists(legacy):
+                self.fs.rm(legacy)
         for sub in ("_manifest", "_runs", "_staging"):
             self.fs.makedirs(self.path(sub), exist_ok=True)
 

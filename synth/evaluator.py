@@ -51,5 +51,11 @@ def snap_span(start: float, end: float, duration_s: float) -> tuple[float, float
     return (s, e) if e > s else None
 
 
+SPAN_ANSWER = "The event happens in {s:.1f} - {e:.1f} seconds."
+
+
 def format_span(start: float, end: float) -> str:
-    return f"{start:.1f} - {end:.1f} seconds"
+    """A grounding answer every public scorer parses to [start, end]: InternVideo3's eval_grounding.py
+    (first two numbers), lmms-eval's charades_sta utils, eval_tvg.py (which reads only sentences with
+    a keyword such as "happens in") and timelens."""
+    return SPAN_ANSWER.format(s=start, e=end)

@@ -12,10 +12,11 @@ from tests.helpers import REPO
 
 LAYERS = [
     ["pipeline.records", "pipeline.section", "pipeline.classify", "pipeline.keys", "pipeline.stage", "pipeline.media"],
-    ["pipeline.schema", "pipeline.samples", "pipeline.footage", "pipeline.trainer_media"],
+    ["pipeline.schema", "pipeline.samples", "pipeline.footage", "pipeline.trainer_media", "pipeline.budget"],
     ["pipeline.store", "pipeline.demo"],
     ["pipeline.acquire"], ["pipeline.segment"], ["pipeline.filter"], ["synth.backends"], ["synth"],
-    ["pipeline.config", "pipeline.card", "pipeline.report", "pipeline.export", "pipeline.check"],
+    ["pipeline.config", "pipeline.card", "pipeline.report", "pipeline.export", "pipeline.export_qwen",
+     "pipeline.check"],
     ["pipeline.viewer"],
     ["pipeline.plan", "pipeline.services", "pipeline.frame_keepers"], ["pipeline.runner"], ["pipeline.passes"],
     ["pipeline.job"], ["pipeline.dryrun"], ["pipeline.cli"],

@@ -85,8 +85,9 @@ def test_ledger_reads_ids_and_fingerprints(tmp_path):
 def test_empty_configs_have_typed_schema_shards_and_card_lists_only_loadable_ones(tmp_path):
     store = _store(tmp_path)
     for config in ("videos", "sft", "rl", "distill", "rejects"):
-        schema = pq.read_schema(store.path("data", config, "_schema.parquet"))
+        schema = pq.read_schema(store.schema_path(config))
         assert len(schema) > 5
+        assert list((tmp_path / "out" / "data" / config).glob("*.parquet")) == []  # only data shards match
     store.commit("r1-000000", {"videos": [accepted_row("aaaaaaaaaaa")]}, provenance=PROV)
     write_card(store, "t")
     card = open(store.path("README.md")).read()
@@ -109,3 +110,21 @@ def test_store_works_on_an_fsspec_url():
     assert store.counts().rows["videos"] == 2
     write_card(store, "t")
     assert "data/videos/r2-000000.parquet" in store.fs.cat_file(store.path("README.md")).decode()
+
+
+def test_the_schema_file_lives_outside_data_and_an_old_layout_is_moved(tmp_path):
+    """verl and other readers glob `data/<config>/*.parquet`: a zero-row schema shard there is read as
+    an empty split ("corresponds to no data"). An old dataset's shard is removed at the next init."""
+    import glob
+
+    store = DatasetStore(str(tmp_path / "globbed"))  # a name of its own: datasets caches folders by name
+    store.init()
+    store.commit("r9-000009", {"videos": [accepted_row("aaaaaaaaaaa")]}, provenance=PROV)
+    legacy = tmp_path / "globbed" / "data" / "sft" / "_schema.parquet"
+    pq.write_table(pq.read_table(store.schema_path("sft")), legacy)
+    DatasetStore(str(tmp_path / "globbed")).init()
+    assert not legacy.exists()
+    shards = glob.glob(str(tmp_path / "globbed" / "data" / "videos" / "*.parquet"))
+    assert len(shards) == 1 and pq.read_table(shards[0]).num_rows == 1
+    write_card(store, "t")
+    assert datasets.load_dataset(str(tmp_path / "globbed"), "videos", split="train").num_rows == 1

@@ -46,7 +46,7 @@ def test_repairs_letters_prefixes_and_spans():
     assert check_item(timed, 20.0, "v1").reason == "time_in_query"
     # spans are rounded first, then kept inside the video: 23.1667 s never becomes 23.2
     edge = check_item({**no_query, "query": "A gray picture.", "answer": [22.0, 23.1667]}, 23.1667, "v1")
-    assert (edge.evidence_end_s, edge.answer) == (23.1, "22.0 - 23.1 seconds")
+    assert (edge.evidence_end_s, edge.answer) == (23.1, "The event happens in 22.0 - 23.1 seconds.")
     assert check_item("just text", 20.0, "v1").reason == "unparseable"
     assert check_item({**good_items(20.0)[0], "category": "astrology", "type": "x"}, 20.0, "v1").reason == "invalid_value"
 

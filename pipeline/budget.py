@@ -1,0 +1,427 @@
+"""Token budgets counted the trainers' way, and the per-sample settings that keep every sample under a cap.
+
+Two counters, each written here from the consumer's own code (read, not imported: neither is a
+dependency of this project):
+
+- `XtunerSettings` / `count_xtuner`: InternVideo3's xtuner SFT fork (OpenGVLab/InternVideo,
+  `InternVideoTokenizeFunction.calc_num_tokens_video_get_item`): frames = `sample_frames` at the
+  dataset's fps between video_min_frames and video_max_frames (and never more than the file has),
+  padded to an even count; each pair of frames is one temporal patch; the frame size is
+  `video_smart_resize` (rounded to 28 = patch 14 x merge 2, shrunk when frames x H x W exceeds
+  video_max_total_pixels); video tokens = patches x (H/28) x (W/28). Around the video the fork
+  writes "Video 1: " and, per temporal patch, `<t seconds><|vision_start|>...<|vision_end|>`, then
+  wraps the turns in its `internvideo` chat template. A sample longer than `max_length` is
+  truncated and, when that cuts video tokens, discarded ("Discard this data"); both are failures.
+  The fork reads its settings per dataset from the meta JSON (`fps`, `video_max_frames`,
+  `video_max_total_pixels`, ...), so that is the form a budget takes there.
+- `QwenVideoSettings` / `count_qwen`: qwen-vl-utils `fetch_video` (what verl's RLHFDataset,
+  ms-swift and the Qwen fine-tuning scripts call): frames = fps x duration between min_frames and
+  max_frames, floored to an even count; each frame resized by `smart_resize` under
+  max_pixels = min(max_pixels, total_pixels / frames x 2); tokens = frames / 2 x (H/f) x (W/f),
+  f = patch x 2 (28 for Qwen2.5-VL, 32 for Qwen3-VL). These settings travel in each video entry.
+
+Text tokens: with a tokenizer (`HFTextCounter`) they are exact; without one `ByteBound` counts
+UTF-8 bytes, an upper bound for any byte-level BPE tokenizer (every token is at least one byte),
+so a budget made with it never lets a sample over the cap.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any, Iterable, Protocol
+
+# the fork's `internvideo` template (xtuner/v1/data_proto/templates)
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+VISION_START, VISION_END, VIDEO_PAD = "<|vision_start|>", "<|vision_end|>", "<|video_pad|>"
+SPECIAL = (IM_START, IM_END, VISION_START, VISION_END, VIDEO_PAD)
+VIDEO_CONTEXT = "<VIDEO_CONTEXT>"
+_SPECIAL_RE = re.compile("|".join(re.escape(s) for s in SPECIAL))
+
+
+class TextCounter(Protocol):
+    def __call__(self, text: str) -> int: ...
+
+
+class ByteBound:
+    """UTF-8 bytes of the text, special tokens counted as one each: never fewer than a byte-level
+    BPE tokenizer's count, so budgets made with it are safe without the model's tokenizer."""
+
+    exact = False
+
+    def __call__(self, text: str) -> int:
+        specials = len(_SPECIAL_RE.findall(text))
+        return specials + len(_SPECIAL_RE.sub("", text).encode("utf-8"))
+
+
+class HFTextCounter:
+    """Exact counts with the trainer's tokenizer (a local path or a tokenizer object)."""
+
+    exact = True
+
+    def __init__(self, tokenizer: Any) -> None:
+        if isinstance(tokenizer, str):
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+        self.tokenizer = tokenizer
+
+    def __call__(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    """What the trainer is told about a video (xtuner's video_url fields)."""
+
+    width: int
+    height: int
+    frames: int  # origin_video_length
+    fps: float  # origin_fps
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps if self.fps else 0.0
+
+
+@dataclass(frozen=True)
+class Count:
+    """One sample as the trainer tokenizes it."""
+
+    frames: int  # frames sampled (after padding to an even count)
+    width: int  # resized frame size
+    height: int
+    video_tokens: int
+    total_tokens: int
+    first_s: float  # the sampled frames' span in the video
+    last_s: float
+    error: str | None = None  # the trainer discards the sample (its resize refuses it)
+
+    def over(self, cap: int) -> bool:
+        return self.error is not None or self.total_tokens > cap
+
+    def seen_share(self, duration_s: float, cap: int) -> float:
+        """Share of the video's duration between the first and the last frame the trainer sees (0 when
+        the sample is discarded or truncated)."""
+        if self.over(cap) or duration_s <= 0:
+            return 0.0
+        return min(1.0, (self.last_s - self.first_s + (duration_s / max(1, self.frames))) / duration_s)
+
+
+# ---------------------------------------------------------------------- the xtuner fork
+@dataclass(frozen=True)
+class XtunerSettings:
+    """The fork's per-dataset settings; defaults are its long SFT config (internvideo3_sft_long.py)."""
+
+    fps: float = 4
+    video_min_frames: int = 4
+    video_max_frames: int = 2048
+    video_min_total_pixels: int = 4 * 4 * 32 * 32
+    video_max_total_pixels: int = 32768 * 4 * 32 * 32 * 4
+    max_length: int = 32768 * 2 * 4  # sample_max_length = 262,144
+    add_vision_id: bool = True
+    patch_size: int = 14  # the fork sets video_processor.patch_size = 14
+    merge_size: int = 2
+    temporal_patch_size: int = 2
+
+    def meta(self) -> dict[str, Any]:
+        """The keys of a meta.json entry the fork's config reads (`_data.get(...)`)."""
+        fps = int(self.fps) if float(self.fps).is_integer() else self.fps
+        # the fork asserts video_min_frames <= rand_video_max_frames (config: 24) <= video_max_frames
+        rand = min(max(24, self.video_min_frames), self.video_max_frames)
+        return {"fps": fps, "video_min_frames": self.video_min_frames, "video_max_frames": self.video_max_frames,
+                "rand_video_max_frames": rand, "video_min_total_pixels": self.video_min_total_pixels,
+                "video_max_total_pixels": self.video_max_total_pixels}
+
+
+def xtuner_frame_indices(total: int, origin_fps: float, fps: float, min_frames: int, max_frames: int) -> list[int]:
+    """The fork's `sample_frames` (no num_frames given), then `calculate_timestamps`' padding to pairs."""
+    n = int(total / origin_fps * fps)
+    n = min(max(n, min_frames), max_frames, total)
+    n = max(n, min_frames)
+    indices = [int(round(x)) for x in _linspace(0, total - 1, n)]
+    if len(indices) % 2:
+        indices.append(indices[-1])
+    return indices
+
+
+def _linspace(a: float, b: float, n: int) -> list[float]:
+    import numpy as np  # numpy's rounding of linspace is what the fork gets
+
+    return np.linspace(a, b, n).round().tolist()
+
+
+def xtuner_resize(frames: int, height: int, width: int, min_pixels: int, max_pixels: int,
+                  factor: int = 28, temporal: int = 2) -> tuple[int, int]:
+    """The fork's `video_smart_resize` -> (H, W); ValueError where the fork refuses the video."""
+    if frames < temporal:
+        raise ValueError(f"{frames} frames < temporal patch {temporal}")
+    if height < factor or width < factor:
+        raise ValueError(f"frame {width}x{height} smaller than {factor}")
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} > 200")
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    t_bar = round(frames / temporal) * temporal
+    if t_bar * h_bar * w_bar > max_pixels:
+        beta = math.sqrt(frames * height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif t_bar * h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (frames * height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def xtuner_video(facts: VideoFacts, s: XtunerSettings) -> tuple[list[int], int, int, int]:
+    """(frame indices, H, W, video tokens) for one video under settings `s`."""
+    indices = xtuner_frame_indices(facts.frames, facts.fps, s.fps, s.video_min_frames, s.video_max_frames)
+    factor = s.patch_size * s.merge_size
+    # image_wh is [W, H]; the fork unpacks it as (height, width), which the resize treats symmetrically
+    h, w = xtuner_resize(len(indices), facts.height, facts.width, s.video_min_total_pixels,
+                         s.video_max_total_pixels, factor, s.temporal_patch_size)
+    grid_t = len(indices) // s.temporal_patch_size
+    tokens = grid_t * (h // s.patch_size) * (w // s.patch_size) // (s.merge_size ** 2)
+    return indices, h, w, tokens
+
+
+def _render_xtuner(messages: list[dict], pads: list[str]) -> str:
+    """The conversation as the fork renders it, with the video's placeholder text in `pads`."""
+    out = []
+    for m in messages:
+        text = "".join(c.get("text") or "" for c in m["content"] if c.get("type") == "text")
+        for item in m["content"]:
+            ts = item.get("conversation_timestamps")
+            if item.get("type") == "text" and ts:
+                text = text.replace(VIDEO_CONTEXT, f"{VIDEO_CONTEXT}<{ts[0]:.1f}-{ts[1]:.1f} seconds>", 1)
+        for pad in pads:
+            text = text.replace(VIDEO_CONTEXT, pad, 1)
+        if m["role"] == "system":
+            out.append(f"{IM_START}system\n{text}{IM_END}\n")
+        elif m["role"] == "user":
+            out.append(f"{IM_START}user\n{text}{IM_END}\n{IM_START}assistant\n")
+        else:
+            out.append(f"{text}{IM_END}")
+    return "".join(out)
+
+
+def count_xtuner(messages: list[dict], s: XtunerSettings, text: TextCounter | None = None) -> Count:
+    """Tokens of one xtuner line (its `messages`, video_url first in the user turn) under settings `s`."""
+    text = text or ByteBound()
+    facts = _facts(messages)
+    try:
+        indices, h, w, vtokens = xtuner_video(facts, s)
+    except ValueError as exc:
+        return Count(0, 0, 0, 0, 0, 0.0, 0.0, error=f"the trainer's resize refuses it: {exc}")
+    times = [i / facts.fps for i in indices]
+    if isinstance(text, ByteBound):  # additive: the video's text is counted once per video and settings
+        total = vtokens + _pad_bytes(facts, s) + text(_render_xtuner(messages, [""]))
+    else:
+        total = vtokens + text(_render_xtuner(messages, [_video_text(times, s)]))
+    return Count(len(indices), w, h, vtokens, total, times[0], times[-1])
+
+
+def _video_text(times: list[float], s: XtunerSettings) -> str:
+    """What the fork writes for the video besides its pads: "Video 1: " and, per temporal patch, the
+    mean time of its frames and the vision start/end tokens (the pads are counted exactly apart)."""
+    stamps = [(times[i] + times[i + 1]) / 2 for i in range(0, len(times), 2)]
+    pad = "".join(f"<{t:.1f} seconds>{VISION_START}{VISION_END}" for t in stamps)
+    return ("Video 1: " if s.add_vision_id else "") + pad
+
+
+@lru_cache(maxsize=4096)
+def _pad_bytes(facts: VideoFacts, s: XtunerSettings) -> int:
+    indices = xtuner_frame_indices(facts.frames, facts.fps, s.fps, s.video_min_frames, s.video_max_frames)
+    return ByteBound()(_video_text([i / facts.fps for i in indices], s))
+
+
+def fit_xtuner(samples: list[list[dict]], base: XtunerSettings, cap: int,
+               text: TextCounter | None = None) -> tuple[XtunerSettings, list[Count]]:
+    """The settings for one meta.json dataset: `base` with video_max_total_pixels lowered just enough
+    that every sample fits `cap`. Frames are kept (the whole duration stays sampled at the same
+    rate); frames get smaller. The text around the video does not depend on the pixel limit, so it
+    is counted once per sample; the largest limit that fits is found by bisection."""
+    text = text or ByteBound()
+    base = replace(base, max_length=cap)
+    counts = [count_xtuner(m, base, text) for m in samples]
+    live = [(m, c.total_tokens - c.video_tokens) for m, c in zip(samples, counts) if c.error is None]
+
+    def fits(limit: int) -> bool:
+        s = replace(base, video_max_total_pixels=limit)
+        return all(xtuner_video(_facts(m), s)[3] + reserve <= cap for m, reserve in live)
+
+    if fits(base.video_max_total_pixels):
+        return base, counts
+    lo, hi = 0, base.video_max_total_pixels  # fits(lo) assumed, not fits(hi)
+    per_token = base.temporal_patch_size * (base.patch_size * base.merge_size) ** 2
+    reserve = max((r for _, r in live), default=0)
+    guess = max(per_token, (cap - reserve) * per_token)
+    if fits(guess):
+        lo = guess
+    else:
+        hi = guess
+    while hi - lo > max(per_token, hi // 1000):
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    s = replace(base, video_max_total_pixels=max(lo, 1))
+    return s, [count_xtuner(m, s, text) for m in samples]
+
+
+def _facts(messages: list[dict]) -> VideoFacts:
+    video = next(c["video_url"] for m in messages for c in m["content"] if c.get("type") == "video_url")
+    return VideoFacts(int(video["image_wh"][0]), int(video["image_wh"][1]), int(video["origin_video_length"]),
+                      float(video["origin_fps"]))
+
+
+# ---------------------------------------------------------------------- qwen-vl-utils
+@dataclass(frozen=True)
+class QwenVideoSettings:
+    """A video entry's sampling and size limits as qwen-vl-utils (0.0.14) reads them."""
+
+    fps: float = 2.0
+    min_frames: int = 4
+    max_frames: int = 768
+    min_pixels: int | None = None  # per frame; default 128 x factor^2
+    max_pixels: int | None = None  # per frame; default 768 x factor^2 (and total_pixels / frames x 2)
+    total_pixels: int | None = None  # default 128000 x factor^2 x 0.9
+    patch_size: int = 14  # 14: Qwen2/2.5-VL; 16: Qwen3-VL
+
+    @property
+    def factor(self) -> int:
+        return self.patch_size * 2
+
+    def entry(self) -> dict[str, Any]:
+        """The keys to put in a `{"type": "video", "video": ...}` element, every limit explicit (a
+        Parquet column of these entries must not hold nulls: qwen-vl-utils reads a null as a value)."""
+        f2 = self.factor ** 2
+        return {"fps": float(self.fps), "min_frames": int(self.min_frames), "max_frames": int(self.max_frames),
+                "min_pixels": int(self.min_pixels if self.min_pixels is not None else 128 * f2),
+                "max_pixels": int(self.max_pixels if self.max_pixels is not None else 768 * f2),
+                "total_pixels": int(self.total_pixels if self.total_pixels is not None else 128000 * f2 * 0.9)}
+
+
+def _floor(x: float, f: int) -> int:
+    return math.floor(x / f) * f
+
+
+def _ceil(x: float, f: int) -> int:
+    return math.ceil(x / f) * f
+
+
+def qwen_frames(facts: VideoFacts, s: QwenVideoSettings) -> int:
+    """qwen-vl-utils `smart_nframes` with `fps` (ValueError where it refuses)."""
+    lo = _ceil(s.min_frames, 2)
+    hi = _floor(min(s.max_frames, facts.frames), 2) if s.max_frames is not None else _floor(min(768, facts.frames), 2)
+    n = facts.frames / facts.fps * s.fps
+    n = _floor(min(min(max(n, lo), hi), facts.frames), 2)
+    if not 2 <= n <= facts.frames:
+        raise ValueError(f"nframes {n} outside [2, {facts.frames}]")
+    return n
+
+
+def qwen_resize(height: int, width: int, factor: int, min_pixels: float, max_pixels: float) -> tuple[int, int]:
+    """qwen-vl-utils `smart_resize`."""
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError("aspect ratio > 200")
+    h = max(factor, round(height / factor) * factor)
+    w = max(factor, round(width / factor) * factor)
+    if h * w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h, w = _floor(height / beta, factor), _floor(width / beta, factor)
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h, w = _ceil(height * beta, factor), _ceil(width * beta, factor)
+    return h, w
+
+
+def qwen_video(facts: VideoFacts, s: QwenVideoSettings) -> tuple[int, int, int, int]:
+    """(frames, H, W, video tokens) as qwen-vl-utils samples and resizes, and a Qwen-VL model counts."""
+    f = s.factor
+    n = qwen_frames(facts, s)
+    min_pixels = s.min_pixels if s.min_pixels is not None else 128 * f * f
+    total = s.total_pixels if s.total_pixels is not None else 128000 * f * f * 0.9
+    max_pixels = max(min(768 * f * f, total / n * 2), int(min_pixels * 1.05))
+    if s.max_pixels is not None:
+        max_pixels = min(s.max_pixels, max_pixels)
+    h, w = qwen_resize(facts.height, facts.width, f, min_pixels, max_pixels)
+    return n, h, w, n // 2 * (h // f) * (w // f)
+
+
+def count_qwen(facts: VideoFacts, s: QwenVideoSettings, prompt_text: str, text: TextCounter | None = None) -> Count:
+    """Tokens of a Qwen-VL prompt: the video's tokens, its vision start/end, and the text."""
+    text = text or ByteBound()
+    try:
+        n, h, w, vtokens = qwen_video(facts, s)
+    except ValueError as exc:
+        return Count(0, 0, 0, 0, 0, 0.0, 0.0, error=str(exc))
+    # Qwen3-VL writes "<t seconds>" and a vision start/end per temporal patch, Qwen2.5-VL one pair
+    # per video: the larger (Qwen3-VL) is counted
+    stamps = "".join(f"<{i * 2 / max(s.fps, 1e-6):.1f} seconds>{VISION_START}{VISION_END}" for i in range(n // 2))
+    last = (facts.frames - 1) / facts.fps if facts.fps else 0.0
+    return Count(n, w, h, vtokens, vtokens + text(stamps + prompt_text), 0.0, last)
+
+
+def fit_qwen(facts: VideoFacts, base: QwenVideoSettings, cap: int, prompt_text: str,
+             text: TextCounter | None = None) -> tuple[QwenVideoSettings, Count]:
+    """`base` with a per-frame max_pixels (and matching total_pixels) lowered until the prompt fits `cap`."""
+    text = text or ByteBound()
+    c = count_qwen(facts, base, prompt_text, text)
+    if c.error or c.total_tokens <= cap:
+        return base, c
+    f2 = base.factor ** 2
+    reserve = c.total_tokens - c.video_tokens
+    per_frame = max(f2, (cap - reserve) * 2 * f2 // max(1, c.frames))
+    while True:
+        s = replace(base, max_pixels=int(per_frame), total_pixels=int(per_frame * c.frames / 2),
+                    min_pixels=min(base.min_pixels or 128 * f2, int(per_frame / 1.05)))
+        c = count_qwen(facts, s, prompt_text, text)
+        if c.error or c.total_tokens <= cap or per_frame <= f2:
+            return s, c
+        per_frame = max(f2, int(per_frame * 0.97))
+
+
+def distribution(values: Iterable[int]) -> dict[str, int]:
+    """min / median / p95 / max of token counts (for summaries and the card)."""
+    v = sorted(values)
+    if not v:
+        return {}
+    pick = lambda q: v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]  # noqa: E731
+    return {"samples": len(v), "min": v[0], "median": pick(0.5), "p95": pick(0.95), "max": v[-1]}
+
+
+def xtuner_token_report(groups: dict[str, list[list[dict]]], cap: int = XtunerSettings().max_length,
+                        base: XtunerSettings = XtunerSettings(), text: TextCounter | None = None) -> dict[str, Any]:
+    """Tokens per sample as InternVideo3's trainer counts them: with the settings `curate export xtuner`
+    writes (one fit per meta.json dataset) and, for comparison, with the config's defaults (no budget)."""
+    text = text or ByteBound()
+    naive, fitted, frames, sizes = [], [], [], []
+    for samples in groups.values():
+        naive += [count_xtuner(m, base, text) for m in samples]
+        _, counts = fit_xtuner(samples, base, cap, text)
+        fitted += counts
+    for c in fitted:
+        if not c.over(cap):
+            frames.append(c.frames)
+            sizes.append(c.width * c.height)
+    if not fitted:
+        return {}
+    small = min((c for c in fitted if not c.over(cap)), key=lambda c: c.width * c.height, default=None)
+    return {"cap": cap, "text": "exact" if getattr(text, "exact", False) else "upper bound (UTF-8 bytes)",
+            "exported": distribution(c.total_tokens for c in fitted),
+            "exported_over_cap": sum(c.over(cap) for c in fitted),
+            "unbudgeted": distribution(c.total_tokens for c in naive if c.error is None),
+            "unbudgeted_over_cap": sum(c.over(cap) for c in naive),
+            "frames": {"min": min(frames), "max": max(frames)} if frames else {},
+            "smallest_frame_wh": [small.width, small.height] if small else []}
+
+
+def render_token_report(r: dict[str, Any]) -> str:
+    """One line for summaries: the exported distribution and what the unbudgeted settings would lose."""
+    if not r:
+        return ""
+    e, n = r["exported"], r["unbudgeted"]
+    return (f"tokens per sample (xtuner long config, cap {r['cap']}, text {r['text']}): exported median {e['median']}, "
+            f"p95 {e['p95']}, max {e['max']}, over the cap {r['exported_over_cap']}; without the export's budget "
+            f"max {n.get('max', 0)}, over the cap {r['unbudgeted_over_cap']} (the trainer would drop them)")
