@@ -118,8 +118,11 @@ def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False, 
         return _Attempt(reason=ErrorReason.empty_response, message=f"200 with no choices or empty content: "
                                                                     f"{text[:200]!r}")
     if json_mode and not any(parse_json_reply(t)[1] is None for t in texts):
-        return _Attempt(reason=ErrorReason.malformed_response,
-                        message=f"JSON was asked for, the reply is not JSON: {texts[0][:200]!r}")
+        cut = any((c or {}).get("finish_reason") == "length" for c in choices)
+        return _Attempt(reason=ErrorReason.malformed_response, message=(
+            "JSON was asked for, the reply was cut at max_tokens before its JSON closed (finish_reason length; "
+            "a constrained decoder cannot finish it either: raise the round's max_tokens)" if cut else
+            "JSON was asked for, the reply is not JSON") + f": {texts[0][:200]!r}")
     usage = data.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
     reported = reported_visual_tokens(details)

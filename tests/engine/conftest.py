@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# vLLM's CPU build reserves 4 GiB of KV cache per engine by default; Ray workers inherit this
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 START_TIMEOUT_S = float(os.environ.get("ENGINE_START_TIMEOUT_S", 600))
 
 
@@ -82,12 +84,14 @@ class Server:
         self.name, self.port = name, _free_port()
         self.cmd = [sys.executable, *cmd[1:i], "--model", str(model_dir), *self.flags,
                     "--served-model-name", name, "--host", "127.0.0.1", "--port", str(self.port),
-                    "--enforce-eager", "--max-model-len", "4096", "--dtype", "float32"]
+                    "--enforce-eager", "--max-model-len", "2048", "--dtype", "float32"]
         self.log = log_dir / f"{name}.log"
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind",
                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env)
+        # its own process group: the engine core it forks is stopped with it
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
         self.start_s: float | None = None
 
     @property
@@ -120,12 +124,17 @@ class Server:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(20)
+                return
+            except ProcessLookupError:
+                return
+            except subprocess.TimeoutExpired:
+                continue
 
 
 @pytest.fixture(scope="session")

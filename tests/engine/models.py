@@ -43,8 +43,21 @@ def build_llava(out: Path) -> Path:
                                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     torch.manual_seed(0)
     LlavaForConditionalGeneration(LlavaConfig(**config)).save_pretrained(out)
+    _hub_vision_keys(out / "model.safetensors")
     tm.save_processor(out, tok)
     return out
+
+
+def _hub_vision_keys(path: Path) -> None:
+    """Name the CLIP tower's weights as published LLaVA checkpoints do (`vision_tower.vision_model.*`):
+    transformers 5.19 saves them as `vision_tower.*`, which vLLM's LLaVA loader does not find."""
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(path)
+    fixed = {("vision_tower.vision_model." + k[len("vision_tower."):]
+              if k.startswith("vision_tower.") and not k.startswith("vision_tower.vision_model.") else k): v
+             for k, v in weights.items()}
+    save_file(fixed, path, metadata={"format": "pt"})
 
 
 def build_qwen3_vl(out: Path) -> Path:
