@@ -7,7 +7,6 @@ settings; only running it needs vllm and GPUs.
 """
 from __future__ import annotations
 
-import base64
 import sys
 from dataclasses import asdict
 
@@ -17,7 +16,6 @@ from tests.helpers import jpeg
 
 from pipeline.records import Frame
 from synth.backends import BackendConfig, ChatRequest, make_backend
-from synth.backends.openai_backend import build_payload
 from synth.backends.visual import visual_tokens
 from synth.backends.vllm_backend import (build_vllm_processor, build_vllm_processor_config,
                                          request_dict_to_row, request_to_messages, request_to_row,

@@ -46,6 +46,8 @@ def test_curate_run_against_the_served_engine(qwen, tmp_path):
     assert {"bad_id", "corrupt_media", "too_short"} <= set(reasons)
     summary = json.loads(sorted((out / "_runs").glob("*.json"))[-1].read_text())
     model = {k: v for k, v in summary.items() if "token" in k or k in ("decisions", "qa", "costs", "cost")}
+    teacher = model["cost"]["teacher"]["total"]
+    assert teacher["requests"] > 0 and teacher["visual_tokens"] > 0  # the server's own counts reached the summary
     good = [v for v in videos if v["status"] == "accepted" or v["reject_reason"] == "model_error"]
     assert len(good) == 2  # the two real videos reached the models (accepted, or retried next run)
     asked = sorted(p.name for p in (out / "_cache").glob("*")) if (out / "_cache").exists() else []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 
 from pipeline.records import Frame
 from synth.backends import BackendConfig, ChatRequest, make_backend
