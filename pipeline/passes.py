@@ -59,7 +59,7 @@ def _processor_pass(requests: Sequence[Any], cfg: Any, engine: Any) -> list[Any]
     flat = [p for group in parts for p in group]
     # rows: {"request": pickled ChatRequest}; frames are fetched from the frame store on the workers
     processor = engine.build_vllm_processor(cfg, preprocess_row=partial(engine.request_dict_to_row,
-                                                                         fetch_frames=fetch_frames))
+                                                                         fetch_frames=fetch_frames, cfg=cfg))
     by_pos = {}
     for row in processor(ray.data.from_items(_pass_rows(flat))).iter_rows():
         result = _result_of(row)
@@ -187,8 +187,8 @@ def check_pass_resources(stages: Sequence[Stage], *, remote: bool) -> None:
             if remote:
                 log.warning("%s; the passes will wait for GPU nodes to join", msg)
             else:
-                raise RuntimeError(msg + ": run on a GPU cluster (--address / RAY_ADDRESS), or use kind=openai "
-                                   "against a served model")
+                raise RuntimeError(msg + ": run on a GPU cluster (--address / RAY_ADDRESS), set vllm.device: cpu "
+                                   "for vLLM's CPU build, or use kind=openai against a served model")
 
 
 def run_waves(tasks: Sequence[VideoTask], cpu_stages: Sequence[Stage], model_stages: Sequence[Any], *,

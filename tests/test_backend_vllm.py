@@ -7,15 +7,16 @@ settings; only running it needs vllm and GPUs.
 """
 from __future__ import annotations
 
-import base64
 import sys
 from dataclasses import asdict
 
 import pytest
 
+from tests.helpers import jpeg
+
 from pipeline.records import Frame
 from synth.backends import BackendConfig, ChatRequest, make_backend
-from synth.backends.openai_backend import build_payload
+from synth.backends.visual import visual_tokens
 from synth.backends.vllm_backend import (build_vllm_processor, build_vllm_processor_config,
                                          request_dict_to_row, request_to_messages, request_to_row,
                                          row_to_result)
@@ -39,11 +40,12 @@ def test_processor_config_matches_backend_config():
     assert pc.engine_kwargs["tensor_parallel_size"] == 2
     assert pc.engine_kwargs["max_model_len"] == 65536
     assert pc.engine_kwargs["gpu_memory_utilization"] == 0.85
-    assert pc.engine_kwargs["limit_mm_per_prompt"] == {"image": 48}
+    assert pc.engine_kwargs["limit_mm_per_prompt"] == {"image": 48, "video": 1}  # Qwen-VL: frames as a video
     assert "trust_remote_code" not in pc.engine_kwargs
     assert (pc.concurrency, pc.batch_size, pc.accelerator_type) == (3, 8, "H100")
-    assert pc.prepare_multimodal_stage == {"enabled": True}
+    assert pc.prepare_multimodal_stage == {"enabled": False}  # request_to_row decodes the frames, with their times
     assert pc.should_continue_on_error is True
+    assert pc.log_engine_metrics is False and pc.placement_group_config is None
     assert "vllm" not in sys.modules  # built without vllm
 
     text_only = build_vllm_processor_config(_cfg(has_image=False, trust_remote_code=True,
@@ -52,6 +54,20 @@ def test_processor_config_matches_backend_config():
     assert "limit_mm_per_prompt" not in text_only.engine_kwargs
     assert text_only.engine_kwargs["trust_remote_code"] is True
     assert text_only.model_source == "/ckpt/m2la" and text_only.concurrency == (1, 4)
+    assert build_vllm_processor_config(_cfg(model="llava-1.5")).engine_kwargs["limit_mm_per_prompt"] == {"image": 48}
+
+
+def test_cpu_engines_ask_for_cpus_and_no_gpu(ray_local, tmp_path):
+    """device: cpu (vLLM's CPU build): a CPU placement group, so Ray Data never asks num_gpus."""
+    from transformers import LlamaConfig
+
+    LlamaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path)
+    cfg = _cfg(model=str(tmp_path), device="cpu", cpus_per_engine=2, accelerator_type=None,
+               engine_kwargs={"max_model_len": 2048})
+    assert cfg.engine_gpus() == 0 and _cfg().engine_gpus() == 2
+    stages = {type(s).__name__: s for s in build_vllm_processor(cfg).stages.values()}
+    engine = stages["vLLMEngineStage"].map_batches_kwargs
+    assert engine.get("num_gpus", 0) == 0 and engine["num_cpus"] == 2, engine
 
 
 def test_vllm_is_not_a_per_call_backend():
@@ -61,15 +77,20 @@ def test_vllm_is_not_a_per_call_backend():
         build_vllm_processor_config(BackendConfig(kind="openai"))
 
 
-def test_rows_share_the_openai_messages():
+def test_rows_carry_the_frames_decoded_with_the_transformers_messages():
+    from synth.backends.messages import request_to_hf_messages
+
     req = ChatRequest(key="v7", system="Caption.", prompt="Describe.", json_mode=True,
-                      frames=[Frame(2.0, b"JPEGDATA")], max_tokens=99, temperature=0.1)
+                      frames=[Frame(2.0, jpeg((200, 10, 10)), 64, 48)], max_tokens=99, temperature=0.1)
     row = request_to_row(req)
-    assert row["messages"] == request_to_messages(req)
-    assert row["messages"] == build_payload(BackendConfig(), req)["messages"]  # one builder
+    assert row["messages"] == request_to_hf_messages(req)  # one builder with the transformers backend
     parts = row["messages"][1]["content"]
-    assert parts[0] == {"type": "text", "text": "Frame at 2.0 s:"}
-    assert base64.b64decode(parts[1]["image_url"]["url"].split(",", 1)[1]) == b"JPEGDATA"
+    assert parts[:2] == [{"type": "text", "text": "Frame at 2.0 s:"}, {"type": "image"}]
+    [image] = row["multimodal_data"]["image"]
+    assert image.size == (64, 48) and image.getpixel((5, 5))[0] > 150
+    text = request_to_row(ChatRequest(key="t", system=None, prompt="Hi"))
+    assert text["messages"] == request_to_messages(ChatRequest(key="t", system=None, prompt="Hi"))
+    assert "multimodal_data" not in text
     assert row["sampling_params"] == {"max_tokens": 99, "temperature": 0.1,
                                       "structured_outputs": {"json_object": True}}
     with pytest.raises(ValueError, match="one sequence per row"):
@@ -92,8 +113,7 @@ def test_processor_builds_without_vllm(ray_local, tmp_path):
                 num_attention_heads=2).save_pretrained(tmp_path)
     processor = build_vllm_processor(_cfg(model=str(tmp_path)))
     stages = {type(s).__name__: s for s in processor.stages.values()}
-    assert list(stages) == ["PrepareMultimodalStage", "ChatTemplateStage", "TokenizeStage",
-                            "vLLMEngineStage", "DetokenizeStage"]
+    assert list(stages) == ["ChatTemplateStage", "TokenizeStage", "vLLMEngineStage", "DetokenizeStage"]
     engine = stages["vLLMEngineStage"]
     assert engine.fn_constructor_kwargs["model"] == str(tmp_path)
     assert engine.fn_constructor_kwargs["engine_kwargs"]["tensor_parallel_size"] == 2
@@ -110,13 +130,24 @@ def test_request_rows_survive_ray_data(ray_local):
 
     from pipeline.records import Frame
 
-    req = ChatRequest(key="a", system=None, prompt="Q", frames=[
-        Frame(timestamp_s=4.0, image=b"IMG", width=8, height=8, scene_index=1)])
+    from functools import partial
+
+    frames = [Frame(timestamp_s=t, image=jpeg((30 * i, 80, 80), (64, 64)), width=64, height=64, scene_index=1)
+              for i, t in enumerate((4.0, 12.5, 19.0))]
+    req = ChatRequest(key="a", system=None, prompt="Q", frames=frames[:1])
     [row] = ray.data.from_items([{"request": asdict(req)}]).map(request_dict_to_row).take_all()
     assert row["key"] == "a"
-    parts = row["messages"][0]["content"]
-    assert parts[0]["text"] == "Frame at 4.0 s:"
-    assert base64.b64decode(parts[1]["image_url"]["url"].split(",", 1)[1]) == b"IMG"
+    assert row["messages"][0]["content"][0]["text"] == "Frame at 4.0 s:"
+    assert len(row["multimodal_data"]["image"]) == 1
+    # a Qwen-VL model gets one video: frames and vLLM's video metadata with the real times, as a tuple
+    qwen = _cfg(model="Qwen/Qwen3-VL-8B-Instruct")
+    video = ChatRequest(key="b", system=None, prompt="Q", frames=frames)
+    [row] = ray.data.from_items([{"request": asdict(video)}]).map(partial(request_dict_to_row, cfg=qwen)).take_all()
+    [(array, meta)] = row["multimodal_data"]["video"]
+    assert array.shape == (3, 64, 64, 3)
+    assert meta["fps"] == 1000.0 and list(meta["frames_indices"]) == [4000, 12500, 19000]
+    assert [p["type"] for p in row["messages"][0]["content"]] == ["text", "video", "text"]
+    assert row["visual_tokens"] == visual_tokens([(64, 64)] * 3, "qwen3_vl", as_video=True)
 
 
 def test_samples_split_into_seeded_rows_and_merge_back():
@@ -127,7 +158,7 @@ def test_samples_split_into_seeded_rows_and_merge_back():
     from synth.backends import ChatResult
     from synth.backends.vllm_backend import merge_samples, split_samples
 
-    frame = Frame(timestamp_s=2.5, image=b"\xff\xd8jpeg")
+    frame = Frame(timestamp_s=2.5, image=jpeg((90, 90, 90)), width=64, height=48)
     req = ChatRequest(key="v1/verify/3", system=None, prompt="Which?", frames=[frame], n=3, temperature=0.7)
     parts = split_samples(req)
     assert [(p.key, p.n, p.seed) for p in parts] == [("v1/verify/3#0", 1, 0), ("v1/verify/3#1", 1, 1),
@@ -136,7 +167,7 @@ def test_samples_split_into_seeded_rows_and_merge_back():
     vrows = [request_dict_to_row(r) for r in rows]
     assert [r["key"] for r in vrows] == ["0", "1", "2"]
     assert [r["sampling_params"]["seed"] for r in vrows] == [0, 1, 2]
-    assert vrows[0]["messages"][-1]["content"][1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert vrows[0]["messages"][-1]["content"][1] == {"type": "image"} and len(vrows[0]["multimodal_data"]["image"]) == 1
     assert pickle.loads(rows[1]["request"]).prompt == "Which?"
     # processor output rows -> results; an engine error row skips our postprocess and keeps its fields
     ok = _result_of(row_to_result({"key": "0", "generated_text": "A", "num_input_tokens": 90,

@@ -9,7 +9,7 @@ from synth.backends import BackendConfig, ChatRequest, make_backend
 from synth.backends.openai_backend import build_payload
 from synth.backends.visual import family_of, video_input, visual_tokens
 from tests.helpers import jpeg
-from tests.openai_server import Reply, ScriptedOpenAIServer
+from tests.openai_server import Reply, ScriptedOpenAIServer, Status
 
 
 def _frames(n: int, size=(588, 336)) -> list[Frame]:
@@ -84,3 +84,65 @@ def test_a_videos_questions_go_after_one_leader_and_cached_tokens_are_counted():
     assert set(order[:2]) == {"a/q0", "b/q0"} and sorted(order[2:]) == ["a/q1", "a/q2", "b/q1", "b/q2"], (order, leaders)
     assert [r.cached_tokens for r in results] == [0, 480, 480, 0, 480, 480]
     assert results[0].visual_tokens == visual_tokens([(588, 336)] * 4, "qwen2_5_vl", as_video=True) == 2 * 252
+
+
+def test_a_video_carries_its_frames_real_times_and_keeps_every_frame():
+    frames = [Frame(t, jpeg((20, 80, 120)), 64, 48) for t in (12.0, 19.5, 19.5004, 31.25)]
+    req = ChatRequest(key="k", system=None, prompt="What happens?", frames=frames)
+    body = build_payload(BackendConfig(kind="openai", model="Qwen/Qwen3-VL-8B-Instruct"), req)
+    # vLLM's frame-list loader: fps 1000 and millisecond indices (strictly increasing), every frame kept
+    assert body["media_io_kwargs"] == {"video": {"num_frames": -1, "fps": 1000.0,
+                                                 "frames_indices": [12000, 19500, 19501, 31250],
+                                                 "total_num_frames": 31251}}
+    off = BackendConfig(kind="openai", model="Qwen/Qwen3-VL-8B-Instruct", openai={"frame_times": False})
+    assert "media_io_kwargs" not in build_payload(off, req)
+    assert "media_io_kwargs" not in build_payload(BackendConfig(kind="openai", model="llava-1.5"), req)
+
+
+def _usage_server(details):
+    """A server whose every reply reports `details` as prompt_tokens_details (None: no details)."""
+    class Server(ScriptedOpenAIServer):
+        def _act(self, h, action, body):
+            usage = {"prompt_tokens": 900, "completion_tokens": 1}
+            if details is not None:
+                usage["prompt_tokens_details"] = details
+            self._send(h, 200, json.dumps({"choices": [{"index": 0, "message": {"content": "ok"}}], "usage": usage}))
+    return Server()
+
+
+def test_the_servers_own_visual_token_count_is_used_and_a_short_count_fails_the_request(caplog):
+    frames = _frames(8)
+    ours = visual_tokens([(588, 336)] * 8, "qwen3_vl", as_video=True)
+    req = ChatRequest(key="k", system=None, prompt="Q", frames=frames)
+    for details, ok in (({"cached_tokens": 0, "multimodal_tokens": {"video": ours + 40}}, True),
+                        ({"cached_tokens": 0, "multimodal_tokens": {"video": ours * 3 // 4}}, False)):
+        with _usage_server(details) as server:
+            cfg = BackendConfig(kind="openai", model="Qwen/Qwen3-VL-8B-Instruct",
+                                openai={"base_url": server.base_url, "api_key_env": None, "max_retries": 0})
+            [res] = make_backend(cfg).generate([req])
+        if ok:
+            assert res.ok and res.visual_tokens == ours + 40  # the server's count, timestamps included
+        else:
+            assert not res.ok and res.error_reason == "frames_dropped"
+            assert f"counted {ours * 3 // 4} visual tokens" in res.error_message and "num_frames" in res.error_message
+
+
+def test_missing_server_flags_are_named(caplog):
+    with _usage_server(None) as server:
+        cfg = BackendConfig(kind="openai", model="Qwen/Qwen3-VL-8B-Instruct",
+                            openai={"base_url": server.base_url, "api_key_env": None, "max_retries": 0})
+        backend = make_backend(cfg)
+        results = backend.generate([ChatRequest(key=f"k{i}", system=None, prompt="Q", frames=_frames(4))
+                                    for i in range(3)])
+    assert all(r.ok for r in results) and results[0].visual_tokens == visual_tokens([(588, 336)] * 4, "qwen3_vl",
+                                                                                    as_video=True)
+    assert backend.server_notes == {"--enable-prompt-tokens-details"}
+    assert sum("--enable-prompt-tokens-details" in r.message for r in caplog.records) == 1  # once
+    refusal = ('{"error": {"message": "Per-request media_io_kwargs are disabled by default ... Start the server '
+               'with --trust-request-mm-kwargs only when clients are trusted."}}')
+    with ScriptedOpenAIServer(default=Status(400, body=refusal)) as server:
+        cfg = BackendConfig(kind="openai", model="Qwen/Qwen3-VL-8B-Instruct",
+                            openai={"base_url": server.base_url, "api_key_env": None})
+        [res] = make_backend(cfg).generate([ChatRequest(key="k", system=None, prompt="Q", frames=_frames(4))])
+    assert not res.ok and res.error_reason == "bad_request" and res.attempts == 1
+    assert "openai.frame_times: false" in res.error_message

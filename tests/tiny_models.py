@@ -155,7 +155,8 @@ QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>
 QWEN_CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
     "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
-    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}"
+    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>{% else %}{{ c['text'] }}"
     "{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
@@ -186,18 +187,19 @@ def qwen3_vl_config(tok) -> dict:
                 pad_token_id=tok.pad_token_id)
 
 
-def save_qwen_processor(out: Path, tok) -> None:
-    """Qwen3-VL processor: 32 px per merged token, at most 64x64 px per frame (4 tokens)."""
+def save_qwen_processor(out: Path, tok, video_size: dict | None = None) -> None:
+    """Qwen3-VL processor: 32 px per merged token, at most 64x64 px per frame (4 tokens); `video_size`
+    overrides the video processor's pixel bounds (for a whole clip)."""
     from transformers import Qwen2VLImageProcessorFast, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
     size = {"shortest_edge": 32 * 32, "longest_edge": 64 * 64}
     image = Qwen2VLImageProcessorFast(patch_size=16, merge_size=2, temporal_patch_size=2, size=size)
-    video = Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, size=size)
+    video = Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, size=video_size or size)
     Qwen3VLProcessor(image_processor=image, tokenizer=tok, video_processor=video,
                      chat_template=QWEN_CHAT_TEMPLATE).save_pretrained(out)
 
 
-def build_tiny_qwen3_vl(out: Path, *, custom_code: bool = False) -> Path:
+def build_tiny_qwen3_vl(out: Path, *, custom_code: bool = False, video_size: dict | None = None) -> Path:
     """A tiny Qwen3-VL saved to `out`, built offline; with `custom_code` it ships its own
     modeling code (auto_map), as the M2LA conversion of a Qwen3-VL does."""
     import torch
@@ -212,5 +214,5 @@ def build_tiny_qwen3_vl(out: Path, *, custom_code: bool = False) -> Path:
     else:
         torch.manual_seed(0)
         Qwen3VLForConditionalGeneration(Qwen3VLConfig(**config)).save_pretrained(out)
-    save_qwen_processor(out, tok)
+    save_qwen_processor(out, tok, video_size)
     return out

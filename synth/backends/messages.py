@@ -32,6 +32,23 @@ def video_marker(frames: list[Any]) -> str:
     return "Video frames sampled at " + ", ".join(f"{float(f.timestamp_s):.1f}" for f in frames) + " s:"
 
 
+def frame_clock_ms(frames: list[Any]) -> list[int]:
+    """The frames' times as indices on a millisecond clock: what a video processor is given
+    (with fps 1000) so the times it renders are the frames' real times, not a frame-count guess."""
+    ms = [int(round(float(f.timestamp_s) * 1000)) for f in frames]
+    for i in range(1, len(ms)):  # strictly increasing (frames closer than 1 ms stay distinct)
+        ms[i] = max(ms[i], ms[i - 1] + 1)
+    return ms
+
+
+def video_io_kwargs(frames: list[Any]) -> dict[str, Any]:
+    """vLLM's per-request `media_io_kwargs["video"]` for a `data:video/jpeg` frame list: every frame
+    kept (`num_frames: -1`; the server's default keeps the first 32) and the frames' real times
+    (`fps` 1000 with millisecond `frames_indices`; without them vLLM reads the list at 1 fps)."""
+    ms = frame_clock_ms(frames)
+    return {"num_frames": -1, "fps": 1000.0, "frames_indices": ms, "total_num_frames": ms[-1] + 1}
+
+
 def request_to_messages(req: ChatRequest, as_video: bool = False) -> list[dict[str, Any]]:
     """OpenAI chat messages: per frame a timestamp text part then an `image_url` part; or, as
     a video, the frames' timestamps then one `video_url` whose data URL lists the JPEG frames

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import aiohttp
 
 from synth.backends.config import BackendConfig
-from synth.backends.messages import request_to_messages
+from synth.backends.messages import request_to_messages, video_io_kwargs
 from synth.backends.parsing import parse_json_reply
 from synth.backends.visual import family_of, video_input, visual_tokens
 from synth.backends.types import ChatRequest, ChatResult, ErrorReason
@@ -38,6 +38,7 @@ class _Attempt:
     reason: str | None = None
     message: str = ""
     retry_after_s: float | None = None
+    details: bool = True  # the server reported prompt_tokens_details (vLLM: --enable-prompt-tokens-details)
 
 
 def prefix_key(req: ChatRequest) -> tuple:
@@ -80,14 +81,30 @@ def build_payload(cfg: BackendConfig, req: ChatRequest) -> dict[str, Any]:
         body["seed"] = req.seed
     if req.json_mode:
         body["response_format"] = {"type": "json_object"}
+    if cfg.openai.frame_times and sends_video(cfg, req):
+        body["media_io_kwargs"] = {"video": video_io_kwargs(req.frames)}
     body.update(cfg.openai.extra_body)
     return body
+
+
+def reported_visual_tokens(details: dict[str, Any]) -> int | None:
+    """The server's own count of the prompt's visual tokens: vLLM's `multimodal_tokens` (per
+    modality: the placeholder tokens of the frames, Qwen3-VL's rendered timestamps included),
+    or `image_tokens` where a server names it so; None when it reports neither."""
+    mm = details.get("multimodal_tokens")
+    if isinstance(mm, dict) and mm:
+        return sum(int(v or 0) for v in mm.values())
+    if details.get("image_tokens") is not None:
+        return int(details["image_tokens"])
+    return None
 
 
 def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False, visual: int = 0) -> _Attempt:
     """Turn a 200 body into a result. Retryable: a body that is not the OpenAI shape, a
     reply with no text, and (JSON mode) a reply that is not JSON: a sampled model often
-    answers well the second time, and a missing caption or QA reply must not pass as final."""
+    answers well the second time, and a missing caption or QA reply must not pass as final.
+    Final: a server whose own visual-token count is below the project's count of the frames
+    sent (`visual`) saw fewer or smaller frames than were sent (it dropped or resampled them)."""
     try:
         data = json.loads(text)
         choices = data["choices"]
@@ -101,18 +118,28 @@ def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False, 
         return _Attempt(reason=ErrorReason.empty_response, message=f"200 with no choices or empty content: "
                                                                     f"{text[:200]!r}")
     if json_mode and not any(parse_json_reply(t)[1] is None for t in texts):
-        return _Attempt(reason=ErrorReason.malformed_response,
-                        message=f"JSON was asked for, the reply is not JSON: {texts[0][:200]!r}")
+        cut = any((c or {}).get("finish_reason") == "length" for c in choices)
+        return _Attempt(reason=ErrorReason.malformed_response, message=(
+            "JSON was asked for, the reply was cut at max_tokens before its JSON closed (finish_reason length; "
+            "a constrained decoder cannot finish it either: raise the round's max_tokens)" if cut else
+            "JSON was asked for, the reply is not JSON") + f": {texts[0][:200]!r}")
     usage = data.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
+    reported = reported_visual_tokens(details)
+    if reported is not None and visual and reported < visual:
+        return _Attempt(reason=ErrorReason.frames_dropped, message=(
+            f"the server counted {reported} visual tokens for frames that are {visual} by the model's own "
+            "counting (synth/backends/visual.py): it dropped, resampled or shrank frames. vLLM: start it with "
+            "--media-io-kwargs '{\"video\": {\"num_frames\": -1}}' and --trust-request-mm-kwargs (README, "
+            "Model backends); a server that resamples videos itself takes video_input: images"))
     return _Attempt(result=ChatResult(
         key=key, texts=texts, ok=True,
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),
-        # reported by some servers (not standard usage); else the model family's own counting
-        visual_tokens=int(details.get("image_tokens") or visual),
+        # the server's own count when it reports one; else the model family's own counting
+        visual_tokens=reported if reported is not None else visual,
         cached_tokens=int(details.get("cached_tokens") or 0),  # automatic prefix caching (vLLM, SGLang, OpenAI)
-        attempts=attempts))
+        attempts=attempts), details=bool(details))
 
 
 def _classify_status(status: int, body: str, retry_after: str | None) -> _Attempt:
@@ -128,6 +155,9 @@ def _classify_status(status: int, body: str, retry_after: str | None) -> _Attemp
                         retry_after_s=parse_retry_after(retry_after))
     if status in (401, 403):
         return _Attempt(reason=ErrorReason.auth, message=f"HTTP {status}: {snippet}")
+    if "media_io_kwargs" in body:
+        snippet += (" [the server refuses the frames' times: start vLLM with --trust-request-mm-kwargs, or set "
+                    "openai.frame_times: false and the model is told the frames are 1 s apart]")
     return _Attempt(reason=ErrorReason.bad_request, message=f"HTTP {status}: {snippet}")
 
 
@@ -142,6 +172,7 @@ class OpenAIBackend:
         self.url = cfg.openai.base_url.rstrip("/") + "/chat/completions"
         self._headers: dict[str, str] | None = None
         self._rng = rng or random.Random()
+        self.server_notes: set[str] = set()  # server flags found missing, each logged once
 
     def setup(self) -> None:
         """Read the API key from the environment (fails loudly when it is missing)."""
@@ -229,6 +260,13 @@ class OpenAIBackend:
         return ChatResult.failure(req.key, last.reason or ErrorReason.network, last.message,
                                   attempts=attempt, latency_s=time.monotonic() - t0)
 
+    def _note(self, flag: str, why: str) -> None:
+        """Tell the user once per backend which server flag is missing, and what it costs."""
+        if flag not in self.server_notes:
+            self.server_notes.add(flag)
+            log.warning("%s at %s: %s (vLLM: start the server with %s; README, Model backends)",
+                        self.name, self.url, why, flag)
+
     async def _attempt(self, session: aiohttp.ClientSession, key: str,
                        payload: dict[str, Any], attempt: int, json_mode: bool = False, visual: int = 0) -> _Attempt:
         timeout = aiohttp.ClientTimeout(total=self.cfg.openai.timeout_s)
@@ -237,7 +275,12 @@ class OpenAIBackend:
                                     timeout=timeout) as resp:
                 body = await resp.text(errors="replace")
                 if resp.status == 200:
-                    return _parse_ok_body(key, body, attempt, json_mode, visual)
+                    got = _parse_ok_body(key, body, attempt, json_mode, visual)
+                    if got.result is not None and not got.details:
+                        self._note("--enable-prompt-tokens-details",
+                                   "the server reports no prompt_tokens_details: cached tokens read 0 and visual "
+                                   "tokens are the project's estimate, not the server's count")
+                    return got
                 return _classify_status(resp.status, body, resp.headers.get("Retry-After"))
         except asyncio.TimeoutError:
             return _Attempt(reason=ErrorReason.timeout,

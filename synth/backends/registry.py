@@ -55,6 +55,9 @@ class Kind:
 
 
 def _engine_gpus(cfg: "BackendConfig") -> int:
+    """GPUs one vLLM engine needs: 0 on CPU (`vllm.device: cpu`), else its parallel workers."""
+    if cfg.vllm.device == "cpu":
+        return 0
     kw = cfg.vllm.engine_kwargs
     return int(kw.get("tensor_parallel_size", 1)) * int(kw.get("pipeline_parallel_size", 1))
 

@@ -15,7 +15,7 @@ from itertools import groupby
 from typing import Any, Sequence
 
 from synth.backends.config import BackendConfig
-from synth.backends.messages import request_to_hf_messages, request_to_plain_prompt
+from synth.backends.messages import frame_clock_ms, request_to_hf_messages, request_to_plain_prompt
 from synth.backends.parsing import parse_json_reply
 from synth.backends.types import ChatRequest, ChatResult, ErrorReason
 from synth.backends.visual import video_input
@@ -200,7 +200,7 @@ class TransformersBackend:
             return {"images": images}
         from transformers.video_utils import VideoMetadata
 
-        ms = [int(round(float(f.timestamp_s) * 1000)) for f in frames]
+        ms = frame_clock_ms(frames)
         return {"videos": [images], "video_metadata": [VideoMetadata(total_num_frames=ms[-1] + 1, fps=1000.0,
                                                                      frames_indices=ms)]}
 
@@ -251,9 +251,15 @@ class TransformersBackend:
         prefix = {k: v for k, v in enc[0].items() if k not in ("input_ids", "attention_mask")}
         with torch.inference_mode():
             out = self.model(input_ids=ids[0][:plen][None], attention_mask=torch.ones(1, plen, dtype=torch.long,
-                             device=self.device), use_cache=True, cache=DynamicCache(config=self.model.config),
-                             **prefix)
+                             device=self.device), use_cache=True,
+                             **{self._cache_kwarg(): DynamicCache(config=self.model.config)}, **prefix)
         return getattr(out, "cache", None) or out.past_key_values, plen
+
+    def _cache_kwarg(self) -> str:
+        """The name models take a KV cache under: `cache` in newer transformers (5.25), `past_key_values` in older ones (5.19)."""
+        import inspect
+
+        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     def _continue(self, cache: Any, enc: Any, req: ChatRequest, max_new_tokens: int, greedy: bool) -> Any:
         """Generate from a copy of the prefix cache: n samples, each a row of the copy."""
@@ -272,7 +278,8 @@ class TransformersBackend:
         gen: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
         gen.update(do_sample=False) if greedy else gen.update(do_sample=True, temperature=req.temperature)
         with torch.inference_mode():
-            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), cache=c, **extra, **gen)
+            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **{self._cache_kwarg(): c},
+                                      **extra, **gen)
         return out[:, ids.shape[1]:]
 
     def _sharing_reproduces(self, cache: Any, enc: Any, item: tuple) -> bool:

@@ -25,6 +25,7 @@ class ErrorReason:
     malformed_response = "malformed_response"  # 200 but the body is not the OpenAI shape
     model_error = "model_error"  # an in-process model raised while generating
     frames_unavailable = "frames_unavailable"  # the frame store lost the request's frames (node loss)
+    frames_dropped = "frames_dropped"  # the server saw fewer visual tokens than the frames sent make
 
     # retried by the backend itself (with backoff); after the last retry the request fails
     TRANSIENT = frozenset({rate_limited, server_error, timeout, network, malformed_response, empty_response})
