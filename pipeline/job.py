@@ -228,8 +228,9 @@ def execute(cfg: JobConfig, tasks: Sequence[VideoTask], stages: Sequence[Stage],
     """Stream tasks through the stages: all in actors, or model rounds as passes per wave."""
     import os
 
-    from pipeline.runner import check_pass_resources, run_plan, run_waves
+    from pipeline.runner import check_pass_resources, check_stage_gpus, run_plan, run_waves
 
+    check_stage_gpus(stages, remote=bool(cfg.ray.address or os.environ.get("RAY_ADDRESS")))
     mode = cfg.synth.execution_mode(cfg.verify.verifier)
     split = next((i for i, s in enumerate(stages) if hasattr(s, "rounds")), len(stages))
     if mode == "actors" or split == len(stages):

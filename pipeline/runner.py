@@ -346,6 +346,26 @@ class _PassStage(Memoized, Stage):
         return list(tasks)
 
 
+def check_stage_gpus(stages: Sequence[Stage], *, remote: bool) -> None:
+    """Fail before any work when a stage's workers ask for GPUs this Ray instance does not have
+    (Ray would leave them pending forever); a remote cluster may autoscale, so there it is logged."""
+    import ray
+
+    need = [s for s in stages if s.resources.gpus > 0]
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if not need or gpus > 0:
+        return
+    from pipeline.stage import leaves
+
+    why = "; ".join(getattr(leaf, "gpu_reason", lambda: "")() or leaf.name
+                    for s in need for leaf in leaves([s]) if leaf.resources.gpus > 0)
+    msg = f"{', '.join(s.name for s in need)} workers need a GPU ({why}); this Ray instance has none"
+    if remote:
+        log.warning("%s; the stage waits for GPU nodes to join", msg)
+    else:
+        raise RuntimeError(msg)
+
+
 def check_pass_resources(stages: Sequence[Stage], *, remote: bool) -> None:
     """Fail before any work when a vLLM role cannot get GPUs on this Ray instance.
 
