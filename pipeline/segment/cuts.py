@@ -108,11 +108,18 @@ class ConfirmedCutDetector:
             within = [D[k][bb - 1], D[k][bb + k]]
             hard[ok] = self._score(cross, within)
         h = K // 2
-        ok = (b >= 2 * K) & (b + 3 * K < n)
+        ok = (b >= 2 * K) & (b + 2 * K < n)
         if ok.any():
             bb = b[ok]
             cross = [D[2 * K][bb + K], D[2 * K + h][bb + K], D[2 * K + h][bb + K + h]]
-            within = [D[2 * K][bb - K], D[2 * K][bb + 3 * K]]
+            # each side's own change over 2K frames, or twice its change over the K frames next
+            # to the transition (motion changes a picture less than linearly, so this never
+            # asks less of a side): a cut up to ~2 s before a fade, or the video's end up to
+            # 2 s after it, no longer hides the fade (the 2K span crossed them)
+            after = 2 * D[K][bb + 2 * K]
+            far = bb + 3 * K < n
+            after[far] = np.minimum(after[far], D[2 * K][bb[far] + 3 * K])
+            within = [np.minimum(D[2 * K][bb - K], 2 * D[K][bb - K]), after]
             grad[ok] = self._score(cross, within)
         return hard, grad
 
