@@ -156,7 +156,8 @@ class SegmentStage(Stage):
     """Fills scenes, frames, content signals and decoded media facts of a task; rejects unusable media."""
 
     name = "segment"
-    version = "2"  # 2: confirmed cut detector by default, cut scores, content signals
+    version = "3"  # 2: confirmed cut detector by default, cut scores, content signals; 3: fades next to cuts
+    # and near the end found, segment.detector transnetv2
 
     def __init__(self, cfg: SegmentConfig | None = None, resources: Resources | None = None,
                  cache_dir: str | Path | None = None):
