@@ -347,21 +347,19 @@ class _PassStage(Memoized, Stage):
 
 
 def check_stage_gpus(stages: Sequence[Stage], *, remote: bool) -> None:
-    """Fail before any work when a stage's workers ask for GPUs this Ray instance does not have
-    (Ray would leave them pending forever); a remote cluster may autoscale, so there it is logged."""
+    """Fail before any work when a stage asks Ray for GPUs, for a reason it names (`gpu_reason`,
+    e.g. segment.detector transnetv2), that this Ray instance does not have (its workers would stay
+    pending forever); a remote cluster may autoscale, so there it is logged."""
     import ray
 
-    need = [s for s in stages if s.resources.gpus > 0]
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if not need or gpus > 0:
-        return
     from pipeline.stage import leaves
 
-    why = "; ".join(getattr(leaf, "gpu_reason", lambda: "")() or leaf.name
-                    for s in need for leaf in leaves([s]) if leaf.resources.gpus > 0)
-    msg = f"{', '.join(s.name for s in need)} workers need a GPU ({why}); this Ray instance has none"
+    reasons = [r for leaf in leaves(stages) if (r := getattr(leaf, "gpu_reason", lambda: "")())]
+    if not reasons or ray.cluster_resources().get("GPU", 0) > 0:
+        return
+    msg = f"this Ray instance has no GPU, and {'; '.join(reasons)}"
     if remote:
-        log.warning("%s; the stage waits for GPU nodes to join", msg)
+        log.warning("%s; the workers wait for GPU nodes to join", msg)
     else:
         raise RuntimeError(msg)
 

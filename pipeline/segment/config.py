@@ -43,7 +43,7 @@ class SegmentConfig(Section):
     transnet_device: Literal["cuda", "cpu"] = Field(
         "cuda", description="transnetv2: where the network runs. cuda: each media worker asks Ray for "
         "transnet_gpus of a GPU, and a run on a cluster without GPUs stops before any work. cpu: "
-        "accept the cost, ~2-3 s of CPU per second of 30 fps video on 2 threads")
+        "accept the cost, ~1 s of CPU per second of 30 fps video on 2 threads")
     transnet_gpus: float = Field(
         0.25, gt=0, le=1, description="transnetv2 on cuda: GPU share per media worker (the model needs "
         "well under 1 GiB; decoding stays on the worker's CPU)")

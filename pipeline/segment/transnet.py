@@ -49,7 +49,7 @@ def load_model(device: str):
         raise TransNetUnavailable(
             "segment.detector=transnetv2 with segment.transnet_device=cuda, but this worker has no CUDA "
             "device: run on a GPU node, or set segment.transnet_device=cpu to accept the CPU cost "
-            "(~2-3 s of CPU per second of video on 2 threads)")
+            "(~1 s of CPU per second of 30 fps video on 2 threads)")
     model = TransNetV2(device=device)
     model.eval()
     _MODELS[device] = model
