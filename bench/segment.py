@@ -11,13 +11,15 @@ is thread_type NONE, one decoder thread: less CPU, more wall time; bt uses AUTO 
 (detector content, as the stage was before the confirmed detector) and (c1) the one-thread decode
 floor. b is compared with both floors: c is the plain threaded decode, c1 decodes like b.
 
---accuracy: cut accuracy of the confirmed detector against PySceneDetect's detectors on the same
-realistic encodes (pipeline/footage.py: textured grainy shots, fast pans and shakes, flashes,
+--accuracy: cut accuracy and CPU cost of the confirmed detector, TransNetV2 (on the CPU, its
+predictions cached per encode under bench/.cache/transnet) and PySceneDetect's detectors on the
+same realistic encodes (pipeline/footage.py: textured grainy shots, fast pans and shakes, flashes,
 fades and dissolves; libx264 at 640x360 with a VBV cap): 12 one-minute clips over 4 seeds x
-3 presets x 600/800/1200 kb/s, and a 10-minute 800 kb/s medium encode with ~100 cuts; matched
-within 0.5 s; raw cuts and the production config (min_scene_s 2).
+3 presets x 600/800/1200 kb/s, two 40 s clips heavy in fades, dissolves and flashes at 600 kb/s,
+and a 10-minute 800 kb/s medium encode with ~100 cuts; matched within 0.5 s; raw cuts and the
+production config (min_scene_s 2); CPU seconds per video-minute beside the one-thread decode floor.
 Usage: python bench/segment.py [--quick] [--cache bench/.cache] [--no-real] [--only NAME ...]
-       [--repeat N] [--accuracy]
+       [--repeat N] [--accuracy [--detectors NAME ...]]
 """
 from __future__ import annotations
 
@@ -174,11 +176,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=None, metavar="N",
                     help="runs per measurement, fastest kept (default: 3 for clips under a minute, else 1)")
     ap.add_argument("--accuracy", action="store_true", help="cut accuracy on realistic encodes instead of speed")
+    ap.add_argument("--detectors", nargs="+", metavar="NAME", help="--accuracy: only these detectors "
+                    "(default: confirmed transnetv2 content adaptive histogram hash)")
     args = ap.parse_args()
     if args.accuracy:
-        from _accuracy import run_accuracy
+        from _accuracy import DETECTORS, run_accuracy
 
-        run_accuracy(Path(args.cache), quick=args.quick)
+        run_accuracy(Path(args.cache), quick=args.quick, detectors=tuple(args.detectors or DETECTORS))
         return
     cfg = SegmentConfig(sample_fps=1.0)
     minutes = 2 if args.quick else 10

@@ -231,7 +231,9 @@ def execute(cfg: JobConfig, tasks: Sequence[VideoTask], stages: Sequence[Stage],
     import os
 
     from pipeline.passes import check_pass_resources, run_waves
-    from pipeline.runner import run_plan
+    from pipeline.runner import check_stage_gpus, run_plan
+
+    check_stage_gpus(stages, remote=bool(cfg.ray.address or os.environ.get("RAY_ADDRESS")))
 
     mode = cfg.synth.execution_mode(cfg.verify.verifier)
     split = next((i for i, s in enumerate(stages) if s.runs_rounds), len(stages))

@@ -23,6 +23,7 @@ def build_stages(cfg: JobConfig, work_dir: Path) -> list[Stage]:
              SegmentStage(cfg.segment, cache_dir=work_dir / "cache" / "segments"), SelectStage(cfg.select),
              FilterStage(cfg.filter), DedupeStage(cfg.dedupe, cfg.decontaminate)]
     stages: list[Stage] = [Chain("media", media, Resources(cpus=cfg.media.cpus_per_worker,
+                                                           gpus=max(s.resources.gpus for s in media),
                                                            concurrency=(cfg.media.min_workers, cfg.media.max_workers)))]
     if cfg.synth.teacher is None:
         logging.getLogger("curate").warning(

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Sequence
 from pipeline.frame_keepers import store_frames
 from pipeline.records import Reason, VideoTask
 from pipeline.services import close_services, start_services
-from pipeline.stage import NODE_ENV, Stage, apply_stage
+from pipeline.stage import NODE_ENV, Stage, apply_stage, leaves
 
 log = logging.getLogger(__name__)
 
@@ -236,3 +236,18 @@ def nodes_sharing_dir(path: Any) -> tuple[int, int]:
     finally:
         marker.unlink(missing_ok=True)
 
+
+def check_stage_gpus(stages: Sequence[Stage], *, remote: bool) -> None:
+    """Fail before any work when a stage asks Ray for GPUs, for a reason it names (`gpu_reason`,
+    e.g. segment.detector transnetv2), that this Ray instance does not have (its workers would stay
+    pending forever); a remote cluster may autoscale, so there it is logged."""
+    import ray
+
+    reasons = [r for leaf in leaves(stages) if (r := leaf.gpu_reason())]
+    if not reasons or ray.cluster_resources().get("GPU", 0) > 0:
+        return
+    msg = f"this Ray instance has no GPU, and {'; '.join(reasons)}"
+    if remote:
+        log.warning("%s; the workers wait for GPU nodes to join", msg)
+    else:
+        raise RuntimeError(msg)

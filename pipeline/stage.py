@@ -94,6 +94,11 @@ class Stage:
         """What this stage's services did over the run, for the run summary (name -> stats)."""
         return {}
 
+    def gpu_reason(self) -> str:
+        """Why this stage's `resources` ask Ray for a GPU, and what to do on a cluster without
+        one ("" when it asks none): the runner stops a local run before any work with it."""
+        return ""
+
     def settle(self, task: VideoTask) -> None:
         """Called in the driver for every finished task before it is committed: undo what a
         service holds for a video that ended rejected after this stage (a near-duplicate claim)."""

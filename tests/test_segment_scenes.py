@@ -62,3 +62,35 @@ def test_split_keeps_cut_scores_and_marks_windows():
     sc = split_long(_scored([0, 2, 12], [25.0]), 4.0, 10)
     assert [s.score for s in sc] == [None, 25.0, None, None]
     assert [s.transition for s in sc] == ["start", "cut", "split", "split"]
+
+
+def test_a_fade_soon_after_a_hard_cut_is_found():
+    # a shot of 1.8 s between a hard cut and a fade through black: the fade's within-side span
+    # (2K frames before it) holds the hard cut; before the fix that hid the fade
+    # (footage p601-slow-600, and testvideo.mp4's fade at 7.5 s, which TransNetV2 marks)
+    import av
+    import numpy as np
+
+    from pipeline.segment.cuts import ConfirmedCutDetector
+    from pipeline.segment.stages import cut_params
+    from pipeline.segment.thumbs import Thumbnailer
+
+    rng = np.random.default_rng(5)
+    # the shot before the cut far from the other two (as a cut from a bright scene): the span
+    # across the cut changes more than the fade does
+    shots = [np.clip(rng.normal(0, 1, (9, 16, 3)).cumsum(0).cumsum(1) * 4 + base, 0, 255)
+             for base in (230, 90, 90)]
+    # a 1.8 s shot; the fade's darkest frame at 114, 15 frames down and up; the clip ends 2.1 s
+    # later, so no boundary whose 2K span has left the cut behind fits before the end
+    fps, cut, fade, end = 30, 60, 114, 178
+    thumbs = Thumbnailer(160, 90)
+    det = ConfirmedCutDetector(float(fps), cut_params(SegmentConfig()))
+    for i in range(end):
+        shot = shots[0] if i < cut else shots[1] if i < fade else shots[2]
+        gain = min(1.0, abs(i - fade) / 15)
+        img = np.kron(shot, np.ones((10, 10, 1))) * gain + rng.normal(0, 2, (90, 160, 3))
+        frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")
+        det.push(thumbs(frame.reformat(format="yuv420p")), i, i / fps)
+    found = det.finish()
+    assert [(c.frame, c.kind) for c in found if c.kind == "cut"] == [(cut, "cut")]
+    assert [c.kind for c in found] == ["cut", "gradual"] and abs(found[1].frame - fade) <= 2

@@ -11,18 +11,21 @@ from pipeline.section import Section
 class SegmentConfig(Section):
     """Scene detection and frame sampling, done in one decoding pass."""
 
-    # the decoder's threading changes the cost, never the frames or the cuts (bench/segment.py)
-    execution_only = frozenset({"decoder_threads", "thread_type"})
+    # the decoder's threading changes the cost, never the frames or the cuts (bench/segment.py);
+    # nor do TransNetV2's device, batching, threads and GPU share (same predictions within 1e-4)
+    execution_only = frozenset({"decoder_threads", "thread_type", "transnet_device", "transnet_gpus", "transnet_batch",
+                                "transnet_threads"})
 
     # detection
-    detector: Literal["confirmed", "content", "adaptive", "histogram", "hash"] = Field(
+    detector: Literal["confirmed", "transnetv2", "content", "adaptive", "histogram", "hash"] = Field(
         "confirmed", description="confirmed (default): a change must persist on both sides of a "
         "boundary, on picture and colour-histogram distances of tiny thumbnails (cuts.py); on "
         "realistic 360p encodes at 600-1200 kb/s it scores P 1.00 R 1.00 within 0.5 s where "
         "PySceneDetect's ContentDetector scores P ~0.8 R ~0.9 (bench/segment.py --accuracy). "
         "content | adaptive | histogram | hash: PySceneDetect compatibility mode, which reproduces "
         "PySceneDetect's own cuts (its goldens) exactly; the analysis_*, refine_margin and fast "
-        "options apply to it only")
+        "options apply to it only. transnetv2: the TransNetV2 network (extra `transnetv2`) on 48x27 "
+        "frames of the same decode, on a GPU (transnet_device), for the media workers of GPU nodes")
     threshold: float | None = Field(
         None, description="PySceneDetect detector threshold (None: the detector's default; adaptive: "
         "adaptive_threshold)")
@@ -39,6 +42,20 @@ class SegmentConfig(Section):
     gradual_s: float = Field(
         0.67, gt=0, description="confirmed detector: half-span of the gradual-transition test; "
         "fades and dissolves up to ~2x this long are found, centred")
+    transnet_threshold: float = Field(
+        0.5, gt=0, lt=1, description="transnetv2: single-frame prediction above which a frame is a "
+        "transition (the wheel's default)")
+    transnet_device: Literal["cuda", "cpu"] = Field(
+        "cuda", description="transnetv2: where the network runs. cuda: each media worker asks Ray for "
+        "transnet_gpus of a GPU, and a run on a cluster without GPUs stops before any work. cpu: "
+        "accept the cost, ~1 s of CPU per second of 30 fps video on 2 threads")
+    transnet_gpus: float = Field(
+        0.25, gt=0, le=1, description="transnetv2 on cuda: GPU share per media worker (the model needs "
+        "well under 1 GiB; decoding stays on the worker's CPU)")
+    transnet_batch: int = Field(
+        16, ge=1, description="transnetv2: 100-frame windows per forward pass")
+    transnet_threads: int = Field(
+        0, ge=0, description="transnetv2 on cpu: torch threads (0 = torch's default)")
     min_scene_len: int = Field(15, ge=1, description="minimum scene length in frames, as PySceneDetect")
     analysis_width: int | None = Field(
         None, ge=16, description="analysis width in px; None = PySceneDetect's auto downscale "

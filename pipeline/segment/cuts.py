@@ -15,7 +15,8 @@ has a near cross pair (b-1, b+k); a pan or shake differs as much within a side a
 its colour histogram hardly changes. Picture distance finds cuts to another shot of the same
 place (same colours, new layout); histogram distance finds cuts in fast motion. Gradual
 transitions (fades, dissolves) are the same test at a longer span K on each side, centred on
-the transition. Every pair above is a distance between a frame and one a fixed lag before it,
+the transition (where a side's 2K-frame span holds a hard cut, its change over the K frames next
+to the transition, doubled, stands in). Every pair above is a distance between a frame and one a fixed lag before it,
 so each frame costs seven distances of two thumbnails (thumbs.py); peaks are picked at the end.
 """
 from __future__ import annotations
@@ -112,8 +113,18 @@ class ConfirmedCutDetector:
         if ok.any():
             bb = b[ok]
             cross = [D[2 * K][bb + K], D[2 * K + h][bb + K], D[2 * K + h][bb + K + h]]
-            within = [D[2 * K][bb - K], D[2 * K][bb + 3 * K]]
-            grad[ok] = self._score(cross, within)
+            before, after = D[2 * K][bb - K], D[2 * K][bb + 3 * K]
+            # a side's own change is measured over 2K frames; where that span holds a hard cut
+            # (a shot shorter than ~2 s next to a fade) it measures the cut instead and hid the
+            # fade: there, twice the change over the K frames next to the transition
+            peaks = np.zeros(n + 1, np.int64)
+            peaks[np.asarray(_peaks(hard, k, self.p.threshold), np.int64) + 1] = 1
+            upto = np.cumsum(peaks)  # upto[i]: hard cuts at frames < i
+            cut_before = upto[bb - K + 1] > upto[bb - 3 * K + 1]  # a cut starts a frame in (b-3K, b-K]
+            cut_after = upto[bb + 3 * K + 1] > upto[bb + K + 1]  # ... in (b+K, b+3K]
+            before = np.where(cut_before[:, None], np.minimum(before, 2 * D[K][bb - K]), before)
+            after = np.where(cut_after[:, None], np.minimum(after, 2 * D[K][bb + 2 * K]), after)
+            grad[ok] = self._score(cross, [before, after])
         return hard, grad
 
     def motion(self) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from pipeline.segment.detect import SceneAnalyzer
 from pipeline.segment.sample import FrameSampler
 from pipeline.segment.scenes import assign_frames, mark_gradual, merge_short, scenes_from_cuts, split_long
 from pipeline.segment.signals import SignalMeter, SignalParams
-from pipeline.segment.thumbs import Thumbnailer
+from pipeline.segment.thumbs import RgbThumbnailer, Thumbnailer
 from pipeline.stage import Resources, Stage
 
 @dataclass
@@ -37,6 +37,7 @@ class SegmentResult:
     signals: ContentSignals | None = None
     query_t: np.ndarray | None = None  # dense pHash grid (seconds, uint64 hashes) for matching
     query_h: np.ndarray | None = None
+    predictions: np.ndarray | None = None  # transnetv2: per-frame single-frame prediction (float32)
 
 
 def cut_params(cfg: SegmentConfig) -> CutParams:
@@ -53,7 +54,15 @@ def segment_video(path: str, cfg: SegmentConfig | None = None) -> SegmentResult:
     Raises MediaError(reason, message) for files that cannot be used.
     """
     cfg = cfg or SegmentConfig()
-    compat = cfg.detector != "confirmed"
+    transnet = cfg.detector == "transnetv2"
+    compat = cfg.detector not in ("confirmed", "transnetv2")
+    scorer = rgb = None
+    if transnet:  # before opening the file: a missing wheel or GPU is the worker's fault, not the video's
+        from pipeline.segment.transnet import TransNetScorer, set_threads
+
+        if cfg.transnet_device == "cpu":
+            set_threads(cfg.transnet_threads)
+        scorer, rgb = TransNetScorer(cfg.transnet_device, cfg.transnet_batch), RgbThumbnailer()
     container, stream, info = open_video(path, cfg.thread_type, cfg.decoder_threads)
     stats = DecodeStats()
     try:
@@ -73,6 +82,8 @@ def segment_video(path: str, cfg: SegmentConfig | None = None) -> SegmentResult:
                 meter.push(df.frame, thumb, df.seconds)
             if analyzer is not None:
                 analyzer.push(df)
+            if scorer is not None:
+                scorer.push(rgb(df.frame))
             sampler.push(df)
             last = df
     except MediaError:
@@ -89,7 +100,15 @@ def segment_video(path: str, cfg: SegmentConfig | None = None) -> SegmentResult:
     n = stats.frames
     duration_s = round(last.seconds * n / (n - 1) if n > 1 and last.seconds > 0
                        else last.seconds + 1.0 / float(info.rate), 6)
-    if analyzer is not None:
+    predictions = None
+    if scorer is not None:
+        from pipeline.segment.transnet import cuts_from_predictions
+
+        single, _ = scorer.finish()
+        cuts = cuts_from_predictions(single, cutter.numbers, cutter.seconds, cfg.transnet_threshold)
+        predictions = single
+        kinds = [c.kind if cfg.mark_gradual else "cut" for c in cuts]
+    elif analyzer is not None:
         cuts = cutter.score_cuts(analyzer.finish())
         kinds = mark_gradual(cuts, analyzer.luma_diff, cutter.numbers, cfg, analyzer.luma_mean)
     else:
@@ -109,8 +128,9 @@ def segment_video(path: str, cfg: SegmentConfig | None = None) -> SegmentResult:
                "frames": stats.frames, "missing_pts": stats.missing_pts,
                "analysed_frames": analyzer.analysed if analyzer else stats.frames,
                "refined_frames": analyzer.refined if analyzer else 0,
+               "transnet_windows": scorer.windows if scorer else 0,
                "analysis_size": list(analyzer.size if analyzer else thumbs.size),
-               "errors": stats.errors})
+               "errors": stats.errors}, predictions=predictions)
     if meter is not None:
         _add_signals(result, meter, cutter)
     return result
@@ -134,7 +154,8 @@ class SegmentStage(Stage):
     """Fills scenes, frames, content signals and decoded media facts of a task; rejects unusable media."""
 
     name = "segment"
-    version = "3"  # 2: confirmed cut detector by default, cut scores, content signals; 3: decode damage on the row
+    version = "4"  # 2: confirmed cut detector by default, cut scores, content signals; 3: decode damage on the
+    # row; 4: fades next to cuts found, segment.detector transnetv2
     reads = frozenset({"video_path"})
     writes = frozenset({"scenes", "frames", "signals", "hash_track", "width", "height", "fps", "frame_count",
                         "duration_s", "rotation", "codec", "decode_errors", "lost_frames"})
@@ -146,8 +167,24 @@ class SegmentStage(Stage):
         # segment key is unchanged (a new filter, a new prompt) does not decode the video again
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         # one CPU per replica (one decoder thread by default, cfg.thread_type); the pool grows
-        # with the cluster (min 1 so a 2-core box runs it)
-        self.resources = resources or Resources(cpus=1.0, concurrency=(1, 64))
+        # with the cluster (min 1 so a 2-core box runs it); TransNetV2 on cuda: a GPU share too
+        self.resources = resources or Resources(cpus=1.0, gpus=self.gpus_needed(), concurrency=(1, 64))
+
+    def gpus_needed(self) -> float:
+        """GPU share one replica needs: only segment.detector transnetv2 on cuda uses one."""
+        return self.cfg.transnet_gpus if self.cfg.detector == "transnetv2" and self.cfg.transnet_device == "cuda" else 0.0
+
+    def gpu_reason(self) -> str:
+        """Why this stage asks Ray for a GPU, and what to do on a cluster without one."""
+        return ("segment.detector=transnetv2 runs TransNetV2 on cuda: run on a cluster with GPU nodes, "
+                "set segment.transnet_device=cpu to accept the CPU cost (~1 s of CPU per second of 30 fps video on 2 threads), "
+                "or use segment.detector=confirmed") if self.gpus_needed() else ""
+
+    def setup(self) -> None:
+        if self.cfg.detector == "transnetv2":  # load the network once per worker, fail early without it
+            from pipeline.segment.transnet import load_model
+
+            load_model(self.cfg.transnet_device)
 
     def sections(self) -> dict[str, SegmentConfig]:
         return {"segment": self.cfg}
