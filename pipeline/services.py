@@ -4,9 +4,14 @@ picklable proxy and never sees Ray. The runner starts them for a bare plan, the 
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Sequence
 
 from pipeline.stage import Service, Stage, leaves
+
+
+_SHARED_ATTEMPTS = 8
+_KEPT: dict[str, Any] = {}  # shared services' handles, held by this driver while it lives
 
 
 class _ServiceActor:
@@ -67,9 +72,7 @@ def start_service(service: Service) -> ServiceProxy:
     A shared service is named as asked in namespace `curate`, so runs asking for the same one
     use it, also from other drivers while its owner lives. A run's own service gets a unique
     name and ends with `close_services`. Both need no CPU and both are restarted if their
-    worker dies (Ray's memory monitor on a busy node, a worker that could not start in time;
-    the run's registry was the one actor the job waited on outside the plan's error handling,
-    the likeliest source of the suite's ActorDiedError errors): the object is rebuilt from its
+    worker dies (Ray's memory monitor on a busy node, a crash): the object is rebuilt from its
     arguments and the calls in flight are retried. A rebuilt registry is seeded again from the
     committed signatures; the claims of the run so far are lost with it, so a copy may pass
     once in the rare run whose registry died, rather than the whole run failing.
@@ -83,13 +86,29 @@ def start_service(service: Service) -> ServiceProxy:
     body = ray.remote(_ServiceActor)
     if service.shared:
         name, namespace = service.name, "curate"
-        handle = body.options(name=name, namespace=namespace, get_if_exists=True, num_cpus=0, max_restarts=-1,
-                              max_task_retries=-1, scheduling_strategy=here).remote(service.make, service.args)
+        for attempt in range(_SHARED_ATTEMPTS):
+            handle = body.options(name=name, namespace=namespace, get_if_exists=True, num_cpus=0, max_restarts=-1,
+                                  max_task_retries=-1, scheduling_strategy=here).remote(service.make, service.args)
+            try:
+                ray.get(handle.ready.remote())
+                break
+            except ray.exceptions.RayActorError:
+                # found by name while dying (its owner ended): the name is released moments later,
+                # then this creates a fresh one
+                if attempt == _SHARED_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+        # the driver holds a handle for as long as it lives: a named actor whose last handle is
+        # dropped is garbage-collected by Ray, and the next run's get_if_exists could find it dying
+        # (the suite's ActorDiedError: "all references to the actor were removed")
+        kept = _KEPT.get(name)
+        if kept is None or kept._actor_id != handle._actor_id:  # keep the creating handle: one found
+            _KEPT[name] = handle                                # by name does not keep the actor alive
     else:
         name, namespace = f"{service.name}-{uuid.uuid4().hex[:8]}", ray.get_runtime_context().namespace
         handle = body.options(name=name, num_cpus=0, max_restarts=-1, max_task_retries=-1,
                               scheduling_strategy=here).remote(service.make, service.args)
-    ray.get(handle.ready.remote())  # fail here, not in a worker, if it cannot start
+        ray.get(handle.ready.remote())  # fail here, not in a worker, if it cannot start
     proxy = ServiceProxy(name, namespace)
     proxy._handle = handle
     return proxy

@@ -1,8 +1,11 @@
-"""Cluster services survive their worker's death: the run's own ones (the near-duplicate
-registry) as well as the shared ones (the fetch limiter). A dead, non-restarting registry failed
-whole runs with ActorDiedError on busy machines."""
+"""Cluster services survive their worker's death (the run's own ones, such as the near-duplicate
+registry, as well as the shared ones), and a shared one (the fetch limiter) outlives the run that
+started it: Ray garbage-collects a named actor once its last handle is dropped, and the next run's
+lookup by name found it dying (the suite's ActorDiedError, "all references to the actor were
+removed")."""
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -45,3 +48,14 @@ def test_a_runs_own_service_is_rebuilt_from_its_arguments_when_its_worker_dies(r
 class _NoStage:
     def bind(self, name, proxy) -> None:
         pass
+
+
+def test_a_shared_service_outlives_the_run_that_started_it(ray_local):
+    service = Service("test-shared-counter", Counter, (100,), shared=True)
+    first = start_service(service)
+    assert first.add(5) == 105
+    del first  # the run ends: its stages and proxies are gone
+    gc.collect()
+    time.sleep(2.0)  # what Ray needs to collect an unreferenced actor
+    again = start_service(service)  # the next run finds the same one, state and all
+    assert again.add(1) == 106
