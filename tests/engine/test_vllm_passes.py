@@ -40,7 +40,8 @@ def _cfg(model_dir) -> BackendConfig:
 def test_a_vllm_pass_on_cpu_sends_video_with_real_times(ray_cpus, model_dirs):
     from transformers import AutoTokenizer
 
-    from pipeline.runner import _vllm_pass
+    from pipeline.passes import _processor_pass
+    from synth.backends.registry import kind_of
     from synth.backends.vllm_backend import build_vllm_processor, row_to_result
 
     cfg = _cfg(model_dirs["tiny-qwen3-vl"])
@@ -70,7 +71,7 @@ def test_a_vllm_pass_on_cpu_sends_video_with_real_times(ray_cpus, model_dirs):
             ChatRequest(key="v/verify", system=None, prompt="Answer.", frames=frames, n=3, temperature=0.7,
                         max_tokens=4)]
     t0 = time.monotonic()
-    results = _vllm_pass(reqs, cfg)
+    results = _processor_pass(reqs, cfg, kind_of(cfg).processor_module())
     pass_s = time.monotonic() - t0
     assert all(r.ok for r in results), [(r.key, r.error_message) for r in results if not r.ok]
     assert [r.key for r in results] == [r.key for r in reqs] and len(results[3].texts) == 3
