@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from pipeline.frame_keepers import FrameKeepers, fetch_frames
 from pipeline.records import VideoTask
-from pipeline.runner import ACTOR_MAX_RESTARTS, ACTOR_TASK_RETRIES, run_plan
+from pipeline.runner import run_plan, set_up_in_worker, worker_options
 from pipeline.stage import Resources, Stage, apply_stage
 from synth.rounds import Memoized
 
@@ -78,22 +78,33 @@ def _missing(key: str) -> Any:
     return ChatResult.failure(key, ErrorReason.model_error, "no result row came back from the pass")
 
 
-def _backend_pass(requests: Sequence[Any], cfg: Any, res: Resources) -> list[Any]:
-    """One pass over an actor pool of `ModelBackend`s (kinds with a per-call backend)."""
-    import ray.data
+def _generate_task(batch: dict, backend_config: dict, fetch_frames: Any) -> dict:
+    """Ray task body of a pass on a kind that loads no model: the backend (an HTTP client) is set
+    up once per worker process and reused by later passes."""
+    import json
 
     from synth.backends.udf import GenerateUDF
 
+    recipe = json.dumps(backend_config, sort_keys=True).encode()
+    return set_up_in_worker(recipe, lambda: GenerateUDF(backend_config, fetch_frames=fetch_frames))(batch)
+
+
+def _backend_pass(requests: Sequence[Any], cfg: Any, res: Resources) -> list[Any]:
+    """One pass over `ModelBackend`s (kinds with a per-call backend): an actor pool where the
+    backend loads a model, pooled tasks where it is a client of a served model."""
+    import ray.data
+
+    from synth.backends.registry import kind_of
+    from synth.backends.udf import GenerateUDF
+
     env = {n: os.environ[n] for n in cfg.env_vars() if n in os.environ}
-    lo, hi = res.concurrency if isinstance(res.concurrency, tuple) else (res.concurrency, res.concurrency)
-    ds = ray.data.from_items(_pass_rows(requests)).map_batches(
-        GenerateUDF, fn_constructor_kwargs={"backend_config": cfg.model_dump(mode="json"),
-                                            "fetch_frames": fetch_frames},
-        batch_size=res.batch_size, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
-        num_cpus=res.cpus, num_gpus=res.gpus or None,
-        max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=ACTOR_TASK_RETRIES,
-        **({"runtime_env": {"env_vars": env}} if env else {}))
+    kwargs = {"backend_config": cfg.model_dump(mode="json"), "fetch_frames": fetch_frames}
+    actors = kind_of(cfg).loads_model or res.gpus > 0
+    ds = ray.data.from_items(_pass_rows(requests))
+    if actors:
+        ds = ds.map_batches(GenerateUDF, fn_constructor_kwargs=kwargs, **worker_options(res, actors=True, env=env))
+    else:
+        ds = ds.map_batches(_generate_task, fn_kwargs=kwargs, **worker_options(res, actors=False, env=env))
     by_pos = {}
     for row in ds.iter_rows():
         result = _result_of(row)

@@ -18,7 +18,8 @@ import logging
 import os
 import pickle
 import time
-from typing import Any, Iterator, Sequence
+from collections import OrderedDict
+from typing import Any, Callable, Iterator, Sequence
 
 from pipeline.frame_keepers import store_frames
 from pipeline.records import Reason, VideoTask
@@ -55,11 +56,78 @@ def _node_label() -> str:
     return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
 
 
+def runs_in_actors(stage: Stage) -> bool:
+    """Whether a stage runs in an actor pool rather than as tasks on pooled workers.
+
+    A stage that holds a model or a GPU (a model stage's backends, TransNetV2 on a GPU) pays its
+    setup once per replica and must give the memory back when the plan ends: actors. Every
+    other stage is cheap to set up and runs as Ray tasks; a worker keeps the set-up stage in a
+    small cache (`set_up_in_worker`), and Ray keeps its idle workers (`init_ray`), so a plan
+    on a warm pool starts no process at all. Actor pools started a new process per replica per
+    plan: a plan of two trivial stages over 8 videos took seconds, as tasks 0.1-0.4 s
+    (bench/plan_overhead.py)."""
+    return stage.resources.gpus > 0 or stage.runs_rounds
+
+
+# per worker process: set-up objects by the hash of what they were made from (most recent last)
+_SET_UP: "OrderedDict[bytes, Any]" = OrderedDict()
+SET_UP_PER_WORKER = 4  # a run's stages and passes; older entries (earlier runs) are dropped
+
+
+def set_up_in_worker(recipe: bytes, make: Callable[[], Any]) -> Any:
+    """The object `make()` builds, made once per worker process for the same `recipe` (the
+    pickled stage or backend config it comes from) and reused by later tasks there."""
+    import hashlib
+
+    key = hashlib.blake2b(recipe, digest_size=16).digest()
+    found = _SET_UP.get(key)
+    if found is not None:
+        _SET_UP.move_to_end(key)
+        return found
+    made = _SET_UP[key] = make()
+    while len(_SET_UP) > SET_UP_PER_WORKER:
+        _SET_UP.popitem(last=False)
+    return made
+
+
+def _set_up_stage(stage_bytes: bytes) -> Stage:
+    def make() -> Stage:
+        os.environ[NODE_ENV] = _node_label()  # read by stage.current_node(): stage code stays Ray-free
+        stage = pickle.loads(stage_bytes)
+        stage.setup()
+        return stage
+
+    return set_up_in_worker(stage_bytes, make)
+
+
+def _process(stage: Stage, batch: dict, last: bool, frames_to: str | None,
+             attempts: tuple[str, str] | None) -> dict:
+    """One batch of pickled tasks through a set-up stage (actor or task alike)."""
+    tasks = [pickle.loads(b) for b in batch["payload"]]
+    if attempts:
+        _count_attempts(attempts, stage.name, tasks)
+    done = apply_stage(stage, tasks)
+    if last:  # frames are for the models only: they never travel to the driver
+        for task in done:
+            if frames_to and not task.rejected:
+                store_frames(frames_to, task)
+            else:
+                task.frames = []
+    return {"video_id": [t.video_id for t in done],
+            "payload": [pickle.dumps(t, protocol=pickle.HIGHEST_PROTOCOL) for t in done]}
+
+
+def _stage_task(batch: dict, stage_bytes: bytes, last: bool = False, frames_to: str | None = None,
+                attempts: tuple[str, str] | None = None) -> dict:
+    """Ray task body: the stage comes set up from this worker's cache."""
+    return _process(_set_up_stage(stage_bytes), batch, last, frames_to, attempts)
+
+
 class _StageActor:
     """Ray actor body: holds one stage replica (its models, clients) for many batches."""
 
     def __init__(self, stage: Stage, last: bool = False, frames_to: str | None = None,
-                 attempts: str | None = None) -> None:
+                 attempts: tuple[str, str] | None = None) -> None:
         os.environ[NODE_ENV] = _node_label()  # read by stage.current_node(): stage code stays Ray-free
         self.attempts = attempts
         self.stage = stage
@@ -68,44 +136,64 @@ class _StageActor:
         self.stage.setup()
 
     def __call__(self, batch: dict) -> dict:
-        tasks = [pickle.loads(b) for b in batch["payload"]]
-        if self.attempts:
-            _count_attempts(self.attempts, self.stage.name, tasks)
-        done = apply_stage(self.stage, tasks)
-        if self.last:  # frames are for the models only: they never travel to the driver
-            for task in done:
-                if self.frames_to and not task.rejected:
-                    store_frames(self.frames_to, task)
-                else:
-                    task.frames = []
-        return {"video_id": [t.video_id for t in done],
-                "payload": [pickle.dumps(t, protocol=pickle.HIGHEST_PROTOCOL) for t in done]}
+        return _process(self.stage, batch, self.last, self.frames_to, self.attempts)
 
 
 class _AttemptLedger:
-    """How many times each video was handed to each stage in this plan (retries included)."""
+    """How many times each video was handed to each stage of a plan (retries included).
+
+    One per driver process and Ray session, kept across plans (an actor per plan was a process
+    start per plan); each plan's counts are dropped when it ends."""
 
     def __init__(self) -> None:
-        self.counts: dict[tuple[str, str], int] = {}
+        self.counts: dict[tuple[str, str, str], int] = {}
 
-    def begin(self, stage: str, video_ids: list[str]) -> list[int]:
+    def begin(self, plan: str, stage: str, video_ids: list[str]) -> list[int]:
         out = []
         for vid in video_ids:
-            n = self.counts[(stage, vid)] = self.counts.get((stage, vid), 0) + 1
+            n = self.counts[(plan, stage, vid)] = self.counts.get((plan, stage, vid), 0) + 1
             out.append(n)
         return out
 
+    def forget(self, plan: str) -> None:
+        self.counts = {k: v for k, v in self.counts.items() if k[0] != plan}
 
-def _count_attempts(ledger: str, stage: str, tasks: list[VideoTask]) -> None:
-    """Reject (stage_error) the videos this stage already got MAX_ATTEMPTS times: each time
-    its worker died with them. The next run tries them again."""
+
+_LEDGER: list[tuple[str, Any]] = []  # this driver's ledger (name, handle), while its Ray instance lives
+
+
+def _attempt_ledger() -> tuple[str, Any]:
+    """This driver's attempt ledger on its own node: (name, handle), made on first use and again
+    when it is gone (a new Ray instance)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if _LEDGER:
+        name, handle = _LEDGER[0]
+        try:
+            ray.get_actor(name)
+            return name, handle
+        except ValueError:
+            _LEDGER.clear()
+    name = f"curate-attempts-{os.getpid()}-{time.time_ns()}"
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)  # the driver's node
+    handle = ray.remote(num_cpus=0)(_AttemptLedger).options(name=name, scheduling_strategy=here).remote()
+    _LEDGER.append((name, handle))
+    return name, handle
+
+
+def _count_attempts(attempts: tuple[str, str], stage: str, tasks: list[VideoTask]) -> None:
+    """Reject (stage_error) the videos this stage already got MAX_ATTEMPTS times in this plan
+    (`attempts`: the ledger's name, the plan's id): each time its worker died with them. The
+    next run tries them again."""
     import ray
 
     live = [t for t in tasks if not t.rejected]
     if not live:
         return
+    ledger, plan = attempts
     try:
-        counts = ray.get(ray.get_actor(ledger).begin.remote(stage, [t.video_id for t in live]), timeout=60)
+        counts = ray.get(ray.get_actor(ledger).begin.remote(plan, stage, [t.video_id for t in live]), timeout=60)
     except Exception as exc:  # noqa: BLE001 - counting is a guard, never a reason to fail a batch
         log.warning("attempt ledger %s unreachable (%s); not counting this batch", ledger, exc)
         return
@@ -132,9 +220,13 @@ def init_ray(address: str | None, num_cpus: int | None = None, object_store_mb: 
     kwargs = {}
     if object_store_mb:
         kwargs["object_store_memory"] = object_store_mb * 1024 * 1024
-    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-             log_to_driver=log_to_driver, configure_logging=False, **kwargs)
-    return f"local Ray with {num_cpus or os.cpu_count()} CPUs"
+    cpus = num_cpus or os.cpu_count() or 1
+    # Keep idle workers instead of killing those above one per CPU after 1 s (Ray's default):
+    # stages of 0.5 CPU run two workers per CPU, and the next plan (wave, pass, re-run) reuses
+    # them with their imports and set-up stages (`runs_in_actors`).
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=log_to_driver,
+             configure_logging=False, _system_config={"num_workers_soft_limit": 2 * cpus + 2}, **kwargs)
+    return f"local Ray with {cpus} CPUs"
 
 
 def configure_data_context(progress: bool) -> None:
@@ -152,17 +244,24 @@ def configure_data_context(progress: bool) -> None:
 
 
 def stage_options(stage: Stage, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """`map_batches` keyword arguments for a stage's declared `Resources`."""
+    """`map_batches` keyword arguments for a stage's declared `Resources`: an actor pool for a
+    stage that holds a model or a GPU (`runs_in_actors`), pooled tasks for the others."""
+    return worker_options(stage.resources, actors=runs_in_actors(stage), env=env)
+
+
+def worker_options(res: Any, *, actors: bool, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`map_batches` keyword arguments for `Resources` (`pipeline.stage.Resources`)."""
     import ray.data
 
-    res = stage.resources
     lo, hi = res.concurrency if isinstance(res.concurrency, tuple) else (res.concurrency, res.concurrency)
-    options: dict[str, Any] = dict(
-        batch_size=res.batch_size, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
-        num_cpus=res.cpus, num_gpus=res.gpus or None, zero_copy_batch=True,
-        max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=ACTOR_TASK_RETRIES)
-    if env:  # secrets (API keys) reach the actors through the environment, never the config
+    options: dict[str, Any] = dict(batch_size=res.batch_size, batch_format="numpy", num_cpus=res.cpus,
+                                   num_gpus=res.gpus or None, zero_copy_batch=True)
+    if actors:
+        options.update(compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
+                       max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=ACTOR_TASK_RETRIES)
+    else:  # the same unbounded retries for a task lost with its node (ACTOR_TASK_RETRIES' reasons)
+        options.update(concurrency=hi, max_retries=ACTOR_TASK_RETRIES)
+    if env:  # secrets (API keys) reach the workers through the environment, never the config
         options["runtime_env"] = {"env_vars": env}
     return options
 
@@ -182,28 +281,27 @@ def run_plan(tasks: Sequence[VideoTask], stages: Sequence[Stage], *,
     if not tasks:
         return
     configure_data_context(progress)
-    ledger_name = f"curate-attempts-{os.getpid()}-{time.time_ns()}"
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)  # the driver's node
-    ledger = ray.remote(num_cpus=0)(_AttemptLedger).options(name=ledger_name, scheduling_strategy=here).remote()
+    ledger_name, ledger = _attempt_ledger()
+    plan_id = f"{time.time_ns()}"
     rows = [{"video_id": t.video_id, "payload": pickle.dumps(t, protocol=pickle.HIGHEST_PROTOCOL)}
             for t in tasks]
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), MAX_BLOCKS)))
     started = start_services(stages)  # a bare plan (tests, bench); a job starts them before
     for position, stage in enumerate(stages):
         env = {name: os.environ[name] for name in stage.env_vars if name in os.environ}
-        ds = ds.map_batches(
-            _StageActor,
-            fn_constructor_kwargs={"stage": stage, "last": position == len(stages) - 1, "frames_to": frames_to,
-                                   "attempts": ledger_name},
-            **stage_options(stage, env))
+        where = {"last": position == len(stages) - 1, "frames_to": frames_to, "attempts": (ledger_name, plan_id)}
+        if runs_in_actors(stage):
+            ds = ds.map_batches(_StageActor, fn_constructor_kwargs={"stage": stage, **where},
+                                **stage_options(stage, env))
+        else:
+            ds = ds.map_batches(_stage_task, fn_kwargs={"stage_bytes": pickle.dumps(stage, protocol=5), **where},
+                                **stage_options(stage, env))
     try:
         for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=2):
             for payload in batch["payload"]:
                 yield pickle.loads(payload)
     finally:
-        ray.kill(ledger)
+        ledger.forget.remote(plan_id)
         close_services(started)
 
 

@@ -152,14 +152,21 @@ def test_node_local_media_when_allowed_works_and_says_where(cluster, origin, tea
     assert {r["video_id"] for r in sft if r["format"] == "description"} == set(GOOD)
 
 
-def test_worker_node_killed_mid_run_loses_nothing(tmp_path, origin):
+def test_worker_node_killed_mid_run_loses_nothing(cluster, origin):
     """SIGKILL the worker node's raylet mid-run: the run finishes with every input accounted
-    for, or the next run completes it; never a lost or duplicated row."""
+    for, or the next run completes it; never a lost or duplicated row.
+
+    It kills the module's cluster's worker node, so it is the module's last test (pytest runs a
+    module's tests in file order); its own work_dir, store and OUT keep it apart from the others."""
+    c, tmp = cluster
+    tmp_path = tmp / "kill"
+    tmp_path.mkdir()
     slow = MediaServer(latency_s=0.5, bandwidth_bps=40_000)  # a few seconds per video
     slow.routes, slow.hits = origin.routes, {}
-    with slow, TwoNodeCluster(tmp_path, private_dir=tmp_path / "work") as c:
+    with slow:
+        assert c.alive_nodes() == 2, "the worker node must be up before this test kills it"
         store, out = tmp_path / "shared-media", tmp_path / "out"
-        cfg = job(tmp_path, slow, tmp_path / "work", fetch={"storage_url": str(store)})
+        cfg = job(tmp_path, slow, tmp / "work" / "kill", fetch={"storage_url": str(store)})
         args = [CURATE, "run", str(cfg), "--out", str(out), "--address", c.address, "--no-progress"]
         log = open(tmp_path / "run1.log", "w")
         proc = subprocess.Popen(args, env=ENV, stdout=log, stderr=subprocess.STDOUT)

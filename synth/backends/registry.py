@@ -36,6 +36,9 @@ class Kind:
     pass_resources: Callable[["BackendConfig", int], "Resources"] = (
         lambda cfg, replicas: _resources(0.25, 0.0, replicas, 16))
     engine_gpus: Callable[["BackendConfig"], int] | None = None  # GPUs one engine needs (processor kinds)
+    # True: the backend loads a model in its process (passes use an actor pool, released after
+    # the pass); False: it is a client of a served model (passes run as tasks on pooled workers)
+    loads_model: bool = True
 
     def make(self, cfg: "BackendConfig") -> Any:
         """The backend for `cfg` (not yet set up)."""
@@ -66,7 +69,8 @@ KINDS: dict[str, Kind] = {
     "openai": Kind(
         "synth.backends.openai_backend:OpenAIBackend",
         env_vars=lambda cfg: (cfg.openai.api_key_env,) if cfg.openai.api_key_env else (),
-        pass_resources=lambda cfg, replicas: _resources(0.25, 0.0, replicas, cfg.openai.concurrency * 4)),
+        pass_resources=lambda cfg, replicas: _resources(0.25, 0.0, replicas, cfg.openai.concurrency * 4),
+        loads_model=False),
     "transformers": Kind(
         "synth.backends.transformers_backend:TransformersBackend",
         actor_resources=lambda cfg, replicas, batch: _resources(1.0, cfg.transformers.num_gpus, replicas, batch),
