@@ -294,7 +294,9 @@ def run_plan(tasks: Sequence[VideoTask], stages: Sequence[Stage], *,
             ds = ds.map_batches(_StageActor, fn_constructor_kwargs={"stage": stage, **where},
                                 **stage_options(stage, env))
         else:
-            ds = ds.map_batches(_stage_task, fn_kwargs={"stage_bytes": pickle.dumps(stage, protocol=5), **where},
+            # cloudpickle, as Ray does for an actor's arguments: a stage class defined in a script travels by value
+            stage_bytes = ray.cloudpickle.dumps(stage, protocol=pickle.HIGHEST_PROTOCOL)
+            ds = ds.map_batches(_stage_task, fn_kwargs={"stage_bytes": stage_bytes, **where},
                                 **stage_options(stage, env))
     try:
         for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=2):
