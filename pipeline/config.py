@@ -40,7 +40,9 @@ class MediaConfig(Section):
     it runs there, in one Ray actor call; frames (JPEG bytes) and subtitle text travel on.
     """
 
-    min_workers: int = Field(1, ge=1, description="media workers started at once (a warm pool across the nodes)")
+    min_workers: int = Field(1, ge=1, description="media actors started at once (a warm pool across the nodes) "
+                             "when the media step holds a GPU (TransNetV2) and so runs as actors; otherwise "
+                             "it runs as tasks on pooled workers")
     max_workers: int = Field(64, ge=1, description="most media workers in the cluster; Ray Data grows the "
                              "pool up to this as free CPUs allow")
     cpus_per_worker: float = Field(0.5, gt=0, description="CPUs reserved per media worker. 0.5: two workers per "

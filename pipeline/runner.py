@@ -2,15 +2,17 @@
 pipeline/frame_keepers.py, the only modules that know Ray).
 
 Two executions:
-- `run_plan` (actors): each stage becomes a `map_batches` over an actor pool sized by its
-  declared resources; model stages hold their own backends. Tasks travel between stages
-  as pickled `VideoTask`s in a binary column (frames are encoded image bytes inside them),
-  so Arrow never has to infer nested schemas. Results stream back to the driver, which
-  commits them in chunks as they arrive.
+- `run_plan` (actors): each stage becomes a `map_batches`: Ray tasks on pooled workers, which
+  keep the set-up stage cached per process, or an actor pool sized by its declared resources
+  for a stage that holds a model or a GPU (`runs_in_actors`); model stages hold their own
+  backends. Tasks travel between stages as pickled `VideoTask`s in a binary column (frames are
+  encoded image bytes inside them), so Arrow never has to infer nested schemas. Results stream
+  back to the driver, which commits them in chunks as they arrive.
 - `run_waves` (passes, pipeline/passes.py): the CPU stages run as above over a wave of videos; then every
   round of the model stages (`synth.rounds`) is one Ray Data pass over all requests of
   the wave: the kind's ray.data.llm processor for engine kinds (vLLM), an actor pool of
-  backends otherwise (synth/backends/registry.py). This is how in-cluster vLLM engines are used: one big batch pass per round.
+  backends for kinds that load a model, pooled tasks for clients of a served model
+  (synth/backends/registry.py). This is how in-cluster vLLM engines are used: one big batch pass per round.
 """
 from __future__ import annotations
 
@@ -260,7 +262,7 @@ def worker_options(res: Any, *, actors: bool, env: dict[str, str] | None = None)
         options.update(compute=ray.data.ActorPoolStrategy(min_size=lo, max_size=hi),
                        max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=ACTOR_TASK_RETRIES)
     else:  # the same unbounded retries for a task lost with its node (ACTOR_TASK_RETRIES' reasons)
-        options.update(concurrency=hi, max_retries=ACTOR_TASK_RETRIES)
+        options.update(compute=ray.data.TaskPoolStrategy(size=hi), max_retries=ACTOR_TASK_RETRIES)
     if env:  # secrets (API keys) reach the workers through the environment, never the config
         options["runtime_env"] = {"env_vars": env}
     return options

@@ -107,11 +107,13 @@ def test_bad_config_fails_before_any_work(tmp_path):
 
 def test_sigkill_mid_run_then_rerun_completes_exactly(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
-    args = ["run", DEMO, "--out", str(out), "--set", f"work_dir={work}", "--set", "demo.videos=16",
+    # 10 videos of 10 s: the run is still going when 3 chunks are committed (one video each)
+    sets = ["demo.videos=10", "demo.scene_seconds=[3.0,3.0,2.0,2.0]"]
+    args = ["run", DEMO, "--out", str(out), "--set", f"work_dir={work}", *(a for s in sets for a in ("--set", s)),
             "--set", "output.commit_every=1", "--no-progress"]
     # make the media first (the demo's own generator, as `curate run` would) so the killed run
     # spends its time in the pipeline
-    assert len(prepare_demo_inputs(load_config(DEMO, ["demo.videos=16"]).demo, work)) == 19
+    assert len(prepare_demo_inputs(load_config(DEMO, sets).demo, work)) == 13
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.Popen([CURATE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env, cwd=REPO, start_new_session=True)
@@ -126,10 +128,10 @@ def test_sigkill_mid_run_then_rerun_completes_exactly(tmp_path):
     partial = datasets.load_dataset(str(out), "videos", split="train")
     # one video per shard; the card (what `datasets` reads) is rewritten right after each commit,
     # so a kill between the two leaves the newest shard unlisted until the next run
-    assert committed - 1 <= len(partial) <= committed < 19 and len(set(partial["video_id"])) == len(partial)
+    assert committed - 1 <= len(partial) <= committed < 13 and len(set(partial["video_id"])) == len(partial)
     rerun = curate(*args)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     videos = datasets.load_dataset(str(out), "videos", split="train")
-    assert len(videos) == 19 and len(set(videos["video_id"])) == 19  # 16 samples + 3 bad inputs
-    assert sum(v == "accepted" for v in videos["status"]) == 16
+    assert len(videos) == 13 and len(set(videos["video_id"])) == 13  # 10 samples + 3 bad inputs
+    assert sum(v == "accepted" for v in videos["status"]) == 10
     assert curate("validate", str(out)).returncode == 0
