@@ -99,12 +99,15 @@ def reported_visual_tokens(details: dict[str, Any]) -> int | None:
     return None
 
 
-def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False, visual: int = 0) -> _Attempt:
+def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False, visual: int = 0,
+                   expected: int | None = None) -> _Attempt:
     """Turn a 200 body into a result. Retryable: a body that is not the OpenAI shape, a
     reply with no text, and (JSON mode) a reply that is not JSON: a sampled model often
     answers well the second time, and a missing caption or QA reply must not pass as final.
     Final: a server whose own visual-token count is below the project's count of the frames
-    sent (`visual`) saw fewer or smaller frames than were sent (it dropped or resampled them)."""
+    sent saw fewer or smaller frames than were sent (it dropped or resampled them): `expected` is the
+    server's exact count (wrappers included, `visual.server_visual_tokens`) where it is known, else the
+    frames' own tokens (`visual`), a lower bound."""
     try:
         data = json.loads(text)
         choices = data["choices"]
@@ -126,9 +129,10 @@ def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False, 
     usage = data.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
     reported = reported_visual_tokens(details)
-    if reported is not None and visual and reported < visual:
+    floor = expected if expected is not None else visual
+    if reported is not None and floor and reported < floor:
         return _Attempt(reason=ErrorReason.frames_dropped, message=(
-            f"the server counted {reported} visual tokens for frames that are {visual} by the model's own "
+            f"the server counted {reported} visual tokens for frames that are {floor} by the model's own "
             "counting (synth/backends/visual.py): it dropped, resampled or shrank frames. vLLM: start it with "
             "--media-io-kwargs '{\"video\": {\"num_frames\": -1}}' and --trust-request-mm-kwargs (README, "
             "Model backends); a server that resamples videos itself takes video_input: images"))
@@ -173,6 +177,8 @@ class OpenAIBackend:
         self._headers: dict[str, str] | None = None
         self._rng = rng or random.Random()
         self.server_notes: set[str] = set()  # server flags found missing, each logged once
+        self.engine: str | None = None  # "vLLM <version>" once the server check recognised one
+        self._text_tokens: dict[str, int] = {}  # the served tokenizer's length of a text (vLLM /tokenize)
 
     def setup(self) -> None:
         """Read the API key from the environment (fails loudly when it is missing)."""
@@ -187,6 +193,13 @@ class OpenAIBackend:
                     "api_key_env: null for a server without auth")
             headers["Authorization"] = f"Bearer {key}"
         self._headers = headers
+        if self.cfg.openai.check_server:  # the README's server flags, asked once per process
+            from synth.backends.server_check import checked
+
+            report = checked(self.cfg, "backend")
+            if report.failures:
+                raise RuntimeError(report.error())
+            self.engine = report.engine
 
     def close(self) -> None:
         self._headers = None
@@ -242,13 +255,15 @@ class OpenAIBackend:
         """One request with its retries; the semaphore is held only while on the wire."""
         t0 = time.monotonic()
         payload = build_payload(self.cfg, req)
-        visual = visual_tokens([(f.width, f.height) for f in req.frames],
-                               family_of(self.cfg.model, self.cfg.model_family), sends_video(self.cfg, req))
+        sizes, family = [(f.width, f.height) for f in req.frames], family_of(self.cfg.model, self.cfg.model_family)
+        visual = visual_tokens(sizes, family, sends_video(self.cfg, req))
+        expected = await self._server_count(session, payload, sizes, family) if visual and sends_video(self.cfg, req) \
+            else None
         max_attempts = self.cfg.openai.max_retries + 1
         last = _Attempt()
         for attempt in range(1, max_attempts + 1):
             async with sem:
-                last = await self._attempt(session, req.key, payload, attempt, req.json_mode, visual)
+                last = await self._attempt(session, req.key, payload, attempt, req.json_mode, visual, expected)
             if last.result is not None:
                 last.result.latency_s = time.monotonic() - t0
                 return last.result
@@ -260,6 +275,29 @@ class OpenAIBackend:
         return ChatResult.failure(req.key, last.reason or ErrorReason.network, last.message,
                                   attempts=attempt, latency_s=time.monotonic() - t0)
 
+    async def _server_count(self, session: aiohttp.ClientSession, payload: dict[str, Any],
+                            sizes: list[tuple[int, int]], family: str) -> int | None:
+        """The exact visual-token count a vLLM server reports for this video (each patch's rendered
+        time tokenized by the server's /tokenize, memoised); None where it cannot be known."""
+        from synth.backends.server_check import read_times
+        from synth.backends.visual import patch_wrappers, server_visual_tokens
+
+        if not self.engine or not self.engine.startswith("vLLM"):
+            return None
+        times = read_times((payload.get("media_io_kwargs") or {}).get("video") or {}, len(sizes))
+        root = self.cfg.openai.base_url.rstrip("/").removesuffix("/v1")
+        for text in set(patch_wrappers(times, family)) - set(self._text_tokens):  # type: ignore[arg-type]
+            try:
+                async with session.post(root + "/tokenize", headers=self._headers,
+                                        json={"model": self.cfg.model, "prompt": text, "add_special_tokens": False},
+                                        timeout=aiohttp.ClientTimeout(total=self.cfg.openai.timeout_s)) as resp:
+                    if resp.status != 200:
+                        return None
+                    self._text_tokens[text] = int((await resp.json())["count"])
+            except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, ValueError):
+                return None  # the lower bound (the frames' own tokens) still holds
+        return server_visual_tokens(sizes, family, True, times, self._text_tokens.__getitem__)  # type: ignore[arg-type]
+
     def _note(self, flag: str, why: str) -> None:
         """Tell the user once per backend which server flag is missing, and what it costs."""
         if flag not in self.server_notes:
@@ -268,14 +306,15 @@ class OpenAIBackend:
                         self.name, self.url, why, flag)
 
     async def _attempt(self, session: aiohttp.ClientSession, key: str,
-                       payload: dict[str, Any], attempt: int, json_mode: bool = False, visual: int = 0) -> _Attempt:
+                       payload: dict[str, Any], attempt: int, json_mode: bool = False, visual: int = 0,
+                       expected: int | None = None) -> _Attempt:
         timeout = aiohttp.ClientTimeout(total=self.cfg.openai.timeout_s)
         try:
             async with session.post(self.url, json=payload, headers=self._headers,
                                     timeout=timeout) as resp:
                 body = await resp.text(errors="replace")
                 if resp.status == 200:
-                    got = _parse_ok_body(key, body, attempt, json_mode, visual)
+                    got = _parse_ok_body(key, body, attempt, json_mode, visual, expected)
                     if got.result is not None and not got.details:
                         self._note("--enable-prompt-tokens-details",
                                    "the server reports no prompt_tokens_details: cached tokens read 0 and visual "
