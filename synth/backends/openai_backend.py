@@ -116,16 +116,7 @@ def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False, 
     except (ValueError, KeyError, TypeError) as e:
         return _Attempt(reason=ErrorReason.malformed_response,
                         message=f"unparseable response body ({e}): {text[:200]!r}")
-    texts = [((c or {}).get("message") or {}).get("content") or "" for c in choices]
-    if not texts or not any(t.strip() for t in texts):
-        return _Attempt(reason=ErrorReason.empty_response, message=f"200 with no choices or empty content: "
-                                                                    f"{text[:200]!r}")
-    if json_mode and not any(parse_json_reply(t)[1] is None for t in texts):
-        cut = any((c or {}).get("finish_reason") == "length" for c in choices)
-        return _Attempt(reason=ErrorReason.malformed_response, message=(
-            "JSON was asked for, the reply was cut at max_tokens before its JSON closed (finish_reason length; "
-            "a constrained decoder cannot finish it either: raise the round's max_tokens)" if cut else
-            "JSON was asked for, the reply is not JSON") + f": {texts[0][:200]!r}")
+    # what the server saw comes first: a reply to frames it dropped is wrong, whatever it says
     usage = data.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
     reported = reported_visual_tokens(details)
@@ -136,6 +127,16 @@ def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False, 
             "counting (synth/backends/visual.py): it dropped, resampled or shrank frames. vLLM: start it with "
             "--media-io-kwargs '{\"video\": {\"num_frames\": -1}}' and --trust-request-mm-kwargs (README, "
             "Model backends); a server that resamples videos itself takes video_input: images"))
+    texts = [((c or {}).get("message") or {}).get("content") or "" for c in choices]
+    if not texts or not any(t.strip() for t in texts):
+        return _Attempt(reason=ErrorReason.empty_response, message=f"200 with no choices or empty content: "
+                                                                    f"{text[:200]!r}")
+    if json_mode and not any(parse_json_reply(t)[1] is None for t in texts):
+        cut = any((c or {}).get("finish_reason") == "length" for c in choices)
+        return _Attempt(reason=ErrorReason.malformed_response, message=(
+            "JSON was asked for, the reply was cut at max_tokens before its JSON closed (finish_reason length; "
+            "a constrained decoder cannot finish it either: raise the round's max_tokens)" if cut else
+            "JSON was asked for, the reply is not JSON") + f": {texts[0][:200]!r}")
     return _Attempt(result=ChatResult(
         key=key, texts=texts, ok=True,
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
@@ -193,13 +194,15 @@ class OpenAIBackend:
                     "api_key_env: null for a server without auth")
             headers["Authorization"] = f"Bearer {key}"
         self._headers = headers
-        if self.cfg.openai.check_server:  # the README's server flags, asked once per process
-            from synth.backends.server_check import checked
+        from synth.backends.server_check import checked, recognised
 
+        if self.cfg.openai.check_server:  # the README's server flags, asked once per process
             report = checked(self.cfg, "backend")
             if report.failures:
                 raise RuntimeError(report.error())
             self.engine = report.engine
+        else:  # still: is it vLLM (whose exact visual-token count the replies are checked against)?
+            self.engine = recognised(self.cfg)
 
     def close(self) -> None:
         self._headers = None

@@ -15,7 +15,8 @@ itself will send (`build_payload`):
 - `--media-io-kwargs '{"video": {"num_frames": -1}}'` and the frames the backend's own requests keep:
   a video of 35 tiny frames (vLLM's default keeps 32), sent as the server's default reads it and as
   the backend sends it; the server's count of its visual tokens is compared with the exact count
-  (`visual.server_visual_tokens`, wrappers tokenized by the server's /tokenize). Frames the
+  (`visual.server_visual_tokens`, wrappers tokenized by the server's /tokenize), or, from a server
+  without token details, its prompt's growth from 33 to 35 frames with the exact growth. Frames the
   backend's requests lose make every timed caption wrong: a failure; a server default that only
   other clients meet: a warning.
 
@@ -144,6 +145,11 @@ def recognise(http: _Http) -> tuple[str | None, str]:
                   f"{', '.join(owners) or 'none'}): the flag checks are vLLM's")
 
 
+def recognised(cfg: BackendConfig) -> str | None:
+    """"vLLM <version>" when the backend's server is vLLM, else None (one GET, no model work)."""
+    return recognise(_Http(cfg, RECOGNISE_TIMEOUT_S))[0]
+
+
 def _chat(http: _Http, body: dict[str, Any]) -> tuple[int, Any]:
     return http.call(http.base + "/chat/completions", {**body, "max_tokens": 1, "temperature": 0.0})
 
@@ -177,57 +183,71 @@ def read_times(video_kw: dict[str, Any], n: int) -> list[float]:
 
 
 def _frames_check(report: ServerReport, http: _Http, cfg: BackendConfig, trusted: bool) -> None:
-    """The frames a 35-frame video keeps, read from the server's visual-token count."""
+    """The frames a 35-frame video keeps: the server's count of its visual tokens against the exact
+    count, or, from a server that reports none, its prompt's growth from 33 to 35 frames."""
     from synth.backends.openai_backend import build_payload
 
     family = family_of(cfg.model, cfg.model_family)
     frames = probe_frames()
-    sizes = [(f.width, f.height) for f in frames]
     count = token_counter(http, cfg.model)
-    req = ChatRequest(key="probe/frames", system=None, prompt="Describe the video.", frames=frames, max_tokens=1)
-    own = build_payload(cfg, req)  # exactly what the backend sends
-    default = {k: v for k, v in own.items() if k != "media_io_kwargs"}  # what the server does by itself
+
+    def payload(fs: list, own: bool) -> dict[str, Any]:
+        body = build_payload(cfg, ChatRequest(key="probe/frames", system=None, prompt="Describe the video.",
+                                              frames=fs, max_tokens=1))
+        if not own:  # what the server does by itself
+            body.pop("media_io_kwargs", None)
+        # the marker lists the frames' times: a constant instead, so two prompts differ by their video alone
+        body["messages"][-1]["content"][0] = {"type": "text", "text": "Video:"}
+        return body
+
+    def expected(body: dict[str, Any], fs: list) -> int:
+        video_kw = (body.get("media_io_kwargs") or {}).get("video") or {}
+        return server_visual_tokens([(f.width, f.height) for f in fs], family, True, read_times(video_kw, len(fs)),
+                                    count)
+
+    def measure(own: bool) -> tuple[int, int, str]:
+        """(the server's count, the exact expected count, what was counted)."""
+        body = payload(frames, own)
+        status, reply = _chat(http, body)
+        if status != 200:
+            raise RuntimeError(f"a {len(frames)}-frame video was refused: HTTP {status}: {str(reply)[:200]}")
+        mm = (_details(reply) or {}).get("multimodal_tokens") or {}
+        if mm:
+            return sum(int(v or 0) for v in mm.values()), expected(body, frames), "visual tokens"
+        fewer = payload(frames[:-2], own)  # no token details: two frames fewer, all else equal
+        status, smaller = _chat(http, fewer)
+        if status != 200:
+            raise RuntimeError(f"a {len(frames) - 2}-frame video was refused: HTTP {status}: {str(smaller)[:200]}")
+        return (int(reply["usage"]["prompt_tokens"]) - int(smaller["usage"]["prompt_tokens"]),
+                expected(body, frames) - expected(fewer, frames[:-2]), "prompt tokens of its last 2 frames")
+
+    def kept(got: int, want: int, how: str) -> bool:
+        return got >= want if how == "visual tokens" else got == want
+
+    own = payload(frames, True)
     video_kw = (own.get("media_io_kwargs") or {}).get("video") or {}
     sends_own = bool(video_kw) and trusted
     keeps_all = sends_own and video_kw.get("num_frames") == -1
-
-    def served(payload: dict[str, Any], times: Sequence[float]) -> tuple[int | None, int, str]:
-        status, reply = _chat(http, payload)
-        if status != 200:
-            return None, 0, f"HTTP {status}: {str(reply)[:200]}"
-        mm = (_details(reply) or {}).get("multimodal_tokens") or {}
-        return (sum(int(v or 0) for v in mm.values()) if mm else None,
-                server_visual_tokens(sizes, family, True, times, count), "")
-
-    got, want, err = served(default, range(len(frames)))  # vLLM reads a frame list at 1 fps
-    if err:
-        report.add("video frames (server default)", "fail", f"a {len(frames)}-frame video was refused: {err}")
-        return
-    if got is None:
-        report.add("video frames kept", "warn", "the server reports no multimodal_tokens, so the frames it keeps "
-                   "cannot be checked here or per request: start it with --enable-prompt-tokens-details")
-        return
-    if got >= want:
-        report.add(NUM_FRAMES_FLAG, "ok", f"{len(frames)} frames sent, all kept (server {got} visual tokens, "
-                   f"expected {want})")
+    got, want, how = measure(own=False)
+    if kept(got, want, how):
+        report.add(NUM_FRAMES_FLAG, "ok", f"{len(frames)} frames sent, all kept (server {got} {how}, expected {want})")
     else:
-        status = "warn" if keeps_all else "fail"
-        report.add(NUM_FRAMES_FLAG, status, (
-            f"missing: the server keeps fewer than the {len(frames)} frames of a frame list (it counted {got} visual "
-            f"tokens, {want} for all of them)" + (
+        report.add(NUM_FRAMES_FLAG, "warn" if keeps_all else "fail", (
+            f"missing: the server keeps fewer than the {len(frames)} frames of a frame list (server {got} {how}, "
+            f"{want} with every frame)" + (
                 "; the backend's own requests ask for every frame (frame_times), so this only affects other clients"
                 if keeps_all else "; every video the backend sends loses frames, and the times of its captions "
                 "with them")))
     if not sends_own:
         return
-    got, want, err = served(own, read_times(video_kw, len(frames)))
-    if err or got is None or got < want:
-        report.add("frames the backend sends", "fail", err or (
-            f"{len(frames)} frames at their real times: the server counted {got} visual tokens, {want} expected: "
-            "it drops or resamples frames even when asked for all of them"))
-    else:
+    got, want, how = measure(own=True)
+    if kept(got, want, how):
         report.add("frames the backend sends", "ok", f"{len(frames)} frames with their real times, all kept "
-                   f"(server {got} visual tokens = expected {want})")
+                   f"(server {got} {how}, expected {want})")
+    else:
+        report.add("frames the backend sends", "fail", (
+            f"{len(frames)} frames as the backend sends them: server {got} {how}, {want} expected: it drops or "
+            "resamples frames"))
 
 
 def probe(cfg: BackendConfig, role: str = "teacher", timeout_s: float = 60.0) -> ServerReport:
@@ -277,8 +297,8 @@ def probe(cfg: BackendConfig, role: str = "teacher", timeout_s: float = 60.0) ->
         return report
     try:
         _frames_check(report, http, cfg if trusted else _without_times(cfg), trusted)
-    except RuntimeError as e:  # /tokenize failed: the exact count is unknown, nothing is concluded
-        report.add("video frames kept", "warn", f"not checked: {e}")
+    except RuntimeError as e:  # a refused video or /tokenize: nothing is concluded about the frames
+        report.add("video frames kept", "fail", f"not checked: {e}")
     return report
 
 
