@@ -82,7 +82,7 @@ def doctor(
     exit 0 when fetching is full and no server check failed, 1 otherwise (the reasons are printed)."""
     from pipeline.acquire.doctor import diagnose
     from pipeline.config import ConfigError, load_config
-    from synth.backends.server_check import config_for, probe
+    from synth.backends.server_check import config_for, probe, served_roles
 
     try:
         cfg = load_config(path, set_)
@@ -93,8 +93,8 @@ def doctor(
         cache = Path(cfg.work_dir) / cache
     diagnosis = diagnose(cfg.fetch, cache)
     typer.echo(diagnosis.render())
-    roles = [(role, b) for role, b in (("teacher", cfg.synth.teacher), ("verifier", cfg.verify.verifier))
-             if b is not None and b.kind == "openai"] + [("--server", config_for(url, model)) for url in server]
+    roles = [*served_roles({"teacher": cfg.synth.teacher, "verifier": cfg.verify.verifier}).items(),
+             *(("--server", config_for(url, model)) for url in server)]
     reports = [probe(b, role) for role, b in roles]
     for report in reports:
         typer.echo(report.render())

@@ -79,7 +79,9 @@ def build_payload(cfg: BackendConfig, req: ChatRequest) -> dict[str, Any]:
         body["n"] = req.n
     if req.seed is not None:
         body["seed"] = req.seed
-    if req.json_mode:
+    if req.json_schema:  # the prompt's own schema: bounded, so a reply sized by max_tokens closes
+        body["response_format"] = {"type": "json_schema", "json_schema": req.json_schema}
+    elif req.json_mode:
         body["response_format"] = {"type": "json_object"}
     if cfg.openai.frame_times and sends_video(cfg, req):
         body["media_io_kwargs"] = {"video": video_io_kwargs(req.frames)}

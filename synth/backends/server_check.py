@@ -318,10 +318,14 @@ def checked(cfg: BackendConfig, role: str) -> ServerReport:
     return _CHECKED[key]
 
 
+def served_roles(roles: dict[str, BackendConfig | None]) -> dict[str, BackendConfig]:
+    """The roles whose backend talks to a server (kind openai)."""
+    return {role: cfg for role, cfg in roles.items() if cfg is not None and cfg.kind == "openai"}
+
+
 def check_servers(roles: dict[str, BackendConfig | None], echo: Callable[[str], None] = log.info) -> list[ServerReport]:
     """Probe each openai-kind role's server; print the reports; raise when one lacks what results need."""
-    reports = [checked(cfg, role) for role, cfg in roles.items()
-               if cfg is not None and cfg.kind == "openai" and cfg.openai.check_server]
+    reports = [checked(cfg, role) for role, cfg in served_roles(roles).items() if cfg.openai.check_server]
     for r in reports:
         echo(r.render())
     failed = [r for r in reports if r.failures]
