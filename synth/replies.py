@@ -26,8 +26,11 @@ from synth.taxonomy import CATEGORIES, FORMATS
 
 SEPARATOR_CHARS = 2  # ", " and ": ": xgrammar 0.2.8 keeps the space after a separator even with whitespace off
 FRACTION_DIGITS = 6  # xgrammar's bound on a ranged number's fraction digits
-# the longest strings an item's fields may have, before fitting a ceiling
-QA_STRINGS = {"question": 240, "query": 240, "answer": 160, "option": 100}
+# the longest strings an item's fields may have, before fitting a ceiling: at most MAX_STRING, the longest
+# bounded repeat xgrammar 0.2.8 compiles (measured: {0,129} and longer fail its grammar compiler, and vLLM
+# answers 500)
+MAX_STRING = 128
+QA_STRINGS = {"question": MAX_STRING, "query": MAX_STRING, "answer": MAX_STRING, "option": 96}
 MIN_STRING = 24
 _LENGTH = re.compile(r"\{0,(\d+)\}\$$")
 
@@ -79,6 +82,8 @@ def longest_reply(schema: dict[str, Any]) -> int:
 
 
 def _string(n: int) -> dict[str, Any]:
+    if n > MAX_STRING:
+        raise ValueError(f"a string bound of {n} > {MAX_STRING}: xgrammar cannot compile it")
     # printable ASCII without quote and backslash, at most n: one byte a character, so at most one token each
     # (a byte-level tokenizer may spend up to 4 on one non-ASCII character), no control characters (JSON
     # forbids them raw, xgrammar's plain string rule lets them through: measured on vLLM, a complete reply
@@ -133,7 +138,7 @@ def qa_items(count: int, duration_s: float, ceiling: int | None = None) -> Reply
     return out
 
 
-def moments(targets: list[int], query_chars: int = 240) -> ReplySpec:
+def moments(targets: list[int], query_chars: int = MAX_STRING) -> ReplySpec:
     """describe_moments: one entry per target window, its query or null."""
     entry = {"type": "object", "additionalProperties": False, "required": ["window", "query"],
              "properties": {"window": {"enum": sorted(targets)},

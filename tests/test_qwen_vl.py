@@ -24,6 +24,7 @@ from synth.backends import BackendConfig, ChatRequest, make_backend  # noqa: E40
 from synth.config import SynthConfig, VerifyConfig, VerifyPolicy  # noqa: E402
 from synth.publish import publish_rows  # noqa: E402
 from synth.synthesize import SynthesizeStage  # noqa: E402
+from synth.backends.visual import visual_tokens  # noqa: E402
 from synth.verify import VerifyStage  # noqa: E402
 from tests.helpers import PROV, jpeg, qa_task  # noqa: E402
 from tests.tiny_models import build_tiny_qwen3_vl  # noqa: E402
@@ -113,8 +114,10 @@ def test_verify_stage_with_m2la_style_verifier(m2la_qwen3_vl):
         v = item.verification
         assert v.verifier == "tiny-m2la-qwen3-vl" and v.k == 2 and len(v.answers) == 2
         assert v.decision in ("keep", "hard", "reject")
-    # one request of k samples per item, each showing 3 frames (the blind pass sends none)
-    assert task.verify_cost.visual_tokens == len(items) * 3 * TOKENS_PER_FRAME
+    # one request of k samples per item, each showing 3 frames as one video (the blind pass sends none):
+    # 2 two-frame patches of 4 tokens, as the project counts them
+    assert visual_tokens([(56, 56)] * 3, "qwen3_vl", as_video=True) == 2 * TOKENS_PER_FRAME
+    assert task.verify_cost.visual_tokens == len(items) * 2 * TOKENS_PER_FRAME
     for config, rows in publish_rows(task, VerifyPolicy()).items():
         for row in rows:
             assert validate_row(config, {**row, **PROV}) is None
@@ -134,7 +137,8 @@ def test_synthesize_stage_with_qwen3_vl_teacher(qwen3_vl):
     [task] = apply_stage(SynthesizeStage(cfg), [task])
     cost = task.cost
     assert cost.requests == 2 + 1 + 1  # 2 windows, 1 description, 1 QA writing (no composed items asked)
-    assert cost.visual_tokens == 2 * 2 * TOKENS_PER_FRAME
+    # 2 windows, each its 2 frames as one video: one two-frame patch of 4 tokens
+    assert cost.visual_tokens == 2 * visual_tokens([(64, 48)] * 2, "qwen3_vl", as_video=True) == 2 * TOKENS_PER_FRAME
     assert cost.output_tokens > 0
     # a random model writes no JSON where JSON is asked: the video is left for the next run, not committed
     assert cost.failed_requests == 1 and task.reject_reason == "model_error"

@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from synth.replies import MIN_STRING, max_length, confirmed, judge_score, longest_reply, moments, qa_items
+from synth.replies import MAX_STRING, MIN_STRING, max_length, confirmed, judge_score, longest_reply, moments, qa_items
 
 
 def _longest(schema: dict):
@@ -54,7 +54,7 @@ def test_a_teacher_reply_in_the_prompts_own_form_passes_and_a_wrong_one_does_not
     for bad in ({"items": good["items"] * 2},  # more items than asked
                 {"items": [{**good["items"][0], "category": "weather"}]},  # not in the taxonomy
                 {"items": [{**good["items"][0], "evidence": [3.5, 61.0]}]},  # outside the video
-                {"items": [{**good["items"][0], "question": "x" * 241}]},  # past its bound
+                {"items": [{**good["items"][0], "question": "x" * 129}]},  # past its bound
                 {"items": [{**good["items"][0], "answer": "Two\x00"}]}):  # a control character
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, spec.schema)
@@ -65,9 +65,9 @@ def test_a_teacher_reply_in_the_prompts_own_form_passes_and_a_wrong_one_does_not
 def test_the_qa_budget_is_items_times_the_item_bound_and_a_ceiling_shrinks_the_strings():
     one, five = qa_items(1, 600.0), qa_items(5, 600.0)
     per_item = (five.max_tokens - one.max_tokens) // 4
-    assert five.max_tokens - one.max_tokens == 4 * per_item and per_item > 1000
-    fitted = qa_items(12, 600.0, ceiling=8000)
-    assert fitted.max_tokens <= 8000
+    assert five.max_tokens - one.max_tokens == 4 * per_item and per_item > 700
+    fitted = qa_items(12, 600.0, ceiling=6000)
+    assert fitted.max_tokens <= 6000
     question = max_length(fitted.schema["properties"]["items"]["items"]["properties"]["question"])
-    assert MIN_STRING < question < 240
+    assert MIN_STRING < question < MAX_STRING
     assert qa_items(12, 600.0, ceiling=100).max_tokens > 100  # the floor: the caller keeps its ceiling

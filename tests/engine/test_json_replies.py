@@ -34,7 +34,7 @@ def test_each_prompts_schema_and_budget_give_valid_json(text):
     for kind, (spec, _) in KINDS.items():
         old = _ask(text, kind, schema=False)
         new = _ask(text, kind, schema=True)
-        assert all(r.ok for r in new), [r.error_message for r in new if not r.ok]
+        assert all(r.ok for r in new), (kind, [r.error_message for r in new if not r.ok], text.tail(60))
         for r in new:
             jsonschema.validate(json.loads(r.texts[0]), spec.schema)  # the prompt's own shape, not just JSON
             assert r.completion_tokens <= spec.max_tokens
