@@ -6,13 +6,13 @@ from typing import Sequence
 from synth.backends.parsing import parse_json_reply
 from synth.backends.types import ChatRequest, ChatResult
 from synth.prompting import NEWEST, PromptSet
-from synth.replies import judge_score
+from synth.replies import judge_reply
 
 
 def judge_request(key: str, question: str, reference: str, candidate: str,
                   prompts: PromptSet = NEWEST) -> ChatRequest:
     prompt = prompts("judge_answer").render(question=question, reference=reference, candidate=candidate)
-    reply = judge_score()
+    reply = judge_reply()
     return ChatRequest(key=key, system=None, prompt=prompt, max_tokens=reply.max_tokens, temperature=0.0, json_mode=True,
                        json_schema=reply.response_format()["json_schema"])
 

@@ -148,7 +148,7 @@ def moments(targets: list[int], query_chars: int = MAX_STRING) -> ReplySpec:
                                                             "maxItems": max(1, len(targets))}}})
 
 
-def judge_score() -> ReplySpec:
+def judge_reply() -> ReplySpec:
     """judge_answer: {"score": 0..1}."""
     return ReplySpec("score", {"type": "object", "additionalProperties": False, "required": ["score"],
                                "properties": {"score": {"type": "number", "minimum": 0, "maximum": 1}}})

@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from synth.replies import MAX_STRING, MIN_STRING, max_length, confirmed, judge_score, longest_reply, moments, qa_items
+from synth.replies import MAX_STRING, MIN_STRING, confirmed, judge_reply, longest_reply, max_length, moments, qa_items
 
 
 def _longest(schema: dict):
@@ -30,7 +30,7 @@ def _longest(schema: dict):
     return {k: _longest(v) for k, v in schema["properties"].items()}
 
 
-SPECS = [qa_items(5, 612.4), qa_items(12, 3600.0), moments([3, 7, 11]), judge_score(), confirmed()]
+SPECS = [qa_items(5, 612.4), qa_items(12, 3600.0), moments([3, 7, 11]), judge_reply(), confirmed()]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)

@@ -8,14 +8,14 @@ import json
 import jsonschema
 
 from synth.backends import BackendConfig, ChatRequest, make_backend
-from synth.replies import confirmed, judge_score, moments, qa_items
+from synth.replies import confirmed, judge_reply, moments, qa_items
 from tests.engine.conftest import report
 
 SEEDS = range(6)
 # prompt kind -> (the reply's spec, the max_tokens the request had before); QA with a ceiling that fits the
 # tiny models' 2048-token context (its strings shrink to fit)
 KINDS = {"write_qa": (qa_items(2, 60.0, ceiling=1500), 256), "describe_moments": (moments([1, 4, 9]), 192),
-         "judge_answer": (judge_score(), 32), "reconfirm": (confirmed(), 32)}
+         "judge_answer": (judge_reply(), 32), "reconfirm": (confirmed(), 32)}
 
 
 def _ask(server, kind: str, schema: bool) -> list:
