@@ -72,11 +72,17 @@ def config(
 def doctor(
     path: Optional[Path] = typer.Argument(None, help="job YAML (omit for the defaults)"),
     set_: List[str] = typer.Option([], "--set", help="override a config key"),
+    server: List[str] = typer.Option([], "--server", help="also check an OpenAI-compatible server at this URL "
+                                     "(e.g. http://host:8000/v1) for the README's vLLM flags"),
+    model: Optional[str] = typer.Option(None, "--model", help="the model name to check with --server "
+                                        "(default: the first the server lists)"),
 ) -> None:
-    """What this node has for YouTube (yt-dlp, JS runtime, EJS, ffmpeg, PO tokens, cookies, proxies);
-    exit 0 when fetching is full, 1 when degraded (the reasons are printed)."""
+    """What this node has for YouTube (yt-dlp, JS runtime, EJS, ffmpeg, PO tokens, cookies, proxies), and
+    which vLLM flags the job's model servers (openai-kind teacher / verifier, and each --server) lack;
+    exit 0 when fetching is full and no server check failed, 1 otherwise (the reasons are printed)."""
     from pipeline.acquire.doctor import diagnose
     from pipeline.config import ConfigError, load_config
+    from synth.backends.server_check import config_for, probe, served_roles
 
     try:
         cfg = load_config(path, set_)
@@ -87,7 +93,17 @@ def doctor(
         cache = Path(cfg.work_dir) / cache
     diagnosis = diagnose(cfg.fetch, cache)
     typer.echo(diagnosis.render())
-    if not diagnosis.full:
+    roles = [*served_roles({"teacher": cfg.synth.teacher, "verifier": cfg.verify.verifier}).items(),
+             *(("--server", config_for(url, model)) for url in server)]
+    reports = [probe(b, role) for role, b in roles]
+    for report in reports:
+        typer.echo(report.render())
+    failed = [r for r in reports if r.failures]
+    if failed:
+        typer.echo("model servers: MISSING FLAGS, because\n" + "\n".join(f"  - {r.error()}" for r in failed))
+    elif reports:
+        typer.echo("model servers: OK")
+    if not diagnosis.full or failed:
         raise typer.Exit(1)
 
 

@@ -234,6 +234,10 @@ def execute(cfg: JobConfig, tasks: Sequence[VideoTask], stages: Sequence[Stage],
     from pipeline.runner import check_stage_gpus, run_plan
 
     check_stage_gpus(stages, remote=bool(cfg.ray.address or os.environ.get("RAY_ADDRESS")))
+    if any(s.runs_rounds for s in leaves(stages)):  # the model servers' flags, before any video is paid for
+        from synth.backends.server_check import check_servers
+
+        check_servers({"teacher": cfg.synth.teacher, "verifier": cfg.verify.verifier}, echo)
 
     mode = cfg.synth.execution_mode(cfg.verify.verifier)
     split = next((i for i, s in enumerate(stages) if s.runs_rounds), len(stages))

@@ -26,6 +26,7 @@ from synth.captions import Window
 from synth.evaluator import format_span, grounding_question, mentions_time, snap_span
 from synth.items import QAItem, RejectedItem
 from synth.prompting import NEWEST, PromptSet
+from synth.replies import moments as moments_reply
 from synth.taxonomy import ItemReason
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -83,16 +84,18 @@ def plan_moments(windows: Sequence[Window], grounding: int, order: int, min_word
 
 
 def moments_request(video_id: str, duration: float, windows: Sequence[Window], plan: MomentPlan,
-                    system: str | None, max_tokens: int, prompts: PromptSet = NEWEST) -> ChatRequest | None:
-    """One text-only request per video for every target window's time-free description."""
+                    system: str | None, prompts: PromptSet = NEWEST) -> ChatRequest | None:
+    """One text-only request per video for every target window's time-free description; its reply's
+    schema and budget are sized by the number of targets (synth/replies.py)."""
     if not plan.targets:
         return None
     numbered = "\n".join(f"window {w.index}: [{w.start_s:.1f}-{w.end_s:.1f} s] {w.caption}"
                          for w in windows if w.caption)
     prompt = prompts("describe_moments").render(duration=duration, captions=numbered,
                                                     targets=", ".join(str(w.index) for w in plan.targets))
+    reply = moments_reply([w.index for w in plan.targets])
     return ChatRequest(key=f"{video_id}/moments", system=system, prompt=prompt, json_mode=True,
-                       max_tokens=max_tokens, temperature=0.2)
+                       max_tokens=reply.max_tokens, json_schema=reply.response_format()["json_schema"], temperature=0.2)
 
 
 def parse_moments(text: str) -> dict[int, str]:

@@ -24,7 +24,9 @@ class QAConfig(Section):
     """QA writing from the timestamped captions (text-only) and composed verifiable items."""
 
     items_per_video: int = Field(12, ge=0, description="questions asked of the teacher per video")
-    max_tokens: int = Field(2048, ge=64, description="output budget of the QA-writing request")
+    max_tokens: int = Field(16384, ge=64, description="ceiling of the QA-writing reply: the request asks for "
+                            "items_per_video x the per-item bound of its JSON schema (synth/replies.py), its strings' "
+                            "bounds shrunk to fit this")
     temperature: float = Field(0.7, ge=0, le=2, description="sampling temperature for QA writing")
     dedupe_threshold: float = Field(0.8, gt=0, le=1, description="word-set Jaccard at which two questions are duplicates")
     composed_grounding: int = Field(4, ge=0, description="max grounding items per video built from measured scenes")

@@ -6,12 +6,15 @@ from typing import Sequence
 from synth.backends.parsing import parse_json_reply
 from synth.backends.types import ChatRequest, ChatResult
 from synth.prompting import NEWEST, PromptSet
+from synth.replies import judge_reply
 
 
 def judge_request(key: str, question: str, reference: str, candidate: str,
                   prompts: PromptSet = NEWEST) -> ChatRequest:
     prompt = prompts("judge_answer").render(question=question, reference=reference, candidate=candidate)
-    return ChatRequest(key=key, system=None, prompt=prompt, max_tokens=32, temperature=0.0, json_mode=True)
+    reply = judge_reply()
+    return ChatRequest(key=key, system=None, prompt=prompt, max_tokens=reply.max_tokens, temperature=0.0, json_mode=True,
+                       json_schema=reply.response_format()["json_schema"])
 
 
 def judge_score(result: ChatResult) -> float | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Generator, Iterator, Sequence
@@ -73,7 +74,8 @@ def add_cost(task: VideoTask, result: ChatResult, bucket: str = "cost") -> None:
 def request_digest(role: str, req: ChatRequest) -> str:
     """What a request asks, hashed: equal digests get equal answers (its key is not part of it)."""
     h = hashlib.sha256()
-    for part in (role, req.system or "", req.prompt, req.max_tokens, req.temperature, req.json_mode, req.n, req.seed):
+    for part in (role, req.system or "", req.prompt, req.max_tokens, req.temperature, req.json_mode, req.n, req.seed,
+                 json.dumps(req.json_schema, sort_keys=True) if req.json_schema else None):
         h.update(repr(part).encode())
         h.update(b"\x00")
     for f in req.frames:

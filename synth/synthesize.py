@@ -21,6 +21,7 @@ from synth.evaluator import snap_span
 from synth.config import SynthConfig
 from synth.items import QAItem, RejectedItem, balance_letters, check_item, drop_near_duplicates
 from synth.prompting import PromptSet
+from synth.replies import qa_items
 from synth.rounds import ModelStage, Round, Rounds
 from synth.taxonomy import ItemReason, taxonomy_text
 
@@ -85,7 +86,7 @@ class SynthesizeStage(ModelStage):
             for r in s_reqs if len(groups) > 1 else []:
                 rnd.ask(t, r), kinds.append("summary")
             moments = moments_request(t.video_id, float(t.duration_s or 0.0), windows[t.video_id],
-                                      plans[t.video_id], system, cfg.caption.max_tokens * 4, self.prompts)
+                                      plans[t.video_id], system, self.prompts)
             if moments is not None:
                 rnd.ask(t, moments), kinds.append("moments")
         queries: dict[str, dict[int, str]] = {t.video_id: {} for t in tasks}
@@ -108,8 +109,10 @@ class SynthesizeStage(ModelStage):
         rnd = Round("write_qa", "teacher", "cost")
         for t in tasks:
             if any(w.caption for w in windows[t.video_id]) and cfg.qa.items_per_video:
+                reply = qa_items(cfg.qa.items_per_video, float(t.duration_s or 0.0), ceiling=cfg.qa.max_tokens)
                 rnd.ask(t, ChatRequest(
-                    key=f"{t.video_id}/qa", system=system, json_mode=True, max_tokens=cfg.qa.max_tokens,
+                    key=f"{t.video_id}/qa", system=system, json_mode=True,
+                    max_tokens=min(reply.max_tokens, cfg.qa.max_tokens), json_schema=reply.response_format()["json_schema"],
                     temperature=cfg.qa.temperature,
                     prompt=qa_prompt.render(duration=t.duration_s or 0.0, count=cfg.qa.items_per_video,
                                             captions=timestamped(windows[t.video_id]), taxonomy=taxonomy_text(),

@@ -28,6 +28,7 @@ from synth.config import VerifyConfig
 from synth.items import QAItem
 from synth.judges import EmbeddingJudge, judge_request, judge_score
 from synth.prompting import PromptSet
+from synth.replies import confirmed
 from synth.rows import question_text
 from synth.scoring import parse_letter, parse_span, temporal_iou, token_f1
 from synth.rounds import ModelStage, Round, Rounds
@@ -197,7 +198,8 @@ class VerifyStage(ModelStage):
             task, item = jobs[i]
             captions = "\n".join(f"[{c.start_s:.1f}-{c.end_s:.1f} s] {c.text}" for c in task.captions)
             rnd.ask(owners[i], ChatRequest(
-                key=f"{task.video_id}/reconfirm/{item.index}", system=None, json_mode=True, max_tokens=32,
+                key=f"{task.video_id}/reconfirm/{item.index}", system=None, json_mode=True,
+                max_tokens=confirmed().max_tokens, json_schema=confirmed().response_format()["json_schema"],
                 temperature=0.0,
                 prompt=prompt.render(captions=captions, question=verifier_prompt(item), reference=item.answer,
                                      candidate=(answers[i] or ["(no answer)"])[0])))

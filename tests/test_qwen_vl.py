@@ -2,9 +2,10 @@
 on the transformers backend, with models built offline from configs.
 
 A Qwen-VL processor needs torchvision, which has no CPU wheel for the pinned CPU torch
-(DESIGN.md), so this module runs where torchvision is installed: GPU nodes, where it uses
-CUDA in bf16 with SDPA attention, as `jobs/internvideo3_long.yaml` configures the verifier.
-The LLaVA-style tests cover the same code paths on CPU machines.
+(DESIGN.md), so this module runs where torchvision is installed: in CI the engine venv
+(`.ci/engine`, on the CPU in float32), and GPU nodes, where it uses CUDA in bf16 with SDPA
+attention, as `jobs/internvideo3_long.yaml` configures the verifier. The main suite skips it;
+its LLaVA-style tests cover the same code paths there.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from synth.backends import BackendConfig, ChatRequest, make_backend  # noqa: E40
 from synth.config import SynthConfig, VerifyConfig, VerifyPolicy  # noqa: E402
 from synth.publish import publish_rows  # noqa: E402
 from synth.synthesize import SynthesizeStage  # noqa: E402
+from synth.backends.visual import visual_tokens  # noqa: E402
 from synth.verify import VerifyStage  # noqa: E402
 from tests.helpers import PROV, jpeg, qa_task  # noqa: E402
 from tests.tiny_models import build_tiny_qwen3_vl  # noqa: E402
@@ -113,8 +115,10 @@ def test_verify_stage_with_m2la_style_verifier(m2la_qwen3_vl):
         v = item.verification
         assert v.verifier == "tiny-m2la-qwen3-vl" and v.k == 2 and len(v.answers) == 2
         assert v.decision in ("keep", "hard", "reject")
-    # one request of k samples per item, each showing 3 frames (the blind pass sends none)
-    assert task.verify_cost.visual_tokens == len(items) * 3 * TOKENS_PER_FRAME
+    # one request of k samples per item, each showing 3 frames as one video (the blind pass sends none):
+    # 2 two-frame patches of 4 tokens, as the project counts them
+    assert visual_tokens([(56, 56)] * 3, "qwen3_vl", as_video=True) == 2 * TOKENS_PER_FRAME
+    assert task.verify_cost.visual_tokens == len(items) * 2 * TOKENS_PER_FRAME
     for config, rows in publish_rows(task, VerifyPolicy()).items():
         for row in rows:
             assert validate_row(config, {**row, **PROV}) is None
@@ -134,7 +138,8 @@ def test_synthesize_stage_with_qwen3_vl_teacher(qwen3_vl):
     [task] = apply_stage(SynthesizeStage(cfg), [task])
     cost = task.cost
     assert cost.requests == 2 + 1 + 1  # 2 windows, 1 description, 1 QA writing (no composed items asked)
-    assert cost.visual_tokens == 2 * 2 * TOKENS_PER_FRAME
+    # 2 windows, each its 2 frames as one video: one two-frame patch of 4 tokens
+    assert cost.visual_tokens == 2 * visual_tokens([(64, 48)] * 2, "qwen3_vl", as_video=True) == 2 * TOKENS_PER_FRAME
     assert cost.output_tokens > 0
     # a random model writes no JSON where JSON is asked: the video is left for the next run, not committed
     assert cost.failed_requests == 1 and task.reject_reason == "model_error"
@@ -166,5 +171,5 @@ def test_shared_prefix_equals_plain_generation_on_qwen3_vl(qwen3_vl, m2la_qwen3_
         shared_backend = _backend(path, video_input, share_prefix=True, **extra, **RUNTIME)
         shared = shared_backend.generate(reqs)
         assert [r.texts for r in shared] == [r.texts for r in plain]
-        if shared_backend._sharing:
-            assert all(r.cached_tokens > 0 for r in shared[1:])
+        assert shared_backend._sharing  # answered from the shared prefix, not the fallback
+        assert all(r.cached_tokens > 0 for r in shared[1:])

@@ -15,6 +15,7 @@ from pipeline.samples import SampleSpec, make_video
 from synth.captions import Window
 from synth.items import QAItem, balance_letters, check_item, drop_near_duplicates
 from synth.prompting import load_prompt
+from synth.replies import longest_reply
 from tests.teacher import REJECTED_IN_GOOD, TeacherServer, caption_for, good_items
 
 
@@ -196,7 +197,13 @@ def test_run_completes_and_every_item_is_kept_or_rejected(synth_run):
     assert sum(first.item_rejects.values()) + sum(summary.item_rejects.values()) == len(rejects)
     qa_requests = [r for r in received if "Video duration" in r.prompt]
     assert sum("14.0 seconds" in r.prompt for r in qa_requests) == 2  # 429, then retried
-    assert all(r.body.get("response_format") == {"type": "json_object"} for r in qa_requests)
+    # the QA prompt's own schema: as many items as asked, each field bounded, so its budget is a bound
+    formats = [r.body.get("response_format") for r in qa_requests]
+    assert all(f["type"] == "json_schema" and f["json_schema"]["name"] == "qa_items" for f in formats)
+    items = formats[0]["json_schema"]["schema"]["properties"]["items"]
+    assert items["maxItems"] == 10 and items["items"]["properties"]["category"]["enum"][0] == "perception"
+    assert all(r.body["max_tokens"] == longest_reply(r.body["response_format"]["json_schema"]["schema"]) + 1
+               for r in qa_requests)
 
 
 def test_grounding_rows_match_measured_scenes_and_sft_format(synth_run):

@@ -188,13 +188,16 @@ def qwen3_vl_config(tok) -> dict:
 
 
 def save_qwen_processor(out: Path, tok, video_size: dict | None = None) -> None:
-    """Qwen3-VL processor: 32 px per merged token, at most 64x64 px per frame (4 tokens); `video_size`
-    overrides the video processor's pixel bounds (for a whole clip)."""
+    """Qwen3-VL processor: 32 px per merged token, images at most 64x64 px (4 tokens); videos with the
+    production pixel bounds for a whole clip (synth/backends/visual.py counts with them: a budget of one
+    64x64 frame for a clip shrank every video's frames below what the counting expects); `video_size`
+    overrides them."""
     from transformers import Qwen2VLImageProcessorFast, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
     size = {"shortest_edge": 32 * 32, "longest_edge": 64 * 64}
     image = Qwen2VLImageProcessorFast(patch_size=16, merge_size=2, temporal_patch_size=2, size=size)
-    video = Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, size=video_size or size)
+    video = Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2,
+                                  size=video_size or {"shortest_edge": 4096, "longest_edge": 25165824})
     Qwen3VLProcessor(image_processor=image, tokenizer=tok, video_processor=video,
                      chat_template=QWEN_CHAT_TEMPLATE).save_pretrained(out)
 

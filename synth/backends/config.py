@@ -39,7 +39,8 @@ class OpenAIConfig(_Strict):
 
     # where and how requests go, not what is asked (extra_body: seed, top_p ... is asked)
     execution_only = frozenset({"base_url", "api_key_env", "concurrency", "timeout_s", "max_retries",
-                                "backoff_base_s", "backoff_max_s", "extra_headers", "warm_prefix"})
+                                "backoff_base_s", "backoff_max_s", "extra_headers", "warm_prefix",
+                                "check_server"})
 
     base_url: str = Field("http://127.0.0.1:8000/v1",
                           description="Endpoint root; `/chat/completions` is appended.")
@@ -63,6 +64,10 @@ class OpenAIConfig(_Strict):
                               "fps 1000 with each frame's millisecond index, every frame kept): without them vLLM reads "
                               "a frame list at 1 fps and keeps its first 32 frames. vLLM needs "
                               "`--trust-request-mm-kwargs`; off for servers that refuse the field.")
+    check_server: bool = Field(True, description="Before any work, ask the server which of the README's vLLM "
+                               "flags it lacks (synth/backends/server_check.py): a job and a backend stop on one that "
+                               "makes results wrong (frames cut, frame times refused), and warn on accounting ones. "
+                               "Servers that are not vLLM are recognised and skipped.")
     extra_body: dict[str, Any] = Field(default_factory=dict,
                                        description="Extra JSON fields merged into each request "
                                        "(e.g. top_p, seed, chat_template_kwargs).")

@@ -79,7 +79,9 @@ def build_payload(cfg: BackendConfig, req: ChatRequest) -> dict[str, Any]:
         body["n"] = req.n
     if req.seed is not None:
         body["seed"] = req.seed
-    if req.json_mode:
+    if req.json_schema:  # the prompt's own schema: bounded, so a reply sized by max_tokens closes
+        body["response_format"] = {"type": "json_schema", "json_schema": req.json_schema}
+    elif req.json_mode:
         body["response_format"] = {"type": "json_object"}
     if cfg.openai.frame_times and sends_video(cfg, req):
         body["media_io_kwargs"] = {"video": video_io_kwargs(req.frames)}
@@ -99,12 +101,15 @@ def reported_visual_tokens(details: dict[str, Any]) -> int | None:
     return None
 
 
-def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False, visual: int = 0) -> _Attempt:
+def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False, visual: int = 0,
+                   expected: int | None = None) -> _Attempt:
     """Turn a 200 body into a result. Retryable: a body that is not the OpenAI shape, a
     reply with no text, and (JSON mode) a reply that is not JSON: a sampled model often
     answers well the second time, and a missing caption or QA reply must not pass as final.
     Final: a server whose own visual-token count is below the project's count of the frames
-    sent (`visual`) saw fewer or smaller frames than were sent (it dropped or resampled them)."""
+    sent saw fewer or smaller frames than were sent (it dropped or resampled them): `expected` is the
+    server's exact count (wrappers included, `visual.server_visual_tokens`) where it is known, else the
+    frames' own tokens (`visual`), a lower bound."""
     try:
         data = json.loads(text)
         choices = data["choices"]
@@ -113,6 +118,17 @@ def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False, 
     except (ValueError, KeyError, TypeError) as e:
         return _Attempt(reason=ErrorReason.malformed_response,
                         message=f"unparseable response body ({e}): {text[:200]!r}")
+    # what the server saw comes first: a reply to frames it dropped is wrong, whatever it says
+    usage = data.get("usage") or {}
+    details = usage.get("prompt_tokens_details") or {}
+    reported = reported_visual_tokens(details)
+    floor = expected if expected is not None else visual
+    if reported is not None and floor and reported < floor:
+        return _Attempt(reason=ErrorReason.frames_dropped, message=(
+            f"the server counted {reported} visual tokens for frames that are {floor} by the model's own "
+            "counting (synth/backends/visual.py): it dropped, resampled or shrank frames. vLLM: start it with "
+            "--media-io-kwargs '{\"video\": {\"num_frames\": -1}}' and --trust-request-mm-kwargs (README, "
+            "Model backends); a server that resamples videos itself takes video_input: images"))
     texts = [((c or {}).get("message") or {}).get("content") or "" for c in choices]
     if not texts or not any(t.strip() for t in texts):
         return _Attempt(reason=ErrorReason.empty_response, message=f"200 with no choices or empty content: "
@@ -123,15 +139,6 @@ def _parse_ok_body(key: str, text: str, attempts: int, json_mode: bool = False, 
             "JSON was asked for, the reply was cut at max_tokens before its JSON closed (finish_reason length; "
             "a constrained decoder cannot finish it either: raise the round's max_tokens)" if cut else
             "JSON was asked for, the reply is not JSON") + f": {texts[0][:200]!r}")
-    usage = data.get("usage") or {}
-    details = usage.get("prompt_tokens_details") or {}
-    reported = reported_visual_tokens(details)
-    if reported is not None and visual and reported < visual:
-        return _Attempt(reason=ErrorReason.frames_dropped, message=(
-            f"the server counted {reported} visual tokens for frames that are {visual} by the model's own "
-            "counting (synth/backends/visual.py): it dropped, resampled or shrank frames. vLLM: start it with "
-            "--media-io-kwargs '{\"video\": {\"num_frames\": -1}}' and --trust-request-mm-kwargs (README, "
-            "Model backends); a server that resamples videos itself takes video_input: images"))
     return _Attempt(result=ChatResult(
         key=key, texts=texts, ok=True,
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
@@ -173,6 +180,8 @@ class OpenAIBackend:
         self._headers: dict[str, str] | None = None
         self._rng = rng or random.Random()
         self.server_notes: set[str] = set()  # server flags found missing, each logged once
+        self.engine: str | None = None  # "vLLM <version>" once the server check recognised one
+        self._text_tokens: dict[str, int] = {}  # the served tokenizer's length of a text (vLLM /tokenize)
 
     def setup(self) -> None:
         """Read the API key from the environment (fails loudly when it is missing)."""
@@ -187,6 +196,15 @@ class OpenAIBackend:
                     "api_key_env: null for a server without auth")
             headers["Authorization"] = f"Bearer {key}"
         self._headers = headers
+        from synth.backends.server_check import checked, recognised
+
+        if self.cfg.openai.check_server:  # the README's server flags, asked once per process
+            report = checked(self.cfg, "backend")
+            if report.failures:
+                raise RuntimeError(report.error())
+            self.engine = report.engine
+        else:  # still: is it vLLM (whose exact visual-token count the replies are checked against)?
+            self.engine = recognised(self.cfg)
 
     def close(self) -> None:
         self._headers = None
@@ -242,13 +260,15 @@ class OpenAIBackend:
         """One request with its retries; the semaphore is held only while on the wire."""
         t0 = time.monotonic()
         payload = build_payload(self.cfg, req)
-        visual = visual_tokens([(f.width, f.height) for f in req.frames],
-                               family_of(self.cfg.model, self.cfg.model_family), sends_video(self.cfg, req))
+        sizes, family = [(f.width, f.height) for f in req.frames], family_of(self.cfg.model, self.cfg.model_family)
+        visual = visual_tokens(sizes, family, sends_video(self.cfg, req))
+        expected = await self._server_count(session, payload, sizes, family) if visual and sends_video(self.cfg, req) \
+            else None
         max_attempts = self.cfg.openai.max_retries + 1
         last = _Attempt()
         for attempt in range(1, max_attempts + 1):
             async with sem:
-                last = await self._attempt(session, req.key, payload, attempt, req.json_mode, visual)
+                last = await self._attempt(session, req.key, payload, attempt, req.json_mode, visual, expected)
             if last.result is not None:
                 last.result.latency_s = time.monotonic() - t0
                 return last.result
@@ -260,6 +280,29 @@ class OpenAIBackend:
         return ChatResult.failure(req.key, last.reason or ErrorReason.network, last.message,
                                   attempts=attempt, latency_s=time.monotonic() - t0)
 
+    async def _server_count(self, session: aiohttp.ClientSession, payload: dict[str, Any],
+                            sizes: list[tuple[int, int]], family: str) -> int | None:
+        """The exact visual-token count a vLLM server reports for this video (each patch's rendered
+        time tokenized by the server's /tokenize, memoised); None where it cannot be known."""
+        from synth.backends.server_check import read_times
+        from synth.backends.visual import patch_wrappers, server_visual_tokens
+
+        if not self.engine or not self.engine.startswith("vLLM"):
+            return None
+        times = read_times((payload.get("media_io_kwargs") or {}).get("video") or {}, len(sizes))
+        root = self.cfg.openai.base_url.rstrip("/").removesuffix("/v1")
+        for text in set(patch_wrappers(times, family)) - set(self._text_tokens):  # type: ignore[arg-type]
+            try:
+                async with session.post(root + "/tokenize", headers=self._headers,
+                                        json={"model": self.cfg.model, "prompt": text, "add_special_tokens": False},
+                                        timeout=aiohttp.ClientTimeout(total=self.cfg.openai.timeout_s)) as resp:
+                    if resp.status != 200:
+                        return None
+                    self._text_tokens[text] = int((await resp.json())["count"])
+            except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, ValueError):
+                return None  # the lower bound (the frames' own tokens) still holds
+        return server_visual_tokens(sizes, family, True, times, self._text_tokens.__getitem__)  # type: ignore[arg-type]
+
     def _note(self, flag: str, why: str) -> None:
         """Tell the user once per backend which server flag is missing, and what it costs."""
         if flag not in self.server_notes:
@@ -268,14 +311,15 @@ class OpenAIBackend:
                         self.name, self.url, why, flag)
 
     async def _attempt(self, session: aiohttp.ClientSession, key: str,
-                       payload: dict[str, Any], attempt: int, json_mode: bool = False, visual: int = 0) -> _Attempt:
+                       payload: dict[str, Any], attempt: int, json_mode: bool = False, visual: int = 0,
+                       expected: int | None = None) -> _Attempt:
         timeout = aiohttp.ClientTimeout(total=self.cfg.openai.timeout_s)
         try:
             async with session.post(self.url, json=payload, headers=self._headers,
                                     timeout=timeout) as resp:
                 body = await resp.text(errors="replace")
                 if resp.status == 200:
-                    got = _parse_ok_body(key, body, attempt, json_mode, visual)
+                    got = _parse_ok_body(key, body, attempt, json_mode, visual, expected)
                     if got.result is not None and not got.details:
                         self._note("--enable-prompt-tokens-details",
                                    "the server reports no prompt_tokens_details: cached tokens read 0 and visual "

@@ -248,7 +248,9 @@ class TransformersBackend:
         vis = self._is_visual(ids[0]).nonzero()
         if plen == 0 or any(len(x) <= plen for x in ids) or (len(vis) and int(vis[-1]) >= plen):
             return None  # nothing shared, a request that is all prefix, or frames not all in the prefix
-        prefix = {k: v for k, v in enc[0].items() if k not in ("input_ids", "attention_mask")}
+        # per-token inputs (Qwen3-VL's mm_token_type_ids) cover the prefix only, like its ids
+        prefix = {k: (v[:, :plen] if v.dim() == 2 and v.shape[1] == len(ids[0]) else v)
+                  for k, v in enc[0].items() if k not in ("input_ids", "attention_mask")}
         with torch.inference_mode():
             out = self.model(input_ids=ids[0][:plen][None], attention_mask=torch.ones(1, plen, dtype=torch.long,
                              device=self.device), use_cache=True,
@@ -273,14 +275,34 @@ class TransformersBackend:
             c.batch_repeat_interleave(n)
         ids = enc["input_ids"].repeat(n, 1)
         extra = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask") and not k.startswith("pixel")}
-        if hasattr(getattr(self.model, "model", None), "rope_deltas"):
-            self.model.model.rope_deltas = None  # Qwen-VL: positions of this request, not the last one's
+        self._set_rope_deltas(ids, enc)
         gen: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
         gen.update(do_sample=False) if greedy else gen.update(do_sample=True, temperature=req.temperature)
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **{self._cache_kwarg(): c},
                                       **extra, **gen)
         return out[:, ids.shape[1]:]
+
+    def _set_rope_deltas(self, ids: Any, enc: Any) -> None:
+        """Qwen-VL (multimodal rope): this request's position offset, from its whole prompt. Generating
+        from a prefix cache, the model would compute it from the uncached part alone, against whole-prompt
+        masks and token types (an IndexError on Qwen3-VL); with the offset set, it places the new tokens
+        after the cached ones as the plain path does. Models without multimodal rope are left alone."""
+        import inspect
+
+        import torch
+
+        inner = getattr(self.model, "model", None)
+        rope_index = getattr(inner, "get_rope_index", None)
+        if rope_index is None or not hasattr(inner, "rope_deltas"):
+            return
+        params = inspect.signature(rope_index).parameters
+        kwargs = {k: (v.repeat(len(ids) // len(v), *[1] * (v.dim() - 1)) if k == "mm_token_type_ids" else v)
+                  for k, v in enc.items() if k in params and k not in ("input_ids", "attention_mask")}
+        if "attention_mask" in params:
+            kwargs["attention_mask"] = torch.ones_like(ids)
+        with torch.inference_mode():
+            _, inner.rope_deltas = rope_index(ids, **kwargs)
 
     def _sharing_reproduces(self, cache: Any, enc: Any, item: tuple) -> bool:
         """Once per backend: greedy tokens from the shared prefix == those of the plain path. A model

@@ -47,6 +47,8 @@ class ChatRequest:
     max_tokens: int = 512
     temperature: float = 0.2
     json_mode: bool = False
+    # the reply's JSON Schema, {"name": ..., "schema": ...} (synth/replies.py); None: any JSON object
+    json_schema: dict[str, Any] | None = None
     n: int = 1
     seed: int | None = None  # per-request sampling seed (engines that take one)
 

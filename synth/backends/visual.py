@@ -11,13 +11,18 @@ keep separate images. Counting follows each model's own processor:
 - Qwen3-VL: patch 16, merge 2 (32 px per token); a video's pixel budget is for the whole
   clip (transformers' own `smart_resize` of video_processing_qwen3_vl, imported when it is
   there); images H'W'/32^2 each, video ceil(N/2) * H'W'/32^2.
-The counts exclude the few text tokens of timestamps and wrappers.
+`visual_tokens` counts the frames' own tokens. What a vLLM server reports (`multimodal_tokens`)
+is the model's whole placeholder: for Qwen3-VL each two-frame patch is its rendered time
+`<12.3 seconds>` (tokenized alone), <|vision_start|>, the frames' tokens and <|vision_end|>;
+Qwen2.5-VL's is the frames' tokens alone. `server_visual_tokens` counts that exactly, given the
+model's tokenizer's length of a text (a vLLM server's own /tokenize), so a server that drops even
+one patch of tiny frames is caught.
 """
 from __future__ import annotations
 
 import math
 import re
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 Family = Literal["qwen2_5_vl", "qwen3_vl", "other"]
 
@@ -85,3 +90,30 @@ def visual_tokens(sizes: Sequence[tuple[int, int]], family: Family, as_video: bo
         hh, ww = _smart_resize(h, w, factor, *bounds)
         total += (hh // factor) * (ww // factor)
     return total
+
+
+def patch_times(times_s: Sequence[float]) -> list[float]:
+    """The time Qwen3-VL renders for each two-frame patch: the mean of its frames' times (an odd
+    last frame repeated), as vLLM's and transformers' Qwen3-VL processors compute it."""
+    ts = list(times_s) + ([times_s[-1]] if len(times_s) % 2 else [])
+    return [(ts[i] + ts[i + 1]) / 2 for i in range(0, len(ts), 2)]
+
+
+def patch_wrappers(times_s: Sequence[float], family: Family) -> list[str]:
+    """The text each video patch is wrapped in by `family`'s placeholder (tokenized alone)."""
+    return [f"<{t:.1f} seconds>" for t in patch_times(times_s)] if family == "qwen3_vl" and times_s else []
+
+
+WRAPPER_SPECIAL_TOKENS = 2  # <|vision_start|> and <|vision_end|> around each Qwen3-VL patch
+
+
+def server_visual_tokens(sizes: Sequence[tuple[int, int]], family: Family, as_video: bool,
+                         times_s: Sequence[float], text_tokens: Callable[[str], int]) -> int:
+    """The visual tokens a vLLM server reports for these frames (its `multimodal_tokens`): the
+    frames' tokens plus, for a Qwen3-VL video, each patch's wrapper. `times_s` are the times the
+    server reads the frames at (their real times when the request carries them, else 0, 1, 2 ...
+    s: vLLM reads a frame list at 1 fps); `text_tokens` is the model's token count of a text."""
+    base = visual_tokens(sizes, family, as_video)
+    if not (base and as_video and len(sizes) >= 2):
+        return base
+    return base + sum(text_tokens(w) + WRAPPER_SPECIAL_TOKENS for w in patch_wrappers(times_s, family))

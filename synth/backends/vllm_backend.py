@@ -105,8 +105,10 @@ def request_to_row(req: ChatRequest, cfg: BackendConfig | None = None) -> Row:
     sampling: dict[str, Any] = {"max_tokens": req.max_tokens, "temperature": req.temperature}
     if req.seed is not None:
         sampling["seed"] = req.seed
-    if req.json_mode:
-        sampling["structured_outputs"] = {"json_object": True}  # vLLM StructuredOutputsParams
+    if req.json_schema:  # vLLM StructuredOutputsParams: the prompt's own bounded schema
+        sampling["structured_outputs"] = {"json": req.json_schema["schema"]}
+    elif req.json_mode:
+        sampling["structured_outputs"] = {"json_object": True}
     row: Row = {"key": req.key, "sampling_params": sampling}
     if not req.frames:
         return {**row, "messages": request_to_messages(req)}

@@ -76,11 +76,12 @@ def _free_port() -> int:
 class Server:
     """One `python -m vllm.entrypoints.openai.api_server` process serving one local model."""
 
-    def __init__(self, kind: str, model_dir: Path, name: str, log_dir: Path) -> None:
+    def __init__(self, kind: str, model_dir: Path, name: str, log_dir: Path, flags: list[str] | None = None) -> None:
         cmd = readme_server_commands()[kind]
         assert cmd[:3] == ["python", "-m", "vllm.entrypoints.openai.api_server"], cmd
         i = cmd.index("--model")
-        self.flags = cmd[i + 2:]  # what the README asks for, beyond the model
+        # what the README asks for, beyond the model (`flags` replaces them: a server started without them)
+        self.flags = cmd[i + 2:] if flags is None else flags
         self.name, self.port = name, _free_port()
         self.cmd = [sys.executable, *cmd[1:i], "--model", str(model_dir), *self.flags,
                     "--served-model-name", name, "--host", "127.0.0.1", "--port", str(self.port),
@@ -165,6 +166,18 @@ def servers(model_dirs, engine_dir):
     finally:
         for s in started.values():
             s.stop()
+
+
+@pytest.fixture(scope="session")
+def qwen_bare(model_dirs, engine_dir, servers):
+    """The tiny Qwen3-VL served without the README's flags (vLLM's defaults: 32 frames of a frame list,
+    per-request media_io_kwargs refused, no prompt_tokens_details)."""
+    server = Server("a Qwen-VL model", model_dirs["tiny-qwen3-vl"], "tiny-qwen3-vl-bare", engine_dir,
+                    flags=["--limit-mm-per-prompt", '{"video": 1}'])
+    try:
+        yield server.wait()
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

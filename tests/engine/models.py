@@ -61,6 +61,6 @@ def _hub_vision_keys(path: Path) -> None:
 
 
 def build_qwen3_vl(out: Path) -> Path:
-    """The tests' tiny Qwen3-VL with the production Qwen3-VL video pixel bounds (whole clip)."""
-    tm.build_tiny_qwen3_vl(out, video_size={"shortest_edge": 4096, "longest_edge": 25165824})
+    """The tests' tiny Qwen3-VL (its video processor has the production pixel bounds for a whole clip)."""
+    tm.build_tiny_qwen3_vl(out)
     return out
