@@ -102,3 +102,35 @@ class LegacySignatureIndex:
             if m is not None and (best is None or m.matched > best[0]):
                 best = (m.matched, pos, m)
         return best[2] if best else None
+
+
+def legacy_committed_signatures(store) -> list[Signature]:
+    """How the registry was seeded before #27: the driver read every committed signature (the
+    whole `signals` struct of every shard at once) into `Signature` objects, then shipped the
+    list to the registry actor as its constructor argument."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = store.read_table("videos", ["video_id", "status", "duration_s", "signals"])
+    table = table.filter(pc.and_(pc.equal(table["status"], "accepted"), pc.is_valid(table["signals"])))
+    if not table.num_rows:
+        return []
+    lists = pc.struct_field(table["signals"].combine_chunks(), "signature")
+    lists = lists if isinstance(lists, pa.ListArray) else pa.array(lists)
+    offsets = lists.offsets.to_numpy()
+    points = lists.flatten()
+    t = pc.struct_field(points, "t").to_numpy(zero_copy_only=False)
+    h = _hex_to_uint64(pc.struct_field(points, "hash").to_pylist())
+    ids = table["video_id"].to_pylist()
+    durations = table["duration_s"].to_pylist()
+    return [Signature(v, float(d or 0.0), t[a:b].astype(np.float64), h[a:b])
+            for v, d, a, b in zip(ids, durations, offsets[:-1], offsets[1:]) if b > a]
+
+
+def _hex_to_uint64(values: list[str]) -> np.ndarray:
+    if not values:
+        return np.zeros(0, np.uint64)
+    raw = np.frombuffer("".join(values).encode("ascii"), np.uint8).reshape(-1, 16)
+    nibble = np.zeros(256, np.uint64)
+    nibble[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint64)
+    return np.bitwise_or.reduce(nibble[raw] << np.arange(60, -4, -4, dtype=np.uint64), axis=1)

@@ -1,8 +1,9 @@
 """Synthetic signatures and queries shaped like the segment stage's (no media): for
 bench/dedupe_scale.py and the index's property test (tests/test_dedupe_index.py).
 
-A video is a run of scenes (mean `scene_s`); a scene's pictures share a pHash up to a bit or
-two (Poisson 0.7 flipped bits between neighbouring grid hashes); a scene's hash is drawn with
+A video is a run of scenes (mean `scene_s`); within a scene the pHash drifts as the picture
+moves (a random walk: Poisson `drift` bits flipped from one grid hash to the next, ~8 bits
+after 3 s at the default); a scene's first hash is drawn with
 a per-bit bias (pHash bits are not fair coins: a bit is 1 in 15-85 % of pictures, fixed per
 bit), so band keys collide more often than uniform hashes would. Its dense query has one
 hash every `step` seconds (the segment stage's `hash_interval_s`, 0.25); its signature is 48
@@ -40,12 +41,15 @@ def video_duration(rng: np.random.Generator) -> float:
 
 
 def dense_track(rng: np.random.Generator, duration_s: float, step: float = 0.25,
-                scene_s: float = 5.0) -> Query:
+                scene_s: float = 5.0, drift: float = 0.8) -> Query:
     """A video's dense hash sequence."""
     t = np.arange(int(duration_s / step)) * step
     scenes = max(1, int(duration_s / scene_s))
     scene = np.searchsorted(np.sort(rng.uniform(0, duration_s, scenes - 1)), t)
-    return Query(t, flip_bits(rng, random_hashes(rng, scenes)[scene], 0.7), duration_s)
+    walk = np.bitwise_xor.accumulate(flip_bits(rng, np.zeros(len(t), np.uint64), drift))
+    starts = np.flatnonzero(np.diff(scene, prepend=-1))  # first grid hash of each scene
+    walk ^= np.repeat(walk[starts], np.diff(np.append(starts, len(t))))  # the walk restarts per scene
+    return Query(t, random_hashes(rng, scenes)[scene] ^ walk, duration_s)
 
 
 def signature_of(video_id: str, query: Query, count: int = 48) -> Signature:

@@ -14,7 +14,8 @@ each of the six pairs of slices (32-bit keys). Two hashes within 2 bits share a 
 near-duplicate's ~30 matching points share many, and two unrelated hashes share one with odds of
 about 1 in 10^9 (16-bit keys alone collide so often at 100K stored videos that every query
 touched most of the index). So a check touches only videos that share a key with the query;
-their points are then compared with the query exactly (an exact Hamming range search, faiss),
+those where at least two points share a key with a query hash *and* lie within `max_hamming`
+bits of it are compared with the whole query exactly (an exact Hamming range search, faiss),
 and only those with enough close points are aligned. The band keys are kept in sorted numpy
 runs rather than in a library's hash index: faiss's binary hash indexes, given the same keys,
 took ~9x the memory and ~5x the build time, and searched with the radius itself (`max_hamming`,
@@ -199,12 +200,22 @@ class SignatureIndex:
     them. The band keys live in sorted runs (log-structured: a new run per `RUN_POINTS` added
     points, merged with the previous run while that is not more than twice as large), so adding
     a signature never re-sorts the index and a lookup is a few `searchsorted` per run; points
-    not yet in a run (fewer than `RUN_POINTS`) are scanned directly. The candidates' points are
-    then compared with the query's hashes in one exact Hamming range search (faiss
-    `IndexBinaryFlat`), and only candidates with `min_points` points within `max_hamming`
-    bits go through the alignment. ~68 bytes a point: 379K videos x 48 points ~ 1.2 GB."""
+    not yet in a run (fewer than `RUN_POINTS`) are scanned directly.
+
+    A stored video is verified when at least `CONFIRMED` of its points share a band key with a
+    query hash that is also within `max_hamming` bits of them (checked on the hits, cheap). A
+    shared key alone is a coincidence of 32 bits, and pHash bits are biased (measured 0.11-0.83
+    ones across the real clips, one bit always set), so at 379K videos unrelated videos share
+    one with ~1,200-2,700 stored signatures per check; 2 confirmed points leave none of them
+    (bench/dedupe_scale.py). The verified candidates' points are then compared with all the
+    query's hashes in one exact Hamming range search (faiss `IndexBinaryFlat`), and those with
+    `min_points` close points are aligned (`align`, the same as `match`). Decisions equal the
+    band-only rule's on copies up to `max_hamming` bits apart a hash (tests/test_dedupe_index.py);
+    they can differ past it (copies 12 bits apart a hash: 39 of 40 equal, 14 bits: 32 of 40).
+    ~64 bytes a point: 379K videos x 48 points ~ 1.2 GB."""
 
     RUN_POINTS = 4096
+    CONFIRMED = 2
 
     def __init__(self, cfg: MatchConfig):
         self.cfg = cfg
@@ -293,30 +304,57 @@ class SignatureIndex:
         for pos in sorted(self._ids.values()):
             yield self.signature(pos)
 
-    def candidates(self, query: Query) -> list[int]:
+    def candidates(self, query: Query, confirmed: int = 0) -> list[int]:
         """Positions of live stored signatures sharing a band value with any query hash, those
-        sharing most first (then the earliest stored)."""
-        q = _band_keys(np.unique(query.h))
+        sharing most first (then the earliest stored). With `confirmed`, only those where at
+        least that many points share a band value with a query hash that is also within
+        `max_hamming` bits of them (a shared band value alone is a 32-bit coincidence, common
+        between unrelated pictures at 379K videos: thousands of candidates a check)."""
+        uniq = np.unique(query.h)
+        q = _band_keys(uniq)
         tail = _band_keys(self._h.values[self._indexed:]) if self._t.n > self._indexed else None
-        hits = []
+        hits, close = [], []
         for b in range(_BANDS):
             keys = np.unique(q[b])
-            hits += [run.lookup(b, keys) for run in self._runs]
+            found = [run.lookup(b, keys) for run in self._runs]
             if tail is not None:
-                hits.append(self._indexed + np.flatnonzero(np.isin(tail[b], keys)))
+                found.append(self._indexed + np.flatnonzero(np.isin(tail[b], keys)))
+            hits += found
+            if confirmed and found:
+                close.append(self._close_points(np.concatenate(found), b, uniq, q[b]))
         points = np.concatenate(hits) if hits else np.zeros(0, np.int64)
         if not len(points):
             return []
-        owner = np.searchsorted(self._start.values, points, side="right") - 1
-        pos, votes = np.unique(owner, return_counts=True)
-        live = self._live.values[pos]
-        pos, votes = pos[live], votes[live]
+        pos, votes = np.unique(self._owner(points), return_counts=True)
+        keep = self._live.values[pos]
+        if confirmed:
+            sure, count = np.unique(self._owner(np.unique(np.concatenate(close))), return_counts=True)
+            at = np.minimum(np.searchsorted(sure, pos), max(0, len(sure) - 1))
+            keep &= (sure[at] == pos) & (count[at] >= confirmed) if len(sure) else False
+        pos, votes = pos[keep], votes[keep]
         return [int(p) for p in pos[np.lexsort((pos, -votes))]]
+
+    def _owner(self, points: np.ndarray) -> np.ndarray:
+        """The signature position each point belongs to."""
+        return np.searchsorted(self._start.values, points, side="right") - 1
+
+    def _close_points(self, points: np.ndarray, band: int, uniq: np.ndarray, qkeys: np.ndarray) -> np.ndarray:
+        """Of `points` (found by their key in `band`), those within `max_hamming` bits of a query
+        hash with that key (`uniq`: the query's distinct hashes, `qkeys` their keys in `band`)."""
+        order = np.argsort(qkeys, kind="stable")
+        sorted_keys = qkeys[order]
+        pkeys = _band_keys(self._h.values[points])[band]
+        lo = np.searchsorted(sorted_keys, pkeys, side="left")
+        sizes = np.searchsorted(sorted_keys, pkeys, side="right") - lo
+        within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        paired = np.repeat(points, sizes)
+        bits = np.bitwise_count(self._h.values[paired] ^ uniq[order[np.repeat(lo, sizes) + within]])
+        return paired[bits <= self.cfg.max_hamming]
 
     def best_match(self, query: Query, exclude: str | None = None) -> Match | None:
         """The stored video `query` duplicates (most matched points; on a tie the candidate
         sharing most band keys, then the earliest stored)."""
-        found = [p for p in self.candidates(query) if self._vid[p] != exclude]
+        found = [p for p in self.candidates(query, confirmed=self.CONFIRMED) if self._vid[p] != exclude]
         if not found or not len(query.h):
             return None
         sigs = [self.signature(p) for p in found]
