@@ -77,3 +77,41 @@ def test_near_pairs_equal_the_hamming_matrix():
             assert near is not None and (near == (hamming_matrix(sig.h, query.h) <= max_hamming)).all()
     # a signature with fewer close points than asked for is left out before any alignment
     assert _near_pairs(query.h, sigs[1:2], 10, min_points=49) == [None]
+
+
+def test_registry_actor_seeds_itself_and_reloads_after_its_death(ray_local, tmp_path):
+    # the driver hands the actor the dataset's URL, not the signatures; a restarted actor reads
+    # the committed shards again itself (this run's claims are lost with it, as documented)
+    import time
+
+    from bench.dedupe_scale import write_store
+    from pipeline.filter.config import DedupeConfig
+    from pipeline.filter.stages import DedupeStage
+    from pipeline.services import close_services, start_service
+
+    rng = np.random.default_rng(11)
+    ids, durations, offsets, t, h = committed_columns(rng, 300)
+    track = dense_track(rng, 200.0)
+    sig = signature_of("p0", track)
+    store = write_store(tmp_path / "ds", [*ids, "p0"], np.append(durations, sig.duration_s),
+                        np.append(offsets, offsets[-1] + len(sig.h)), np.concatenate([t, sig.t]),
+                        np.concatenate([h, sig.h]), shard_rows=100)
+    stage = DedupeStage(DedupeConfig())
+    [service] = stage.services(store)
+    assert service.args == (stage.dedupe.match, store.url)
+    proxy = start_service(service)
+    try:
+        copy = near_copy(rng, track, 2.0, trim_s=10.0)
+        new = dense_track(rng, 150.0)
+        hits = proxy.claim_many([("x1", copy, signature_of("x1", copy)), ("n1", new, signature_of("n1", new))])
+        assert hits[0].video_id == "p0" and hits[1] is None and proxy.size() == 302
+        ray_local.kill(proxy._handle, no_restart=False)  # as a crash or Ray's memory monitor would
+        deadline = time.monotonic() + 120
+        while proxy.size() == 302:  # the kill lands a moment later; calls in flight are retried
+            assert time.monotonic() < deadline, "the registry never restarted"
+            time.sleep(0.2)
+        again = near_copy(rng, track, 3.0)
+        assert proxy.claim("x2", again, signature_of("x2", again)).video_id == "p0"
+        assert proxy.size() == 301  # the committed ones, read again from the shards
+    finally:
+        close_services([(stage, service, proxy)])
