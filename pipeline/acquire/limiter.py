@@ -434,7 +434,7 @@ class Throttle:
     of up to a tenth of the wait, so that thousands of workers do not ask at the same instant:
     only one of them may probe anyway), and
     while a probe is out (an end nobody knows) it backs off: each poll step doubles, up to
-    `max_poll_s`, with jitter (half to the whole step). So a worker asks about
+    `max_poll_s` (`for_limits`: the bench length, at most 30 s), with jitter (half to the whole step). So a worker asks about
     log2(max_poll_s / poll_s) + pause / max_poll_s times in a pause, not once a second; fetching
     resumes at most `max_poll_s` after the probe's good answer.
     """
@@ -444,6 +444,12 @@ class Throttle:
         self.limiter, self.max_pause_s, self.max_poll_s = limiter, max_pause_s, max_poll_s
         self._sleep = sleep
         self._rng = rng or random.Random()
+
+    @classmethod
+    def for_limits(cls, limiter: FetchLimiter, limits: Any) -> "Throttle":
+        """A worker's throttle for a `fetch.limits` config: backing off up to the bench length
+        (`bench_s`), at most 30 s."""
+        return cls(limiter, limits.max_pause_s, max_poll_s=min(30.0, limits.bench_s))
         self.calls = 0
         self.overhead_s = 0.0
         self.slept_s = 0.0

@@ -299,6 +299,11 @@ class SignatureIndex:
         b = int(self._start.values[pos + 1]) if pos + 1 < self._start.n else self._t.n
         return Signature(self._vid[pos], float(self._dur.values[pos]), self._t.values[a:b], self._h.values[a:b])
 
+    def nbytes(self) -> int:
+        """Bytes held in the index's arrays (points, band runs, per-signature columns)."""
+        cols = (self._t, self._h, self._dur, self._start, self._live)
+        return sum(c._a.nbytes for c in cols) + sum(r.keys.nbytes + r.points.nbytes for r in self._runs)
+
     def live(self) -> Iterator[Signature]:
         """The stored signatures that count, oldest first."""
         for pos in sorted(self._ids.values()):
