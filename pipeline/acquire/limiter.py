@@ -444,17 +444,17 @@ class Throttle:
         self.limiter, self.max_pause_s, self.max_poll_s = limiter, max_pause_s, max_poll_s
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self.calls = 0
+        self.overhead_s = 0.0
+        self.slept_s = 0.0
+        self.paused_s = 0.0
+        self._count = threading.Lock()  # worker threads share one throttle (the bench does)
 
     @classmethod
     def for_limits(cls, limiter: FetchLimiter, limits: Any) -> "Throttle":
         """A worker's throttle for a `fetch.limits` config: backing off up to the bench length
         (`bench_s`), at most 30 s."""
         return cls(limiter, limits.max_pause_s, max_poll_s=min(30.0, limits.bench_s))
-        self.calls = 0
-        self.overhead_s = 0.0
-        self.slept_s = 0.0
-        self.paused_s = 0.0
-        self._count = threading.Lock()  # worker threads share one throttle (the bench does)
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         start = time.perf_counter()
