@@ -155,6 +155,10 @@ class _Column:
     def values(self) -> np.ndarray:
         return self._a[:self.n]
 
+    def fit(self) -> None:
+        """Drop the spare room (after a bulk load)."""
+        self._a = self._a[:max(self.n, 1)].copy()
+
 
 @dataclass
 class _Run:
@@ -166,8 +170,11 @@ class _Run:
     @classmethod
     def of(cls, first: int, h: np.ndarray) -> "_Run":
         keys = _band_keys(h)
-        order = np.argsort(keys, axis=1, kind="stable")
-        return cls(np.take_along_axis(keys, order, axis=1), (order + first).astype(np.int32))
+        points = np.empty(keys.shape, np.int32)
+        for band in range(_BANDS):  # one band at a time: the sort's scratch is a sixth of the run
+            order = np.argsort(keys[band], kind="stable")
+            keys[band], points[band] = keys[band, order], order + first
+        return cls(keys, points)
 
     @classmethod
     def merge(cls, a: "_Run", b: "_Run") -> "_Run":
@@ -242,9 +249,11 @@ class SignatureIndex:
         self._index_tail(force=True)
 
     def extend_columns(self, video_ids: list[str], durations: np.ndarray, offsets: np.ndarray,
-                       t: np.ndarray, h: np.ndarray) -> None:
+                       t: np.ndarray, h: np.ndarray, index: bool = True) -> None:
         """Store many signatures given as columns (as read from Arrow): signature k has the
-        points [offsets[k], offsets[k+1]) of `t` and `h`. No Python object per point."""
+        points [offsets[k], offsets[k+1]) of `t` and `h`. No Python object per point. With
+        `index=False` the band keys wait for `index_all` (seeding: one sort at the end, not a
+        merge per batch, which halves the peak memory)."""
         base = self._t.n
         self._t.extend(np.asarray(t, np.float64))
         self._h.extend(np.asarray(h, np.uint64))
@@ -257,7 +266,14 @@ class SignatureIndex:
                 self._live.values[old] = False
             self._ids[vid] = len(self._vid)
             self._vid.append(vid)
-        self._index_tail(force=False)
+        if index:
+            self._index_tail(force=False)
+
+    def index_all(self) -> None:
+        """Put every point added so far into the band runs (after dropping the columns' spare room)."""
+        for column in (self._t, self._h, self._dur, self._start, self._live):
+            column.fit()
+        self._index_tail(force=True)
 
     def add(self, sig: Signature) -> None:
         """Store `sig` (a later signature of the same ID replaces the earlier one)."""

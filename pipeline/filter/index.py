@@ -105,8 +105,9 @@ def load_committed(index: SignatureIndex, store) -> int:
         index.extend_columns(table["video_id"].to_pylist(),
                              table["duration_s"].fill_null(0.0).to_numpy(zero_copy_only=False),
                              offsets, pc.struct_field(points, "t").to_numpy(zero_copy_only=False),
-                             hex_column_to_uint64(pc.struct_field(points, "hash")))
+                             hex_column_to_uint64(pc.struct_field(points, "hash")), index=False)
         read += table.num_rows
+    index.index_all()
     return read
 
 
