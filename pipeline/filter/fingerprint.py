@@ -170,20 +170,22 @@ class _Run:
     @classmethod
     def of(cls, first: int, h: np.ndarray) -> "_Run":
         keys = _band_keys(h)
-        points = np.empty(keys.shape, np.int32)
-        for band in range(_BANDS):  # one band at a time: the sort's scratch is a sixth of the run
-            order = np.argsort(keys[band], kind="stable")
-            keys[band], points[band] = keys[band, order], order + first
-        return cls(keys, points)
+        return cls._sorted(keys, np.broadcast_to(np.arange(first, first + len(h), dtype=np.int32), keys.shape))
 
     @classmethod
     def merge(cls, a: "_Run", b: "_Run") -> "_Run":
-        keys = np.concatenate([a.keys, b.keys], axis=1)
-        points = np.concatenate([a.points, b.points], axis=1)
-        for band in range(_BANDS):  # one band at a time: the sort's scratch is a sixth of the run
-            order = np.argsort(keys[band], kind="stable")
-            keys[band], points[band] = keys[band, order], points[band, order]
-        return cls(keys, points)
+        return cls._sorted(np.concatenate([a.keys, b.keys], axis=1), np.concatenate([a.points, b.points], axis=1))
+
+    @classmethod
+    def _sorted(cls, keys: np.ndarray, points: np.ndarray) -> "_Run":
+        """Each band sorted by (key, point): one value sort of both packed in 64 bits (numpy's
+        vectorised sort: ~2x a stable argsort), one band at a time (scratch: a sixth of the run)."""
+        out_keys, out_points = np.empty(keys.shape, np.uint32), np.empty(keys.shape, np.int32)
+        for band in range(_BANDS):
+            packed = np.sort((keys[band].astype(np.uint64) << np.uint64(32)) | points[band].astype(np.uint64))
+            out_keys[band] = packed >> np.uint64(32)
+            out_points[band] = packed & np.uint64(0xFFFFFFFF)
+        return cls(out_keys, out_points)
 
     def __len__(self) -> int:
         return self.keys.shape[1]

@@ -138,10 +138,14 @@ def hex_column_to_uint64(values) -> "np.ndarray":
 
 
 def _hex_digits_to_uint64(raw):
+    """(n, 16) ASCII hex digits, most significant first -> n uint64 (byte arithmetic, no
+    (n, 16) uint64 scratch)."""
     import numpy as np
 
-    nibble = np.zeros(256, np.uint64)
-    nibble[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint64)
+    nibble = np.full(256, 255, np.uint8)
+    nibble[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
     digits = nibble[raw]
-    shifts = np.arange(60, -4, -4, dtype=np.uint64)
-    return np.bitwise_or.reduce(digits << shifts, axis=1)
+    if (digits == 255).any():
+        raise ValueError("signature hash with a character that is not a lowercase hex digit")
+    big_endian = (digits[:, 0::2] << 4) | digits[:, 1::2]
+    return np.ascontiguousarray(big_endian).view(">u8").ravel().astype(np.uint64)
