@@ -181,10 +181,13 @@ class _Run:
         """Each band sorted by (key, point): one value sort of both packed in 64 bits (numpy's
         vectorised sort: ~2x a stable argsort), one band at a time (scratch: a sixth of the run)."""
         out_keys, out_points = np.empty(keys.shape, np.uint32), np.empty(keys.shape, np.int32)
-        for band in range(_BANDS):
-            packed = np.sort((keys[band].astype(np.uint64) << np.uint64(32)) | points[band].astype(np.uint64))
-            out_keys[band] = packed >> np.uint64(32)
-            out_points[band] = packed & np.uint64(0xFFFFFFFF)
+        for band in range(_BANDS):  # in place: one 8-byte scratch array
+            packed = keys[band].astype(np.uint64)
+            packed <<= np.uint64(32)
+            packed |= points[band].astype(np.uint32)
+            packed.sort()
+            np.right_shift(packed, np.uint64(32), out=out_keys[band], casting="unsafe")
+            np.bitwise_and(packed, np.uint64(0xFFFFFFFF), out=out_points[band], casting="unsafe")
         return cls(out_keys, out_points)
 
     def __len__(self) -> int:
