@@ -17,9 +17,10 @@ touched most of the index). So a check touches only videos that share a key with
 those where at least two points share a key with a query hash *and* lie within `max_hamming`
 bits of it are compared with the whole query exactly (an exact Hamming range search, faiss),
 and only those with enough close points are aligned. The band keys are kept in sorted numpy
-runs rather than in a library's hash index: faiss's binary hash indexes, given the same keys,
-took ~9x the memory and ~5x the build time, and searched with the radius itself (`max_hamming`,
-10 bits of 64) they are brute force (bench/dedupe_scale.py, README "Near-duplicates at scale").
+runs rather than in a library's hash index: faiss's `IndexBinaryMultiHash`, given the same keys,
+took ~5x the memory and the build time, and searched with the radius itself (`max_hamming`, 10
+bits of 64) it is close to brute force; usearch is approximate (README "Near-duplicates at
+scale").
 This is plain numpy and faiss (no Ray, no files); the runner shares one index between workers
 (see `pipeline/filter/index.py`).
 """
