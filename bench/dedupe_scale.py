@@ -202,6 +202,8 @@ def main() -> None:
           f"p99 {pct(new_cpu, 99):.2f} ms; copies found {len(found & expected)}/"
           f"{len(expected)}, new videos rejected {len(found - expected)}")
 
+    if not args.old_sample:
+        return
     old = LegacySignatureIndex(cfg)
     old.extend(old_sigs if old_sigs is not None else legacy_committed_signatures(store))
     del old_sigs

@@ -195,13 +195,16 @@ class _Run:
         return self.keys.shape[1]
 
     def lookup(self, band: int, keys: np.ndarray) -> np.ndarray:
-        """Point ids whose key in `band` is one of `keys` (sorted, unique)."""
-        lo = np.searchsorted(self.keys[band], keys, side="left")
-        hi = np.searchsorted(self.keys[band], keys, side="right")
-        sizes = hi - lo
-        if not sizes.any():
+        """Point ids whose key in `band` is one of `keys` (sorted, unique). One binary search per
+        key (most keys are in no run); the end of a key's range only for keys that are found."""
+        column = self.keys[band]
+        lo = np.searchsorted(column, keys, side="left")
+        found = lo < len(column)
+        found[found] = column[lo[found]] == keys[found]
+        if not found.any():
             return np.zeros(0, np.int32)
-        lo, sizes = lo[sizes > 0], sizes[sizes > 0]
+        lo = lo[found]
+        sizes = np.searchsorted(column, keys[found], side="right") - lo
         within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
         return self.points[band, np.repeat(lo, sizes) + within]
 
