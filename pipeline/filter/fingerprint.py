@@ -347,8 +347,9 @@ class SignatureIndex:
         for b in range(_BANDS):
             keys = np.unique(q[b])
             found = [run.lookup(b, keys) for run in self._runs]
-            if tail is not None:
-                found.append(self._indexed + np.flatnonzero(np.isin(tail[b], keys)))
+            if tail is not None:  # a few thousand points: look each up among the query's sorted keys
+                at = np.minimum(np.searchsorted(keys, tail[b]), len(keys) - 1)
+                found.append(self._indexed + np.flatnonzero(keys[at] == tail[b]))
             hits += found
             if confirmed and found:
                 close.append(self._close_points(np.concatenate(found), b, uniq, q[b]))
