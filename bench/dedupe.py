@@ -127,7 +127,7 @@ def scale(n: int, decoded: list, cfg: MatchConfig) -> None:
         sigs.append(Signature(f"v{i}", 600.0, np.sort(rng.uniform(0, 600, 48)), base ^ flips))
     index.extend(sigs)
     built = time.perf_counter() - t0
-    mem = sum(a.nbytes for a in (index._owner, index._keys, index._order, index._skeys)) / 2**20
+    mem = index.nbytes() / 2**20
     times, cands = [], []
     for q, _, _ in decoded[:20]:
         query = Query(np.tile(q.t, 10), np.tile(q.h, 10), 600.0)  # a 10x longer query

@@ -32,6 +32,7 @@ import hashlib
 import itertools
 import json
 import math
+import random
 import threading
 import time
 from collections import Counter
@@ -65,7 +66,7 @@ class LimiterSpec:
     bench_s: float = 300.0
     bench_max_s: float = 3600.0
     probe_timeout_s: float = 600.0  # a probe that never reports (its worker died) frees the identity
-    poll_s: float = 1.0  # how often paused workers ask again while a probe is out
+    poll_s: float = 1.0  # paused workers' first polling step while a probe is out (then backing off)
 
     @property
     def key(self) -> str:
@@ -94,6 +95,7 @@ class Grant:
     probe: bool = False
     wait_s: float = 0.0
     reason: str | None = None  # paused: why (the benched identities' last block reasons)
+    poll: bool = False  # paused while a probe is out: wait_s is a polling step, not a known end
 
     @property
     def paused(self) -> bool:
@@ -219,10 +221,11 @@ class LimiterCore:
         if closed:  # the identity whose slots come soonest
             return self._grant(min(closed, key=lambda i: i.load(now)), probe=False)
         waits = [i.bench_until - now for i in self.ids.values() if i.state == "open"]
-        if any(i.state == "half_open" for i in self.ids.values()):
-            waits.append(self.spec.poll_s)
+        probing = any(i.state == "half_open" for i in self.ids.values())
         reasons = self.pauses[-1]["reasons"] if self._paused() else {}
         why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "every identity is benched"
+        if probing and (not waits or min(waits) > self.spec.poll_s):  # only the probe's answer can end it
+            return Grant(None, None, wait_s=self.spec.poll_s, reason=why, poll=True)
         return Grant(None, None, wait_s=max(0.01, min(waits)), reason=why)
 
     def _grant(self, ident: _Identity, probe: bool) -> Grant:
@@ -426,16 +429,32 @@ class Throttle:
 
     `overhead_s / calls` is what the limiter costs per call (time inside limiter calls,
     not the sleeps it asks for): microseconds in-process, a round trip for an actor.
+
+    While fetching is paused a worker sleeps until the bench it was told of ends (plus a jitter
+    of up to a tenth of the wait, so that thousands of workers do not ask at the same instant:
+    only one of them may probe anyway), and
+    while a probe is out (an end nobody knows) it backs off: each poll step doubles, up to
+    `max_poll_s` (`for_limits`: the bench length, at most 30 s), with jitter (half to the whole step). So a worker asks about
+    log2(max_poll_s / poll_s) + pause / max_poll_s times in a pause, not once a second; fetching
+    resumes at most `max_poll_s` after the probe's good answer.
     """
 
-    def __init__(self, limiter: FetchLimiter, max_pause_s: float, sleep: Callable[[float], None] = time.sleep):
-        self.limiter, self.max_pause_s = limiter, max_pause_s
+    def __init__(self, limiter: FetchLimiter, max_pause_s: float, sleep: Callable[[float], None] = time.sleep,
+                 max_poll_s: float = 30.0, rng: random.Random | None = None):
+        self.limiter, self.max_pause_s, self.max_poll_s = limiter, max_pause_s, max_poll_s
         self._sleep = sleep
+        self._rng = rng or random.Random()
         self.calls = 0
         self.overhead_s = 0.0
         self.slept_s = 0.0
         self.paused_s = 0.0
         self._count = threading.Lock()  # worker threads share one throttle (the bench does)
+
+    @classmethod
+    def for_limits(cls, limiter: FetchLimiter, limits: Any) -> "Throttle":
+        """A worker's throttle for a `fetch.limits` config: backing off up to the bench length
+        (`bench_s`), at most 30 s."""
+        return cls(limiter, limits.max_pause_s, max_poll_s=min(30.0, limits.bench_s))
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         start = time.perf_counter()
@@ -449,14 +468,20 @@ class Throttle:
 
     def lease(self, last_block: str = "bot_check") -> Lease:
         """An identity for the next attempt; waits while fetching is paused."""
-        waited = 0.0
+        waited, polls = 0.0, 0
         while True:
             grant = self._call(self.limiter.lease)
             if not grant.paused:
                 return Lease(grant.lease, grant.identity, grant.probe)
             if waited >= self.max_pause_s:
                 raise FetchPaused(waited, grant.reason, last_block)
-            step = min(grant.wait_s, self.max_pause_s - waited + 0.01)
+            if grant.poll:  # capped exponential backoff with jitter
+                step = min(grant.wait_s * 2 ** polls, max(self.max_poll_s, grant.wait_s))
+                step *= self._rng.uniform(0.5, 1.0)
+                polls += 1
+            else:  # a known end: sleep until then, spread over one poll step
+                step = grant.wait_s + self._rng.uniform(0.0, min(0.1 * grant.wait_s, self.max_poll_s))
+            step = min(step, self.max_pause_s - waited + 0.01)
             self._sleep(step)
             waited += step
             with self._count:

@@ -101,7 +101,7 @@ class FetchStage(Stage):
         self.identities: dict[str, IdentityConfig] = {i.name: i for i in cfg.identity_list()}
         self.limiter: FetchLimiter = LocalLimiter(LimiterSpec.from_config(cfg))
         self._mark = self.limiter.mark()
-        self.throttle = Throttle(self.limiter, cfg.limits.max_pause_s)
+        self.throttle = Throttle.for_limits(self.limiter, cfg.limits)
         self._exempt = youtube.exempt_url_prefixes(cfg.youtube)
 
     def sections(self) -> dict[str, FetchConfig]:
@@ -127,7 +127,7 @@ class FetchStage(Stage):
         if self.limiter is None:
             self.limiter = LocalLimiter(LimiterSpec.from_config(self.cfg))
             self._mark = self.limiter.mark()
-        self.throttle = Throttle(self.limiter, self.cfg.limits.max_pause_s)  # its counters are this process's
+        self.throttle = Throttle.for_limits(self.limiter, self.cfg.limits)  # its counters are this process's
 
     # -- the shared limiter (a service the runner starts and hands over) ----------
     def limiter_spec(self) -> LimiterSpec:
@@ -151,7 +151,7 @@ class FetchStage(Stage):
         """Use `limiter` (shared by every worker) instead of this process's own."""
         if limiter is not self.limiter:
             self.limiter, self._mark = limiter, limiter.mark()
-            self.throttle = Throttle(limiter, self.cfg.limits.max_pause_s)
+            self.throttle = Throttle.for_limits(limiter, self.cfg.limits)
 
     def limiter_stats(self) -> dict[str, Any]:
         """What the limiter did since this stage got it: requests, waits, benches, pauses."""

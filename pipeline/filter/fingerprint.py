@@ -13,8 +13,16 @@ Candidates are found with a band index: a hash is cut into four 16-bit slices an
 each of the six pairs of slices (32-bit keys). Two hashes within 2 bits share a key, a
 near-duplicate's ~30 matching points share many, and two unrelated hashes share one with odds of
 about 1 in 10^9 (16-bit keys alone collide so often at 100K stored videos that every query
-touched most of the index). So a check touches only videos that share a key with the query. This is plain numpy (no Ray, no files); the runner shares one
-index between workers (see `pipeline/filter/index.py`).
+touched most of the index). So a check touches only videos that share a key with the query;
+those where at least two points share a key with a query hash *and* lie within `max_hamming`
+bits of it are compared with the whole query exactly (an exact Hamming range search, faiss),
+and only those with enough close points are aligned. The band keys are kept in sorted numpy
+runs rather than in a library's hash index: faiss's `IndexBinaryMultiHash`, given the same keys,
+took ~5x the memory and the build time, and searched with the radius itself (`max_hamming`, 10
+bits of 64) it is close to brute force; usearch is approximate (README "Near-duplicates at
+scale").
+This is plain numpy and faiss (no Ray, no files); the runner shares one index between workers
+(see `pipeline/filter/index.py`).
 """
 from __future__ import annotations
 
@@ -89,7 +97,12 @@ def match(query: Query, sig: Signature, cfg: MatchConfig) -> Match | None:
     """The alignment of `query` with `sig` when it makes them the same video, else None."""
     if not len(query.h) or not len(sig.h):
         return None
-    near = hamming_matrix(sig.h, query.h) <= cfg.max_hamming  # (stored points, query hashes)
+    return align(query, sig, cfg, hamming_matrix(sig.h, query.h) <= cfg.max_hamming)
+
+
+def align(query: Query, sig: Signature, cfg: MatchConfig, near: np.ndarray) -> Match | None:
+    """`match` given `near`, the (stored points, query hashes) pairs within `max_hamming` bits:
+    the index computes it for all its candidates at once."""
     j_idx, i_idx = np.nonzero(near)
     if len(j_idx) < cfg.min_points:
         return None
@@ -123,25 +136,114 @@ def match(query: Query, sig: Signature, cfg: MatchConfig) -> Match | None:
     return None
 
 
+class _Column:
+    """A numpy array that grows by doubling (appends amortised O(1), reads are views)."""
+
+    def __init__(self, dtype) -> None:
+        self._a = np.zeros(1024, dtype)
+        self.n = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self.n + len(values)
+        if need > len(self._a):
+            grown = np.zeros(max(need, 2 * len(self._a)), self._a.dtype)
+            grown[:self.n] = self._a[:self.n]
+            self._a = grown
+        self._a[self.n:need] = values
+        self.n = need
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._a[:self.n]
+
+    def fit(self) -> None:
+        """Drop the spare room (after a bulk load)."""
+        self._a = self._a[:max(self.n, 1)].copy()
+
+
+@dataclass
+class _Run:
+    """Band keys of a contiguous range of points, sorted per band: (6, n) keys and point ids."""
+
+    keys: np.ndarray
+    points: np.ndarray
+
+    @classmethod
+    def of(cls, first: int, h: np.ndarray) -> "_Run":
+        keys = _band_keys(h)
+        return cls._sorted(keys, np.broadcast_to(np.arange(first, first + len(h), dtype=np.int32), keys.shape))
+
+    @classmethod
+    def merge(cls, a: "_Run", b: "_Run") -> "_Run":
+        return cls._sorted(np.concatenate([a.keys, b.keys], axis=1), np.concatenate([a.points, b.points], axis=1))
+
+    @classmethod
+    def _sorted(cls, keys: np.ndarray, points: np.ndarray) -> "_Run":
+        """Each band sorted by (key, point): one value sort of both packed in 64 bits (numpy's
+        vectorised sort: ~2x a stable argsort), one band at a time (scratch: a sixth of the run)."""
+        out_keys, out_points = np.empty(keys.shape, np.uint32), np.empty(keys.shape, np.int32)
+        for band in range(_BANDS):  # in place: one 8-byte scratch array
+            packed = keys[band].astype(np.uint64)
+            packed <<= np.uint64(32)
+            packed |= points[band].astype(np.uint32)
+            packed.sort()
+            np.right_shift(packed, np.uint64(32), out=out_keys[band], casting="unsafe")
+            np.bitwise_and(packed, np.uint64(0xFFFFFFFF), out=out_points[band], casting="unsafe")
+        return cls(out_keys, out_points)
+
+    def __len__(self) -> int:
+        return self.keys.shape[1]
+
+    def lookup(self, band: int, keys: np.ndarray) -> np.ndarray:
+        """Point ids whose key in `band` is one of `keys` (sorted, unique). One binary search per
+        key (most keys are in no run); the end of a key's range only for keys that are found."""
+        column = self.keys[band]
+        lo = np.searchsorted(column, keys, side="left")
+        found = lo < len(column)
+        found[found] = column[lo[found]] == keys[found]
+        if not found.any():
+            return np.zeros(0, np.int32)
+        lo = lo[found]
+        sizes = np.searchsorted(column, keys[found], side="right") - lo
+        within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        return self.points[band, np.repeat(lo, sizes) + within]
+
+
 class SignatureIndex:
     """Stored signatures with a band index for candidate lookup; `best_match` checks a query.
 
-    Every stored point is kept in flat numpy arrays (owner, six 32-bit keys); per key, the values
-    are sorted once and looked up with `searchsorted`, and points added since the last sort sit
-    in a short tail that is scanned directly (re-sorted when it outgrows 10% of the index).
-    52 bytes a point: 400K videos x 48 points ~ 1 GB in the registry actor."""
+    Columnar: every stored point's time and hash in flat numpy arrays, each signature a range of
+    them. The band keys live in sorted runs (log-structured: a new run per `RUN_POINTS` added
+    points, merged with the previous run while that is not more than twice as large), so adding
+    a signature never re-sorts the index and a lookup is a few `searchsorted` per run; points
+    not yet in a run (fewer than `RUN_POINTS`) are scanned directly.
+
+    A stored video is verified when at least `CONFIRMED` of its points share a band key with a
+    query hash that is also within `max_hamming` bits of them (checked on the hits, cheap). A
+    shared key alone is a coincidence of 32 bits, and pHash bits are biased (measured 0.11-0.83
+    ones across the real clips, one bit always set), so at 379K videos unrelated videos share
+    one with ~1,200-2,700 stored signatures per check; 2 confirmed points leave none of them
+    (bench/dedupe_scale.py). The verified candidates' points are then compared with all the
+    query's hashes in one exact Hamming range search (faiss `IndexBinaryFlat`), and those with
+    `min_points` close points are aligned (`align`, the same as `match`). Decisions equal the
+    band-only rule's on copies up to `max_hamming` bits apart a hash (tests/test_dedupe_index.py);
+    they can differ past it (copies 12 bits apart a hash: 39 of 40 equal, 14 bits: 32 of 40).
+    ~64 bytes a point: 379K videos x 48 points ~ 1.2 GB."""
+
+    RUN_POINTS = 4096
+    CONFIRMED = 2
 
     def __init__(self, cfg: MatchConfig):
         self.cfg = cfg
-        self.signatures: list[Signature] = []
+        self._vid: list[str] = []                 # per position (a re-added ID gets a new one)
+        self._dur = _Column(np.float64)
+        self._start = _Column(np.int64)           # first point of each position
+        self._live = _Column(np.bool_)
         self._ids: dict[str, int] = {}
-        self._owner = np.zeros(0, np.int32)   # signature position of every point
-        self._keys = np.zeros((_BANDS, 0), np.uint32)
-        self._sorted = 0                      # points [0, _sorted) are in the sorted band arrays
-        self._order = np.zeros((_BANDS, 0), np.int32)
-        self._skeys = np.zeros((_BANDS, 0), np.uint32)
-        self._tail_owner: list[np.ndarray] = []
-        self._tail_keys: list[np.ndarray] = []
+        self._t = _Column(np.float64)
+        self._h = _Column(np.uint64)
+        self._runs: list[_Run] = []
+        self._indexed = 0                         # points [0, _indexed) are in runs
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -150,69 +252,181 @@ class SignatureIndex:
         return video_id in self._ids
 
     def extend(self, sigs: Iterable[Signature]) -> None:
-        """Store many signatures, sorted once at the end (seeding from the committed rows)."""
+        """Store many signatures, indexed once at the end (seeding from the committed rows)."""
         for sig in sigs:
-            self.add(sig, sort=False)
-        self._rebuild()
+            self._append(sig.video_id, sig.duration_s, sig.t, sig.h)
+        self._index_tail(force=True)
 
-    def add(self, sig: Signature, sort: bool = True) -> None:
+    def extend_columns(self, video_ids: list[str], durations: np.ndarray, offsets: np.ndarray,
+                       t: np.ndarray, h: np.ndarray, index: bool = True) -> None:
+        """Store many signatures given as columns (as read from Arrow): signature k has the
+        points [offsets[k], offsets[k+1]) of `t` and `h`. No Python object per point. With
+        `index=False` the band keys wait for `index_all` (seeding: one sort at the end, not a
+        merge per batch, which halves the peak memory)."""
+        base = self._t.n
+        self._t.extend(np.asarray(t, np.float64))
+        self._h.extend(np.asarray(h, np.uint64))
+        self._start.extend(base + np.asarray(offsets[:-1], np.int64))
+        self._dur.extend(np.asarray(durations, np.float64))
+        self._live.extend(np.ones(len(video_ids), np.bool_))
+        for vid in video_ids:
+            old = self._ids.get(vid)
+            if old is not None:
+                self._live.values[old] = False
+            self._ids[vid] = len(self._vid)
+            self._vid.append(vid)
+        if index:
+            self._index_tail(force=False)
+
+    def index_all(self) -> None:
+        """Put every point added so far into the band runs (after dropping the columns' spare room)."""
+        for column in (self._t, self._h, self._dur, self._start, self._live):
+            column.fit()
+        self._index_tail(force=True)
+
+    def add(self, sig: Signature) -> None:
         """Store `sig` (a later signature of the same ID replaces the earlier one)."""
-        pos = len(self.signatures)
-        self.signatures.append(sig)
-        self._ids[sig.video_id] = pos  # the earlier position, if any, is now stale and skipped
-        if len(sig.h):
-            self._tail_owner.append(np.full(len(sig.h), pos, np.int32))
-            self._tail_keys.append(_band_keys(sig.h))
-        if sort and sum(len(o) for o in self._tail_owner) > max(4096, self._sorted // 10):
-            self._rebuild()
+        self._append(sig.video_id, sig.duration_s, sig.t, sig.h)
+        self._index_tail(force=False)
+
+    def _append(self, video_id: str, duration_s: float, t: np.ndarray, h: np.ndarray) -> None:
+        pos = len(self._vid)
+        old = self._ids.get(video_id)
+        if old is not None:
+            self._live.values[old] = False  # its points stay in the arrays but no longer count
+        self._vid.append(video_id)
+        self._ids[video_id] = pos
+        self._dur.extend(np.array([duration_s], np.float64))
+        self._start.extend(np.array([self._t.n], np.int64))
+        self._live.extend(np.ones(1, np.bool_))
+        self._t.extend(np.asarray(t, np.float64))
+        self._h.extend(np.asarray(h, np.uint64))
 
     def remove(self, video_id: str) -> None:
         """Forget `video_id` (its points stay in the arrays but no longer count)."""
-        self._ids.pop(video_id, None)
+        pos = self._ids.pop(video_id, None)
+        if pos is not None:
+            self._live.values[pos] = False
 
-    def _rebuild(self) -> None:
-        if self._tail_owner:
-            self._owner = np.concatenate([self._owner, *self._tail_owner])
-            self._keys = np.concatenate([self._keys, *self._tail_keys], axis=1)
-            self._tail_owner, self._tail_keys = [], []
-        self._order = np.argsort(self._keys, axis=1, kind="stable").astype(np.int32)
-        self._skeys = np.take_along_axis(self._keys, self._order, axis=1)
-        self._sorted = len(self._owner)
+    def _index_tail(self, force: bool) -> None:
+        n = self._t.n
+        if n == self._indexed or (not force and n - self._indexed < self.RUN_POINTS):
+            return
+        self._runs.append(_Run.of(self._indexed, self._h.values[self._indexed:n]))
+        self._indexed = n
+        while len(self._runs) > 1 and 2 * len(self._runs[-1]) >= len(self._runs[-2]):
+            last = self._runs.pop()
+            self._runs[-1] = _Run.merge(self._runs[-1], last)
 
-    def candidates(self, query: Query) -> list[int]:
+    def signature(self, pos: int) -> Signature:
+        """The stored signature at a position (views of the point arrays)."""
+        a = int(self._start.values[pos])
+        b = int(self._start.values[pos + 1]) if pos + 1 < self._start.n else self._t.n
+        return Signature(self._vid[pos], float(self._dur.values[pos]), self._t.values[a:b], self._h.values[a:b])
+
+    def nbytes(self) -> int:
+        """Bytes held in the index's arrays (points, band runs, per-signature columns)."""
+        cols = (self._t, self._h, self._dur, self._start, self._live)
+        return sum(c._a.nbytes for c in cols) + sum(r.keys.nbytes + r.points.nbytes for r in self._runs)
+
+    def live(self) -> Iterator[Signature]:
+        """The stored signatures that count, oldest first."""
+        for pos in sorted(self._ids.values()):
+            yield self.signature(pos)
+
+    def candidates(self, query: Query, confirmed: int = 0) -> list[int]:
         """Positions of live stored signatures sharing a band value with any query hash, those
-        sharing most first."""
-        q = _band_keys(np.unique(query.h))
-        owners = []
+        sharing most first (then the earliest stored). With `confirmed`, only those where at
+        least that many points share a band value with a query hash that is also within
+        `max_hamming` bits of them (a shared band value alone is a 32-bit coincidence, common
+        between unrelated pictures at 379K videos: thousands of candidates a check)."""
+        uniq = np.unique(query.h)
+        q = _band_keys(uniq)
+        tail = _band_keys(self._h.values[self._indexed:]) if self._t.n > self._indexed else None
+        hits, close = [], []
         for b in range(_BANDS):
             keys = np.unique(q[b])
-            if self._sorted:
-                lo = np.searchsorted(self._skeys[b], keys, side="left")
-                hi = np.searchsorted(self._skeys[b], keys, side="right")
-                hit = hi > lo
-                if hit.any():
-                    idx = np.concatenate([self._order[b, a:z] for a, z in zip(lo[hit], hi[hit])])
-                    owners.append(self._owner[idx])
-            for tail_owner, tail_keys in zip(self._tail_owner, self._tail_keys):
-                owners.append(tail_owner[np.isin(tail_keys[b], keys)])
-        if not owners:
+            found = [run.lookup(b, keys) for run in self._runs]
+            if tail is not None:  # a few thousand points: look each up among the query's sorted keys
+                at = np.minimum(np.searchsorted(keys, tail[b]), len(keys) - 1)
+                found.append(self._indexed + np.flatnonzero(keys[at] == tail[b]))
+            hits += found
+            if confirmed and found:
+                close.append(self._close_points(np.concatenate(found), b, uniq, q[b]))
+        points = np.concatenate(hits) if hits else np.zeros(0, np.int64)
+        if not len(points):
             return []
-        pos, votes = np.unique(np.concatenate(owners), return_counts=True)
-        live = np.array([self._ids.get(self.signatures[p].video_id) == p for p in pos], bool)
-        pos, votes = pos[live], votes[live]
+        pos, votes = np.unique(self._owner(points), return_counts=True)
+        keep = self._live.values[pos]
+        if confirmed:
+            sure, count = np.unique(self._owner(np.unique(np.concatenate(close))), return_counts=True)
+            at = np.minimum(np.searchsorted(sure, pos), max(0, len(sure) - 1))
+            keep &= (sure[at] == pos) & (count[at] >= confirmed) if len(sure) else False
+        pos, votes = pos[keep], votes[keep]
         return [int(p) for p in pos[np.lexsort((pos, -votes))]]
 
+    def _owner(self, points: np.ndarray) -> np.ndarray:
+        """The signature position each point belongs to."""
+        return np.searchsorted(self._start.values, points, side="right") - 1
+
+    def _close_points(self, points: np.ndarray, band: int, uniq: np.ndarray, qkeys: np.ndarray) -> np.ndarray:
+        """Of `points` (found by their key in `band`), those within `max_hamming` bits of a query
+        hash with that key (`uniq`: the query's distinct hashes, `qkeys` their keys in `band`)."""
+        order = np.argsort(qkeys, kind="stable")
+        sorted_keys = qkeys[order]
+        pkeys = _band_keys(self._h.values[points])[band]
+        lo = np.searchsorted(sorted_keys, pkeys, side="left")
+        sizes = np.searchsorted(sorted_keys, pkeys, side="right") - lo
+        within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        paired = np.repeat(points, sizes)
+        bits = np.bitwise_count(self._h.values[paired] ^ uniq[order[np.repeat(lo, sizes) + within]])
+        return paired[bits <= self.cfg.max_hamming]
+
     def best_match(self, query: Query, exclude: str | None = None) -> Match | None:
-        """The stored video `query` duplicates (most matched points; earliest stored on a tie)."""
-        best: tuple[int, int, Match] | None = None
-        for pos in self.candidates(query):
-            sig = self.signatures[pos]
-            if sig.video_id == exclude:
+        """The stored video `query` duplicates (most matched points; on a tie the candidate
+        sharing most band keys, then the earliest stored)."""
+        found = [p for p in self.candidates(query, confirmed=self.CONFIRMED) if self._vid[p] != exclude]
+        if not found or not len(query.h):
+            return None
+        sigs = [self.signature(p) for p in found]
+        near = _near_pairs(query.h, sigs, self.cfg.max_hamming, self.cfg.min_points)
+        best: Match | None = None
+        for sig, pairs in zip(sigs, near):
+            if pairs is None:
                 continue
-            m = match(query, sig, self.cfg)
-            if m is not None and (best is None or m.matched > best[0]):
-                best = (m.matched, pos, m)
-        return best[2] if best else None
+            m = align(query, sig, self.cfg, pairs)
+            if m is not None and (best is None or m.matched > best.matched):
+                best = m
+        return best
+
+
+def _near_pairs(qh: np.ndarray, sigs: list[Signature], max_hamming: int,
+                min_points: int = 1) -> list[np.ndarray | None]:
+    """For each signature, the (its points, query hashes) matrix of pairs within `max_hamming`
+    bits, or None when fewer than `min_points` of its points have any: one exact Hamming range
+    search over all the signatures' points against the query's distinct hashes (faiss)."""
+    import faiss
+
+    uniq, inverse = np.unique(np.asarray(qh, np.uint64), return_inverse=True)
+    points = np.concatenate([s.h for s in sigs]).astype(np.uint64)
+    flat = faiss.IndexBinaryFlat(64)
+    flat.add(uniq.view(np.uint8).reshape(-1, 8))
+    lims, _, ids = flat.range_search(np.ascontiguousarray(points).view(np.uint8).reshape(-1, 8), max_hamming + 1)
+    lims = lims.astype(np.int64)
+    out: list[np.ndarray | None] = []
+    first = 0
+    for sig in sigs:
+        n = len(sig.h)
+        counts = np.diff(lims[first:first + n + 1])
+        if (counts > 0).sum() < min_points:
+            out.append(None)
+        else:
+            rows = np.repeat(np.arange(n), counts)
+            near_u = np.zeros((n, len(uniq)), bool)
+            near_u[rows, ids[lims[first]:lims[first + n]]] = True
+            out.append(near_u[:, inverse])
+        first += n
+    return out
 
 
 def _band_keys(h: np.ndarray) -> np.ndarray:

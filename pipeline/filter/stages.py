@@ -6,13 +6,13 @@ measured; every reject reason they give is permanent (the video will not change)
 from __future__ import annotations
 
 import logging
-import time
+from typing import Sequence
 
 import numpy as np
 
 from pipeline.filter.config import DecontaminateConfig, DedupeConfig, FilterConfig
 from pipeline.filter.fingerprint import Query, Signature, SignatureIndex, read_fingerprints
-from pipeline.filter.index import DuplicateRegistry, LocalRegistry, committed_signatures
+from pipeline.filter.index import DuplicateRegistry, LocalRegistry, open_registry
 from pipeline.filter.rules import decide
 from pipeline.records import Reason, VideoTask
 from pipeline.stage import Resources, Service, Stage
@@ -68,15 +68,14 @@ class DedupeStage(Stage):
         return {"dedupe": self.dedupe, "decontaminate": self.decontaminate}
 
     def services(self, dataset=None) -> list[Service]:
-        """One registry for the run, seeded with the signatures of the dataset's committed
-        accepted videos (pipeline/filter/index.py says why the check runs there)."""
+        """One registry for the run, which seeds itself with the signatures of the dataset's
+        committed accepted videos (pipeline/filter/index.py says why the check runs there and
+        why the driver never reads them)."""
         if not self.dedupe.enabled or self.registry is not None:
             return []
-        t0 = time.perf_counter()
-        committed = committed_signatures(dataset) if dataset is not None else []
-        return [Service("curate-dedupe", LocalRegistry, (self.dedupe.match, committed),
-                        note=f"near-duplicate index: {len(committed)} committed signatures read in "
-                             f"{time.perf_counter() - t0:.2f} s")]
+        url = dataset.url if dataset is not None else None
+        return [Service("curate-dedupe", open_registry, (self.dedupe.match, url),
+                        note="near-duplicate index: the registry reads the committed signatures itself")]
 
     def bind(self, name: str, proxy) -> None:
         self.registry = proxy
@@ -101,21 +100,34 @@ class DedupeStage(Stage):
         return self._benchmarks
 
     def process(self, task: VideoTask) -> VideoTask:
-        dense, task.hash_track = task.hash_track, None
-        if task.rejected or dense is None or task.signals is None:
-            return task
-        query = Query(np.asarray(dense.times, np.float64), np.asarray(dense.hashes, np.uint64), task.duration_s or 0.0)
-        if self.decontaminate.fingerprint_files:
-            hit = self.benchmarks().best_match(query)
-            if hit is not None:
-                return task.reject(Reason.benchmark_overlap,
-                                   f"matches benchmark video {hit.video_id}: {hit.describe()}", stage=self.name)
-        if not self.dedupe.enabled:
-            return task
-        if self.registry is None:
-            self.registry = LocalRegistry(self.dedupe.match)
-        signature = Signature.from_points(task.video_id, task.duration_s or 0.0, task.signals.signature)
-        hit = self.registry.claim(task.video_id, query, signature)
-        if hit is not None:
-            task.reject(Reason.near_duplicate, f"near-duplicate of {hit.video_id}: {hit.describe()}", stage=self.name)
-        return task
+        return self.process_batch([task])[0]
+
+    def process_batch(self, tasks: Sequence[VideoTask]) -> list[VideoTask]:
+        """Benchmark checks per video, then the batch's near-duplicate claims in one registry call."""
+        claims: list[tuple[VideoTask, Query]] = []
+        for task in tasks:
+            dense, task.hash_track = task.hash_track, None
+            if task.rejected or dense is None or task.signals is None:
+                continue
+            query = Query(np.asarray(dense.times, np.float64), np.asarray(dense.hashes, np.uint64),
+                          task.duration_s or 0.0)
+            if self.decontaminate.fingerprint_files:
+                hit = self.benchmarks().best_match(query)
+                if hit is not None:
+                    task.reject(Reason.benchmark_overlap,
+                                f"matches benchmark video {hit.video_id}: {hit.describe()}", stage=self.name)
+                    continue
+            if self.dedupe.enabled:
+                claims.append((task, query))
+        if claims:
+            if self.registry is None:
+                self.registry = LocalRegistry(self.dedupe.match)
+            hits = self.registry.claim_many([
+                (task.video_id, query, Signature.from_points(task.video_id, task.duration_s or 0.0,
+                                                             task.signals.signature))
+                for task, query in claims])
+            for (task, _), hit in zip(claims, hits):
+                if hit is not None:
+                    task.reject(Reason.near_duplicate, f"near-duplicate of {hit.video_id}: {hit.describe()}",
+                                stage=self.name)
+        return list(tasks)
