@@ -350,9 +350,11 @@ def stream(cfg: JobConfig, stages: Sequence[Stage], todo: Sequence[VideoTask], s
     echo(f"running on {where}")
     check_media_placement(cfg, stages, echo)
     services += start_services(stages, dataset=store)  # limiter, near-duplicate registry, ...
-    for _, service, _ in services:
+    for _, service, proxy in services:
         if service.note:
             echo(service.note)
+        if service.status:
+            echo(getattr(proxy, service.status)())
     flat = leaves(stages)
     try:
         for task in execute(cfg, todo, stages, progress=progress, echo=echo):

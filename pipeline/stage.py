@@ -51,6 +51,7 @@ class Service:
     args: tuple = ()
     shared: bool = False
     note: str = ""  # said by the job when it starts the service
+    status: str = ""  # a method of the service whose text the job says once it has started (what it loaded)
 
 
 class Stage:

@@ -74,8 +74,7 @@ class DedupeStage(Stage):
         if not self.dedupe.enabled or self.registry is not None:
             return []
         url = dataset.url if dataset is not None else None
-        return [Service("curate-dedupe", open_registry, (self.dedupe.match, url),
-                        note="near-duplicate index: the registry reads the committed signatures itself")]
+        return [Service("curate-dedupe", open_registry, (self.dedupe.match, url), status="describe_load")]
 
     def bind(self, name: str, proxy) -> None:
         self.registry = proxy
