@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline.segment.thumbs import Thumb, distance
+from pipeline.segment.thumbs import Thumb, distances
 
 
 @dataclass
@@ -62,31 +62,63 @@ class ConfirmedCutDetector:
         self.K = max(self.k + 2, round(self.p.gradual_s * rate))
         k, K = self.k, self.K
         self.lags = sorted({1, k, k + 1, 2 * k + 1, K, 2 * K, 2 * K + K // 2})
-        self._ring: list[Thumb | None] = [None] * (max(self.lags) + 1)
+        # the thumbnails of the last max(lags) frames, then those of a chunk of new frames (flat
+        # luma and histograms): distances are taken a chunk and a lag at a time (`_flush`), not
+        # per pair, which costs a tenth of the per-frame Python calls
+        self._hist_len, self._chunk, self._pending = max(self.lags), 64, 0
+        self._y: np.ndarray | None = None
+        self._h: np.ndarray | None = None
         # per lag, (picture, histogram) distance of every frame, flat: 16 bytes a frame and lag
         self._dist: dict[int, array] = {lag: array("d") for lag in self.lags}
         self.frames = 0
         self.numbers = array("q")
         self.seconds = array("d")
-        self.luma = array("d")  # mean thumbnail luma: fades through black are centred on the dark
+        self._luma = array("d")
 
     def push(self, thumb: Thumb, number: int, seconds: float) -> None:
-        """Record one frame: its distance to the frames `lags` before it (the first frame for
-        frames that have fewer predecessors)."""
-        n = self.frames
-        ring = self._ring
-        size = len(ring)
-        ring[n % size] = thumb
-        for lag in self.lags:
-            prev = ring[max(0, n - lag) % size]
-            self._dist[lag].extend(distance(prev, thumb) if n else (0.0, 0.0))
+        """Record one frame. Its distances to the frames `lags` before it (the first frame for
+        frames that have fewer predecessors) are computed a chunk of frames at a time."""
+        n, pos = self.frames, self._hist_len + self._pending
+        if n == 0:  # frames before the first are the first: max(0, n - lag)
+            size = self._hist_len + self._chunk
+            self._y = np.empty((size, thumb.y.size), np.uint8)
+            self._h = np.empty((size, thumb.hist.size), np.float32)
+            self._y[:pos] = thumb.y.reshape(-1)
+            self._h[:pos] = thumb.hist
+        self._y[pos] = thumb.y.reshape(-1)
+        self._h[pos] = thumb.hist
+        self._pending += 1
         self.numbers.append(number)
         self.seconds.append(seconds)
-        self.luma.append(cv2.mean(thumb.y)[0])
         self.frames += 1
+        if self._pending == self._chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Distances of the pending frames at every lag, their mean luma; keep the last
+        max(lags) frames as the history of the next chunk."""
+        m, H = self._pending, self._hist_len
+        if not m:
+            return
+        ys, hs = self._y[H:H + m], self._h[H:H + m]
+        for lag in self.lags:
+            self._dist[lag].extend(distances(ys, self._y[H - lag:H + m - lag],
+                                             hs, self._h[H - lag:H + m - lag]).ravel())
+        # sum x (1 / n), as cv2.mean computes it (so the values are cv2.mean's to the last bit)
+        self._luma.extend(cv2.reduce(ys, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() * (1.0 / ys.shape[1]))
+        self._y[:H] = self._y[m:m + H]
+        self._h[:H] = self._h[m:m + H]
+        self._pending = 0
+
+    @property
+    def luma(self) -> np.ndarray:
+        """Mean thumbnail luma of every frame: fades through black are centred on the dark."""
+        self._flush()
+        return np.frombuffer(self._luma, dtype=np.float64).copy()
 
     def lag_distance(self, lag: int) -> np.ndarray:
         """(frames, 2) picture and histogram distances of each frame to the one `lag` before."""
+        self._flush()
         return np.frombuffer(self._dist[lag], dtype=np.float64).reshape(-1, 2).copy()  # no view: the array may grow
 
     def _score(self, cross: list[np.ndarray], within: list[np.ndarray]) -> np.ndarray:

@@ -57,12 +57,23 @@ def thumb_size(width: int, height: int) -> tuple[int, int]:
     return max(1, w), max(1, h)
 
 
-def _halve_to(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _halvings(shape: tuple[int, ...], size: tuple[int, int]) -> list[tuple[int, int]]:
+    """The (width, height) of each INTER_AREA step that takes a plane of `shape` to `size`:
+    halve while the half still covers `size`, then one last resize if the sizes differ."""
     w, h = size
-    while plane.shape[1] // 2 >= w and plane.shape[0] // 2 >= h:
-        plane = cv2.resize(plane, (plane.shape[1] // 2, plane.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    if (plane.shape[1], plane.shape[0]) != (w, h):
-        plane = cv2.resize(plane, (w, h), interpolation=cv2.INTER_AREA)
+    cw, ch = shape[1], shape[0]
+    steps = []
+    while cw // 2 >= w and ch // 2 >= h:
+        cw, ch = cw // 2, ch // 2
+        steps.append((cw, ch))
+    if (cw, ch) != (w, h):
+        steps.append((w, h))
+    return steps
+
+
+def _halve_to(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    for step in _halvings(plane.shape, size):
+        plane = cv2.resize(plane, step, interpolation=cv2.INTER_AREA)
     return plane
 
 
@@ -81,11 +92,23 @@ class Thumbnailer:
         for k, (soft, n) in enumerate(zip(_SOFT, (ny, nc, nc))):
             self._soft[256 * k:256 * (k + 1), col:col + soft.shape[1]] = soft / n
             col += soft.shape[1]
+        self._raw = np.empty((3 * 256, 1), np.float32)  # calcHist's outputs, one after another
+        self._shape: tuple[int, ...] | None = None
+        self._steps: list[list[tuple[int, int]]] = []
 
     def __call__(self, frame) -> Thumb:
         if frame.format.name in _PLANAR_420:
-            y, u, v = yuv420_planes(frame)
-            ty, tu, tv = _halve_to(y, self.size), _halve_to(u, self.chroma_size), _halve_to(v, self.chroma_size)
+            planes = yuv420_planes(frame)
+            if planes[0].shape != self._shape:  # the resize steps, worked out once per plane size
+                self._shape = planes[0].shape
+                self._steps = [_halvings(p.shape, self.size) for p in planes]
+            ty, tu, tv = planes
+            for step in self._steps[0]:
+                ty = cv2.resize(ty, step, interpolation=cv2.INTER_AREA)
+            for step in self._steps[1]:
+                tu = cv2.resize(tu, step, interpolation=cv2.INTER_AREA)
+            for step in self._steps[2]:
+                tv = cv2.resize(tv, step, interpolation=cv2.INTER_AREA)
         else:  # 10-bit, 4:2:2, 4:4:4, RGB, ...: swscale scales and converts in one pass
             if self._reformatter is None:
                 self._reformatter = VideoReformatter()
@@ -94,18 +117,29 @@ class Thumbnailer:
             ty, tu, tv = (np.ascontiguousarray(p) for p in yuv420_planes(small))
         # three 256-level histograms side by side, then one product with the block-diagonal
         # soft-binning matrix (which also normalises each part to sum 1)
-        raw = np.concatenate([cv2.calcHist([p], [0], None, [256], [0, 256]) for p in (ty, tu, tv)]).ravel()
-        return Thumb(ty, tu, tv, raw @ self._soft)
+        raw = self._raw
+        for k, p in enumerate((ty, tu, tv)):
+            cv2.calcHist([p], [0], None, [256], [0, 256], hist=raw[256 * k:256 * (k + 1)])
+        return Thumb(ty, tu, tv, raw[:, 0] @ self._soft)
 
 
-def distance(a: Thumb, b: Thumb) -> tuple[float, float]:
-    """(picture, histogram) distance of two thumbnails.
+def distances(y: np.ndarray, y_prev: np.ndarray, hist: np.ndarray, hist_prev: np.ndarray) -> np.ndarray:
+    """(frames, 2) picture and histogram distances of thumbnails to others, one per row: `y` and
+    `y_prev` (frames, pixels) flat luma, `hist` and `hist_prev` (frames, 64) histograms.
 
-    picture: mean absolute luma difference (0-255); histogram: L1 distance of the Y, U and V
-    histograms, scaled to 0-100 (colour enters through the histograms only: adding the chroma
-    planes' differences to the picture distance changed no decision on the accuracy set)."""
-    return (cv2.norm(a.y, b.y, cv2.NORM_L1) / a.y.size,
-            cv2.norm(a.hist, b.hist, cv2.NORM_L1) * (100.0 / 6.0))
+    picture: mean absolute luma difference (0-255; exact: integer sums); histogram: L1 distance
+    of the Y, U and V histograms, scaled to 0-100 (colour enters through the histograms only:
+    adding the chroma planes' differences to the picture distance changed no decision on the
+    accuracy set). One call for a chunk of frames: per pair, the two cv2.norm calls and their
+    Python overhead cost ~3 us, seven lags a frame."""
+    out = np.empty((y.shape[0], 2))
+    out[:, 0] = cv2.reduce(cv2.absdiff(y, y_prev), 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    out[:, 0] /= y.shape[1]
+    # float32 differences summed in float64, as cv2.norm(NORM_L1) does (its summation order
+    # differs: the last bit of a distance may)
+    np.sum(np.abs(hist - hist_prev), axis=1, dtype=np.float64, out=out[:, 1])
+    out[:, 1] *= 100.0 / 6.0
+    return out
 
 
 class RgbThumbnailer:
