@@ -115,6 +115,28 @@ def status(out: str = typer.Argument(..., help="dataset directory")) -> None:
 
 
 @app.command()
+def compact(out: str = typer.Argument(..., help="dataset directory (a local path or an fsspec URL)"),
+            shard_mb: int = typer.Option(256, help="target size of a compacted shard file, MB")) -> None:
+    """Merge small shards into few large ones (new unique names); transient rejects go to small retry files."""
+    from pipeline.card import CardState, read_card, write_card
+    from pipeline.job import compact_store
+    from pipeline.store import DatasetStore, new_run_id
+
+    store = DatasetStore(out)
+    if not store.fs.exists(store.path("data")):
+        _fail(f"{out} is not a dataset written by curate (no data/ folder)")
+    store.acquire_lock(new_run_id())
+    try:
+        before = store.file_count()
+        compact_store(store, out=out, note=typer.echo, shard_bytes=shard_mb << 20)
+        name, sections = read_card(store)
+        write_card(store, name, CardState.from_store(store), sections)
+        typer.echo(f"{out}: {before} live files -> {store.file_count()}")
+    finally:
+        store.release_lock()
+
+
+@app.command()
 def validate(out: str = typer.Argument(..., help="dataset directory")) -> None:
     """Re-validate every row of every shard against its JSON Schema; exit 1 on any problem."""
     from pipeline.schema import CONFIGS, arrow_schema, validate_row
