@@ -115,7 +115,8 @@ def load_config(url: str, config: str, *, storage_options: dict[str, Any] | None
         raise ValueError(f"{url}: config {config!r} holds no rows yet (see the dataset card)")
     protocol = store.fs.protocol if isinstance(store.fs.protocol, str) else store.fs.protocol[0]
     files = {split["split"]: [f"{protocol}://{store.path(p)}" for p in split["path"]] for split in entry["data_files"]}
-    return datasets.load_dataset("parquet", data_files=files, storage_options=storage_options, **kwargs)
+    # a copy: datasets adds its own entries to the dict it is given
+    return datasets.load_dataset("parquet", data_files=files, storage_options=dict(storage_options or {}), **kwargs)
 
 
 def write_card(store: DatasetStore, job_name: str, state: CardState | None = None,

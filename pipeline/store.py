@@ -272,7 +272,7 @@ class DatasetStore:
         self.log = TableLog(self.fs, self.root, self.local)
         self._state: LogState | None = None
         self._adopt: dict[str, Any] | None = None  # a log entry adopting a dataset written before the log
-        self._garbage: list[str] = []  # old revisions and orphans of that dataset, deleted by reconcile
+        self._garbage: list[tuple[str, str]] = []  # old revisions and orphans of that dataset, deleted by reconcile
         self._ledger: Ledger | None = None
         self._scope: pa.Array | None = None  # the ids the ledger was read for (None: all)
         self._recent: dict[str, str] = {}  # video_id -> file, for videos committed since the ledger was read
@@ -316,10 +316,10 @@ class DatasetStore:
         for config, chunks in listing.items():
             for chunk, revisions in chunks.items():
                 revisions.sort()
-                self._garbage += [p for _, p in revisions[:-1]]
+                self._garbage += [("old_revisions_removed", p) for _, p in revisions[:-1]]
                 rel = revisions[-1][1]
                 if chunk not in order:  # a commit interrupted before its videos shard (the old commit point)
-                    self._garbage.append(rel)
+                    self._garbage.append(("orphan_shards_removed", rel))
                     continue
                 entry = {"path": rel, "config": config, "group": chunk, "version": order[chunk],
                          "rows": self.num_rows(self.path(rel))}
@@ -470,9 +470,9 @@ class DatasetStore:
                 stats["legacy_files_adopted"] = len(self._adopt["add"])
             self.log.write_entry(self._adopt)
             self._adopt = None
-        for rel in self._garbage:
+        for what, rel in self._garbage:
             self._rm_quietly(self.path(rel))
-            stats["orphan_shards_removed" if ".r" not in posixpath.basename(rel) else "old_revisions_removed"] += 1
+            stats[what] += 1
         self._garbage = []
         staging = self.path("_staging")
         if self.fs.exists(staging):
@@ -626,14 +626,16 @@ class DatasetStore:
         return pa.array(sorted(ids), pa.string()) if ids else None
 
     def read_table(self, config: str, columns: list[str] | None = None) -> pa.Table:
-        """All committed rows of a config (superseded rows left out). O(rows): prefer iter_batches."""
+        """All committed rows of a config (superseded rows left out). O(rows): prefer iter_batches.
+        `columns` may name nested leaves by their dotted path."""
         need = columns if columns is None or "video_id" in columns or not self.state.pending else [*columns, "video_id"]
         batches = list(self.iter_batches(config, need))
-        schema = arrow_schema(config)
-        if columns:
-            schema = pa.schema([schema.field(c) for c in need])
-        table = pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
-        return table.select(columns) if columns else table
+        if batches:
+            table = pa.Table.from_batches(batches)
+        else:  # the zero-row schema file gives the columns' types, nested leaves included
+            table = self._read(self.schema_path(config), need) if self.fs.exists(self.schema_path(config)) else \
+                arrow_schema(config).empty_table()
+        return table.drop_columns(["video_id"]) if need is not columns else table
 
     def _ledger_table(self, ids: list[str] | None) -> tuple[pa.Table, list[str]]:
         scope = pa.array(ids, pa.string()) if ids is not None else None
