@@ -53,7 +53,7 @@ import pyarrow.parquet as pq
 
 from pipeline.records import TRANSIENT_REASONS
 from pipeline.schema import CONFIGS, arrow_schema, validate_row
-from pipeline.storelog import FileEntry, LogState, TableLog
+from pipeline.storelog import FileEntry, LogState, TableLog, write_text_atomic
 
 SCHEMA_DIR = "_schema"
 LEGACY_SCHEMA_SHARD = "_schema.parquet"  # data/<config>/_schema.parquet, before it moved out of data/
@@ -726,21 +726,8 @@ class DatasetStore:
         except FileNotFoundError:
             pass
 
-    def _move(self, src: str, dst: str) -> None:
-        if self.local:
-            os.replace(src, dst)  # atomic on one filesystem
-        else:
-            self.fs.mv(src, dst)
-
     def _atomic_write_text(self, path: str, text: str) -> None:
-        if not self.local:  # one PUT is atomic; a rename would be a copy
-            with self.fs.open(path, "w") as fh:
-                fh.write(text)
-            return
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        with self.fs.open(tmp, "w") as fh:
-            fh.write(text)
-        self._move(tmp, path)
+        write_text_atomic(self.fs, path, text, local=self.local)
 
 
 def quarantine_row(config: str, row: dict[str, Any], path: str, message: str,

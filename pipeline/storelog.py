@@ -166,13 +166,20 @@ class TableLog:
         state.checkpoint = state.version
 
     def _write(self, path: str, text: str) -> None:
-        if not self.local:  # one PUT: atomic on an object store
-            with self.fs.open(path, "w") as fh:
-                fh.write(text)
-            return
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        with self.fs.open(tmp, "w") as fh:
+        write_text_atomic(self.fs, path, text, local=self.local, durable=True)
+
+
+def write_text_atomic(fs, path: str, text: str, *, local: bool, durable: bool = False) -> None:
+    """Readers see the old text or the new, never a part: one PUT on an object store (a rename
+    there would be a copy), a temporary file renamed on a local disk (fsync'd first if `durable`)."""
+    if not local:
+        with fs.open(path, "w") as fh:
             fh.write(text)
+        return
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with fs.open(tmp, "w") as fh:
+        fh.write(text)
+        if durable:
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+    os.replace(tmp, path)
