@@ -172,3 +172,21 @@ def test_compaction_prunes_the_answer_caches_of_permanent_rejects(store):
     assert kept == {v for v, o in outcome.items() if o != "too_short"}
     assert "pruned 3 answer files" in notes[0]
     write_card(store, "t", CardState.from_store(store))
+
+
+def test_curate_compact_rewrites_the_card_with_its_report_sections_kept(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    store = DatasetStore(str(tmp_path / "cli"))
+    store.init()
+    outcome = fill(store, 5)
+    write_card(store, "weekly", CardState.from_store(store), ["## QA balance\n\nsome numbers\n"])
+    result = CliRunner().invoke(app, ["compact", store.url])
+    assert result.exit_code == 0, result.output
+    assert "10 live files -> 3" in result.output  # 5 commits x (videos, sft) -> base videos, sft + retry videos
+    card = open(store.path("README.md")).read()
+    assert card.startswith("---") and "# weekly" in card and "## QA balance\n\nsome numbers" in card
+    assert card.count("Every row was validated") == 1
+    assert sorted(datasets.load_dataset(store.root, "videos", split="train")["video_id"]) == sorted(outcome)
