@@ -139,6 +139,8 @@ def compact(out: str = typer.Argument(..., help="dataset directory (a local path
 @app.command()
 def validate(out: str = typer.Argument(..., help="dataset directory")) -> None:
     """Re-validate every row of every shard against its JSON Schema; exit 1 on any problem."""
+    import pyarrow.parquet as pq
+
     from pipeline.schema import CONFIGS, arrow_schema, validate_row
     from pipeline.store import DatasetStore
 
@@ -146,17 +148,22 @@ def validate(out: str = typer.Argument(..., help="dataset directory")) -> None:
     problems = 0
     for config in CONFIGS:
         rows = 0
-        for path in store.shard_paths(config):
-            table = store._read(path)
-            if not table.schema.equals(arrow_schema(config), check_metadata=False):
-                problems += 1
-                typer.echo(f"{path}: Arrow schema differs from schemas/{config}.json")
-            for i, row in enumerate(table.to_pylist()):
-                error = validate_row(config, row)
-                if error:
+        for entry in store.state.of(config):  # batch by batch: a compacted shard is hundreds of MB
+            path = store.path(entry.path)
+            with store.fs.open(path, "rb") as fh:
+                shard = pq.ParquetFile(fh)
+                if not shard.schema_arrow.equals(arrow_schema(config), check_metadata=False):
                     problems += 1
-                    typer.echo(f"{path} row {i}: {error.path}: {error.message}")
-            rows += table.num_rows
+                    typer.echo(f"{path}: Arrow schema differs from schemas/{config}.json")
+                first = 0
+                for batch in shard.iter_batches(batch_size=1024):
+                    for i, row in enumerate(batch.to_pylist(), start=first):
+                        error = validate_row(config, row)
+                        if error:
+                            problems += 1
+                            typer.echo(f"{path} row {i}: {error.path}: {error.message}")
+                    first += batch.num_rows
+                rows += first
         typer.echo(f"{config}: {rows} rows in {len(store.shard_paths(config))} shard(s)")
     ids = store.read_table("videos", ["video_id"]).column("video_id").to_pylist()
     dupes = [v for v, n in Counter(ids).items() if n > 1]

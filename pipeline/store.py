@@ -611,13 +611,13 @@ class DatasetStore:
         """Record batches of the committed rows of a config, superseded rows left out: one batch in memory."""
         state = self.state
         for f in state.of(config):
-            drop = self._pending_ids(f)
+            drop = self.pending_ids(f)
             for batch in self._batches(f.path, columns):
                 if drop is not None:
                     batch = batch.filter(pc.invert(pc.is_in(batch.column("video_id"), value_set=drop)))
                 yield batch
 
-    def _pending_ids(self, f: FileEntry) -> pa.Array | None:
+    def pending_ids(self, f: FileEntry) -> pa.Array | None:
         """Video ids superseded in `f`'s group but not rewritten yet (after a crash)."""
         state = self.state
         if not state.pending:
@@ -641,7 +641,7 @@ class DatasetStore:
         scope = pa.array(ids, pa.string()) if ids is not None else None
         parts, paths = [], []
         for f in self.state.of("videos"):
-            drop = self._pending_ids(f)
+            drop = self.pending_ids(f)
             for batch in self._batches(f.path, LEDGER_COLUMNS):
                 mask = pc.is_in(batch.column("video_id"), value_set=scope) if scope is not None else None
                 if drop is not None:

@@ -83,6 +83,9 @@ def test_newest_chunk_wins_and_older_rows_are_rewritten(tmp_path):
     assert pq.read_table(store.path("data", "videos", "r1-000000.parquet")).num_rows == 2
     assert store.read_table("videos").num_rows == 2
     assert DatasetStore(store.url).ledger()["aaaaaaaaaaa"].status == "accepted"  # a fresh reader skips it too
+    from pipeline.viewer.scan import iter_batches
+
+    assert sum(b.num_rows for b in iter_batches(DatasetStore(store.url), "videos", ["status"])) == 2  # the report too
     stats = store.reconcile()
     assert stats["stale_rows_removed"] == 1
     rows = {r["video_id"]: r for r in store.read_table("videos").to_pylist()}
