@@ -321,7 +321,8 @@ def main() -> None:
     base.mkdir(parents=True, exist_ok=True)
     phases = ["live files + card state", "ledger + select", "commits", "reconcile", "compact + card"]
 
-    print(f"\n== today's layout (store at {OLD_COMMIT}), re-run with a {args.batch} batch ==")
+    if args.old:
+        print(f"\n== today's layout (store at {OLD_COMMIT}), re-run with a {args.batch} batch ==")
     measured: dict[int, dict] = {}
     for n in args.old:
         root = str(base / f"old-{n}")
@@ -340,9 +341,11 @@ def main() -> None:
     xs = sorted(measured)
     extra = ({p: fit(xs, [measured[x][p] for x in xs], args.videos) for p in phases + ["load rl"]} if len(xs) > 1
              else {p: float("nan") for p in phases + ["load rl"]})
-    print(f"  extrapolated to N={args.videos} (linear fit over N={xs}, a lower bound): " + ", ".join(f"{p} {v:.0f} s" for p, v in extra.items())
-          + f"; store total {sum(extra[p] for p in phases):.0f} s; shards "
-          f"~{int(len(CONFIGS) * 0.95 * args.videos / args.commit_every):,}")
+    if len(xs) > 1:
+        print(f"  extrapolated to N={args.videos} (linear fit over N={xs}, a lower bound): "
+              + ", ".join(f"{p} {v:.0f} s" for p, v in extra.items())
+              + f"; store total {sum(extra[p] for p in phases):.0f} s; shards "
+              f"~{int(len(CONFIGS) * 0.95 * args.videos / args.commit_every):,}")
 
     print(f"\n== new layout (log + compaction), N={args.videos} ==")
     root = str(base / "new")
