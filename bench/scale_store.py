@@ -225,8 +225,10 @@ def seed_new(root: str, rows: Rows, videos: int, transient: float) -> new_store.
 
 
 def rerun(module, root: str, rows: Rows, committed: int, batch: int, every: int, new_layout: bool,
-          seq: int) -> dict[str, float]:
-    """One re-run's store work: live files, ledger + select, the batch's commits, the run's end."""
+          seq: int, transient: float = 0.0) -> dict[str, float]:
+    """One re-run's store work: live files, ledger + select, the batch's commits, the run's end.
+    Retried videos succeed this time; of the new ones, `transient` are rejected as rate_limited
+    (the next run retries them)."""
     from pipeline.records import VideoTask as Task
 
     times: dict[str, float] = {}
@@ -246,7 +248,9 @@ def rerun(module, root: str, rows: Rows, committed: int, batch: int, every: int,
     spent = 0.0  # the store's commit and the card after it; building the rows (the pipeline's part) left out
     for c, start in enumerate(range(0, len(pending), every)):
         ids = [t.video_id for t in pending[start:start + every]]
-        chunk = {k: t.to_pylist() for k, t in rows.tables(ids).items()}
+        kinds = ["rate_limited" if int(v[1:]) >= committed and rows.rng.random() < transient else "accepted"
+                 for v in ids]
+        chunk = {k: t.to_pylist() for k, t in rows.tables(ids, kinds).items()}
         t0 = time.perf_counter()
         result = store.commit(f"20261201T{seq:06d}-run-{c:06d}", chunk, provenance=provenance)
         card.add(result)
@@ -330,7 +334,7 @@ def main() -> None:
         seed_old(old, root, rows, n, args.transient, args.commit_every)
         built = time.perf_counter() - t0
         before = file_count(root)
-        times = rerun(old, root, rows, n, args.batch, args.commit_every, False, 1)
+        times = rerun(old, root, rows, n, args.batch, args.commit_every, False, 1, args.transient)
         t_load = load_cold(root, "rl")
         measured[n] = {**times, "load rl": t_load}
         print(f"  N={n}: built in {built:.0f} s, {before['data']} shards; retried {times['_retried']}, "
@@ -360,7 +364,7 @@ def main() -> None:
     print("  week  committed  retried  live files  files in OUT   " + "  ".join(f"{p:>10.10}" for p in phases)
           + "  store total")
     for week in range(1, args.weeks + 1):
-        times = rerun(new_store, root, rows, committed, args.batch, args.commit_every, True, week + 1)
+        times = rerun(new_store, root, rows, committed, args.batch, args.commit_every, True, week + 1, args.transient)
         committed += args.batch
         count = file_count(root)
         total = sum(times[p] for p in phases)
