@@ -62,8 +62,9 @@ def render_card(store: DatasetStore, state: CardState, job_name: str,
         if config == DEFAULT_CONFIG:
             entry["default"] = True
         configs.append(entry)
-    front = yaml.safe_dump({"configs": configs, "tags": ["video", "long-video", "instruction-tuning"]},
-                           sort_keys=False)
+    # libyaml's emitter where PyYAML has it: the card is rewritten after every commit, listing every live file
+    front = yaml.dump({"configs": configs, "tags": ["video", "long-video", "instruction-tuning"]},
+                      Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
     lines = [f"---\n{front}---", f"# {job_name}", "",
              "Long-video instruction-tuning data curated by `longvideo-curation`.", "",
              "```python", "from datasets import load_dataset",
