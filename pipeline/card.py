@@ -25,6 +25,7 @@ from pipeline.schema import CONFIGS, load_json_schema
 from pipeline.store import CommitResult, DatasetStore
 
 DEFAULT_CONFIG = "videos"
+FOOTER = "Every row was validated against its config's JSON Schema (`schemas/` in the pipeline) before it was written."
 
 
 @dataclass
@@ -61,8 +62,9 @@ def render_card(store: DatasetStore, state: CardState, job_name: str,
         if config == DEFAULT_CONFIG:
             entry["default"] = True
         configs.append(entry)
-    front = yaml.safe_dump({"configs": configs, "tags": ["video", "long-video", "instruction-tuning"]},
-                           sort_keys=False)
+    # libyaml's emitter where PyYAML has it: the card is rewritten after every commit, listing every live file
+    front = yaml.dump({"configs": configs, "tags": ["video", "long-video", "instruction-tuning"]},
+                      Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
     lines = [f"---\n{front}---", f"# {job_name}", "",
              "Long-video instruction-tuning data curated by `longvideo-curation`.", "",
              "```python", "from datasets import load_dataset",
@@ -80,9 +82,42 @@ def render_card(store: DatasetStore, state: CardState, job_name: str,
         lines += [f"| {k} | {v} |" for k, v in state.reasons.most_common()]
     for section in extra_sections or []:
         lines += ["", section]
-    lines += ["", "Every row was validated against its config's JSON Schema (`schemas/` in the pipeline) "
-              "before it was written.", ""]
+    lines += ["", FOOTER, ""]
     return "\n".join(lines)
+
+
+def read_card(store: DatasetStore) -> tuple[str, list[str]]:
+    """The job name and the report sections (quality, cost, signals) of the card as written, so a
+    command that changes only the files (`curate compact`) rewrites it with the rest kept."""
+    path = store.path("README.md")
+    if not store.fs.exists(path):
+        return "dataset", []
+    text = store.fs.cat_file(path).decode().replace("\n" + FOOTER, "")
+    name = next((line[2:] for line in text.splitlines() if line.startswith("# ")), "dataset")
+    parts = text.split("\n## ")
+    return name, ["## " + p.strip() + "\n" for p in parts[2:]]  # parts[1] is the Videos table
+
+
+def load_config(url: str, config: str, *, storage_options: dict[str, Any] | None = None, **kwargs: Any):
+    """`datasets.load_dataset` of one config, from a local path or an object store.
+
+    A local path is loaded as today (`load_dataset(OUT, config)`: the card's `configs`). datasets
+    (5.x) loads a dataset *folder* only from a local path or the Hub, so from an object store
+    (`s3://...`) the card's file list for the config is read and passed to its Parquet builder
+    with `storage_options`; `split`, `streaming` and the rest go through unchanged."""
+    import datasets
+
+    store = DatasetStore(url, storage_options=storage_options)
+    if store.local:
+        return datasets.load_dataset(store.root, config, **kwargs)
+    front = store.fs.cat_file(store.path("README.md")).decode().split("---")[1]
+    entry = next((c for c in yaml.safe_load(front)["configs"] if c["config_name"] == config), None)
+    if entry is None:
+        raise ValueError(f"{url}: config {config!r} holds no rows yet (see the dataset card)")
+    protocol = store.fs.protocol if isinstance(store.fs.protocol, str) else store.fs.protocol[0]
+    files = {split["split"]: [f"{protocol}://{store.path(p)}" for p in split["path"]] for split in entry["data_files"]}
+    # a copy: datasets adds its own entries to the dict it is given
+    return datasets.load_dataset("parquet", data_files=files, storage_options=dict(storage_options or {}), **kwargs)
 
 
 def write_card(store: DatasetStore, job_name: str, state: CardState | None = None,

@@ -131,8 +131,32 @@ def status(out: str = typer.Argument(..., help="dataset directory")) -> None:
 
 
 @app.command()
+def compact(out: str = typer.Argument(..., help="dataset directory (a local path or an fsspec URL)"),
+            shard_mb: int = typer.Option(256, help="target size of a compacted shard file, MB")) -> None:
+    """Merge small shards into few large ones (new unique names); transient rejects go to small retry files."""
+    from pipeline.card import CardState, read_card, write_card
+    from pipeline.job import compact_store
+    from pipeline.store import DatasetStore, new_run_id
+
+    store = DatasetStore(out)
+    if not store.fs.exists(store.path("data")):
+        _fail(f"{out} is not a dataset written by curate (no data/ folder)")
+    store.acquire_lock(new_run_id())
+    try:
+        before = store.file_count()
+        compact_store(store, out=out, note=typer.echo, shard_bytes=shard_mb << 20)
+        name, sections = read_card(store)
+        write_card(store, name, CardState.from_store(store), sections)
+        typer.echo(f"{out}: {before} live files -> {store.file_count()}")
+    finally:
+        store.release_lock()
+
+
+@app.command()
 def validate(out: str = typer.Argument(..., help="dataset directory")) -> None:
     """Re-validate every row of every shard against its JSON Schema; exit 1 on any problem."""
+    import pyarrow.parquet as pq
+
     from pipeline.schema import CONFIGS, arrow_schema, validate_row
     from pipeline.store import DatasetStore
 
@@ -140,17 +164,22 @@ def validate(out: str = typer.Argument(..., help="dataset directory")) -> None:
     problems = 0
     for config in CONFIGS:
         rows = 0
-        for path in store.shard_paths(config):
-            table = store._read(path)
-            if not table.schema.equals(arrow_schema(config), check_metadata=False):
-                problems += 1
-                typer.echo(f"{path}: Arrow schema differs from schemas/{config}.json")
-            for i, row in enumerate(table.to_pylist()):
-                error = validate_row(config, row)
-                if error:
+        for entry in store.state.of(config):  # batch by batch: a compacted shard is hundreds of MB
+            path = store.path(entry.path)
+            with store.fs.open(path, "rb") as fh:
+                shard = pq.ParquetFile(fh)
+                if not shard.schema_arrow.equals(arrow_schema(config), check_metadata=False):
                     problems += 1
-                    typer.echo(f"{path} row {i}: {error.path}: {error.message}")
-            rows += table.num_rows
+                    typer.echo(f"{path}: Arrow schema differs from schemas/{config}.json")
+                first = 0
+                for batch in shard.iter_batches(batch_size=1024):
+                    for i, row in enumerate(batch.to_pylist(), start=first):
+                        error = validate_row(config, row)
+                        if error:
+                            problems += 1
+                            typer.echo(f"{path} row {i}: {error.path}: {error.message}")
+                    first += batch.num_rows
+                rows += first
         typer.echo(f"{config}: {rows} rows in {len(store.shard_paths(config))} shard(s)")
     ids = store.read_table("videos", ["video_id"]).column("video_id").to_pylist()
     dupes = [v for v, n in Counter(ids).items() if n > 1]

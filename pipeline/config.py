@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -68,6 +68,11 @@ class OutputConfig(Section):
     commit_interval_s: float = Field(60.0, gt=0, description="also commit when the oldest uncommitted finished "
                                      "video has waited this long, so a slow stream still commits as it goes")
     compression: str = Field("zstd", description="Parquet compression codec")
+    compact_after: int = Field(64, ge=1, description="a run that ends with this many commits (chunks) not yet "
+                               "compacted merges them into few large shards (`curate compact` does it any time)")
+    shard_mb: int = Field(256, ge=1, description="target size of a compacted shard file, MB")
+
+    execution_only: ClassVar[frozenset[str]] = frozenset({"compact_after", "shard_mb"})
 
 
 class RayConfig(Section):

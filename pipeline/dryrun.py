@@ -101,7 +101,7 @@ def plan_run(cfg: JobConfig, out: str, *, force: bool = False, stage_factory: An
     tasks, report.duplicates = ingest(cfg, work_dir)
     report.inputs = len(tasks)
     store = DatasetStore(out)
-    ledger = store.ledger() if store.fs.exists(store.path("data", "videos")) else {}
+    ledger = store.ledger([t.video_id for t in tasks]) if store.fs.exists(store.path("data", "videos")) else {}
     pending, report.skipped = select_pending(tasks, ledger, pipeline_fingerprint(stages), force=force)
     rows = _committed_rows(store, {t.video_id for t in pending if t.video_id in ledger}) if ledger else {}
     current = _by_stage(keys)
@@ -140,8 +140,15 @@ def plan_run(cfg: JobConfig, out: str, *, force: bool = False, stage_factory: An
 def _committed_rows(store: Any, ids: set[str]) -> dict[str, dict]:
     columns = ["video_id", "status", "reject_reason", "stage_keys", "duration_s", "scenes", "captions", "width", "height", "fps",
                "frame_count"]
-    table = store.read_table("videos", columns)
-    return {r["video_id"]: r for r in table.to_pylist() if r["video_id"] in ids}
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = pa.array(sorted(ids), pa.string())
+    out: dict[str, dict] = {}
+    for batch in store.iter_batches("videos", columns):  # only the pending videos' rows become objects
+        for row in batch.filter(pc.is_in(batch.column("video_id"), value_set=wanted)).to_pylist():
+            out[row["video_id"]] = row
+    return out
 
 
 def _by_stage(keys: list[dict[str, str]]) -> dict[str, dict[str, str]]:

@@ -19,7 +19,7 @@ from pipeline.records import TRANSIENT_REASONS, Reason, VideoTask, video_row
 from pipeline.report import (quality_report, render_markdown, render_signal_markdown, render_signal_text,
                              render_text, signal_distributions)
 from pipeline.stage import Stage, check_flow, leaves
-from pipeline.store import DatasetStore, LedgerEntry, new_run_id, utc_now
+from pipeline.store import DatasetStore, Ledger, LedgerEntry, new_run_id, utc_now
 
 log = logging.getLogger("curate")
 
@@ -36,14 +36,20 @@ def pipeline_fingerprint(stages: Sequence[Stage]) -> str:
     return fingerprint(stage_keys(stages))
 
 
-def select_pending(tasks: Iterable[VideoTask], ledger: dict[str, LedgerEntry], fingerprint: str,
+def select_pending(tasks: Iterable[VideoTask], ledger: Ledger | dict[str, LedgerEntry], fingerprint: str,
                    *, force: bool = False) -> tuple[list[VideoTask], int]:
     """Tasks that still need work, and how many were skipped as already committed."""
+    tasks = list(tasks)
+    if isinstance(ledger, Ledger):  # columnar: one vectorised lookup, no Python object per committed video
+        flags = ledger.done([t.video_id for t in tasks], fingerprint)
+    else:
+        flags = []
+        for task in tasks:
+            entry = ledger.get(task.video_id)
+            flags.append(entry is not None and entry.fingerprint == fingerprint
+                         and not (entry.status == "rejected" and entry.reason in RETRYABLE_REASONS))
     pending, skipped = [], 0
-    for task in tasks:
-        entry = ledger.get(task.video_id)
-        done = (entry is not None and entry.fingerprint == fingerprint
-                and not (entry.status == "rejected" and entry.reason in RETRYABLE_REASONS))
+    for task, done in zip(tasks, flags):
         if done and not force:
             skipped += 1
         else:
@@ -391,9 +397,11 @@ def service_reports(stages: Sequence[Stage], summary: RunSummary) -> None:
 
 def finish(cfg: JobConfig, store: DatasetStore, summary: RunSummary, card: CardState, started: float) -> None:
     """Drop superseded rows, write the run's record, its quality and signal reports and the card."""
-    stale = store.reconcile()  # drop rows superseded by this run (force / new versions)
+    stale = store.reconcile()  # drop rows superseded by this run (retries, force, new versions)
     if stale.get("stale_rows_removed"):
         summary.notes.append(f"replaced {stale['stale_rows_removed']} rows of earlier runs")
+    if store.compact_due(cfg.output.compact_after):
+        compact_store(store, out=summary.out, note=summary.notes.append)
     summary.wall_s = time.perf_counter() - started
     quality = quality_report(store)
     summary.quality = quality
@@ -405,7 +413,22 @@ def finish(cfg: JobConfig, store: DatasetStore, summary: RunSummary, card: CardS
         sections.append(cost_markdown(summary))
     if signals["videos"]:
         sections.append(render_signal_markdown(signals))
-    write_card(store, cfg.name, CardState.from_store(store) if stale else card, sections)
+    write_card(store, cfg.name, CardState.from_store(store), sections)  # from the log: no shard is read
+
+
+def compact_store(store: DatasetStore, *, out: str, note: Callable[[str], None],
+                  shard_bytes: int | None = None) -> None:
+    """Merge the small shards into few large ones; forget the model answers of permanently rejected
+    videos (a later run never asks their requests again unless their rows change)."""
+    from synth.results import ResultStore
+
+    t0 = time.perf_counter()
+    result = store.compact(shard_bytes)
+    pruned = ResultStore(out, storage_options=store.storage_options).prune(result.permanent_rejects)
+    if result.files_before != result.files_after or pruned:
+        note(f"compacted {result.files_before} files into {result.files_after} ({result.retry_rows} rows of "
+             f"transient rejects kept apart); pruned {pruned} answer files of permanent rejects "
+             f"in {time.perf_counter() - t0:.1f} s")
 
 
 def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tuple[list[VideoTask], int]],
@@ -423,7 +446,7 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
     keys = stage_keys(stages)
     summary = RunSummary(run_id=run_id, job=cfg.name, out=out, config_hash=cfg.content_hash(),
                          fingerprint=pipeline_fingerprint(stages), started_at=utc_now())
-    store = DatasetStore(out, compression=cfg.output.compression)
+    store = DatasetStore(out, compression=cfg.output.compression, shard_bytes=cfg.output.shard_mb << 20)
     store.init()
     store.acquire_lock(run_id)
     services: list = []
@@ -436,7 +459,7 @@ def run_job(cfg: JobConfig, out: str, *, ingest: Callable[[JobConfig, Path], tup
         tasks, summary.duplicates = ingest(cfg, work_dir)
         summary.inputs = len(tasks)
         t0 = time.perf_counter()
-        ledger = store.ledger()
+        ledger = store.ledger([t.video_id for t in tasks])  # only the inputs' rows: memory follows the inputs
         pending, summary.skipped = select_pending(tasks, ledger, summary.fingerprint, force=force)
         echo(f"{summary.inputs} inputs: {summary.skipped} already committed (ledger of {len(ledger)} read in "
              f"{time.perf_counter() - t0:.2f} s), {len(pending)} to process; stages: "

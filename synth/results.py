@@ -35,20 +35,38 @@ class VideoResults:
 class ResultStore:
     """Per-video answer files under `<url>/_cache` (a local path or an fsspec URL)."""
 
-    def __init__(self, dataset_url: str) -> None:
+    def __init__(self, dataset_url: str, storage_options: dict[str, Any] | None = None) -> None:
         self.url = dataset_url.rstrip("/") + "/_cache"
+        self.storage_options = dict(storage_options or {})
         self._fs = None
 
     def __getstate__(self) -> dict[str, Any]:  # travels to workers; the filesystem is opened there
-        return {"url": self.url, "_fs": None}
+        return {"url": self.url, "storage_options": self.storage_options, "_fs": None}
 
     @property
     def fs(self):
         if self._fs is None:
             import fsspec
 
-            self._fs, self._root = fsspec.core.url_to_fs(self.url)
+            self._fs, self._root = fsspec.core.url_to_fs(self.url, **self.storage_options)
         return self._fs
+
+    def prune(self, video_ids: list[str]) -> int:
+        """Delete the answer files of these videos in every stage; returns how many existed.
+
+        Called with the videos that compaction found permanently rejected: their rows will not
+        be redone unless the pipeline changes, so their answers would only take room (and, on an
+        object store, a million objects at recipe scale)."""
+        if not video_ids:
+            return 0
+        self.fs  # noqa: B018 - sets _root
+        if not self.fs.exists(self._root):
+            return 0
+        stages = [posixpath.basename(p) for p in self.fs.ls(self._root, detail=False)]  # one per model stage
+        found = [p for stage in stages for v in video_ids if self.fs.exists(p := self._path(stage, v))]
+        if found:
+            self.fs.rm(found)
+        return len(found)
 
     def _path(self, stage: str, video_id: str) -> str:
         self.fs  # noqa: B018 - sets _root

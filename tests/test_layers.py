@@ -13,7 +13,7 @@ from tests.helpers import REPO
 LAYERS = [
     ["pipeline.records", "pipeline.section", "pipeline.classify", "pipeline.keys", "pipeline.stage", "pipeline.media"],
     ["pipeline.schema", "pipeline.samples", "pipeline.footage", "pipeline.trainer_media", "pipeline.budget"],
-    ["pipeline.store", "pipeline.demo"],
+    ["pipeline.storelog", "pipeline.store", "pipeline.demo"],
     ["pipeline.acquire"], ["pipeline.segment"], ["pipeline.filter"], ["synth.backends"], ["synth"],
     ["pipeline.config", "pipeline.card", "pipeline.report", "pipeline.export", "pipeline.export_qwen",
      "pipeline.check"],

@@ -5,14 +5,15 @@ import os
 
 import datasets
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.card import write_card
 from pipeline.store import DatasetStore
 from tests.helpers import PROV, accepted_row
 
 
-def _store(tmp_path):
-    store = DatasetStore(str(tmp_path / "out"))
+def _store(tmp_path, name="out"):
+    store = DatasetStore(str(tmp_path / name))  # datasets caches a folder by its name: one name per shard list
     store.init()
     return store
 
@@ -45,34 +46,56 @@ def test_invalid_row_is_quarantined_with_its_path_and_video_still_counted(tmp_pa
     assert "$.fps" in videos["ccccccccccc"]["reject_message"]
 
 
-def test_interrupted_commit_leaves_orphans_that_reconcile_removes(tmp_path):
-    store = _store(tmp_path)
+def test_interrupted_commit_leaves_orphans_that_reconcile_removes(tmp_path, monkeypatch):
+    store = _store(tmp_path, "crashed")
     store.commit("r1-000000", {"videos": [accepted_row("aaaaaaaaaaa")]}, provenance=PROV)
-    # simulate a crash after the non-video shards moved but before the videos shard did
+    write_card(store, "t")
+    # a crash after the shards of the next commit were published but before its log entry
     reject = {"video_id": "bbbbbbbbbbb", "target_config": "sft", "reason": "x", "path": "$",
               "message": "m", "row_json": "{}", **PROV}
-    store.commit("r1-000001", {"rejects": [reject]}, provenance=PROV)
-    os.makedirs(store.path("_staging", "r1-000002"))
-    (tmp_path / "out" / "_staging" / "r1-000002" / "videos.parquet").write_bytes(b"half a file")
-    stats = store.reconcile()
-    assert stats == {"staging_removed": 1, "orphan_shards_removed": 1}
-    assert store.read_table("rejects").num_rows == 0
-    assert store.chunks("videos") == ["r1-000000"]
+
+    def crash(entry):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(store.log, "write_entry", crash)
+    with pytest.raises(KeyboardInterrupt):
+        store.commit("r1-000001", {"videos": [accepted_row("bbbbbbbbbbb", 1)], "rejects": [reject]}, provenance=PROV)
+    assert (tmp_path / "crashed" / "data" / "videos" / "r1-000001.parquet").exists()  # published, not committed
+    assert datasets.load_dataset(store.root, "videos", split="train")["video_id"] == ["aaaaaaaaaaa"]
+    fresh = DatasetStore(store.url)  # the next run
+    assert fresh.read_table("videos").column("video_id").to_pylist() == ["aaaaaaaaaaa"]
+    stats = fresh.reconcile()
+    assert stats == {"staging_removed": 2, "orphan_shards_removed": 2}  # the intent and the local temporaries
+    assert not (tmp_path / "crashed" / "data" / "videos" / "r1-000001.parquet").exists()
+    assert not (tmp_path / "crashed" / "data" / "rejects" / "r1-000001.parquet").exists()
+    assert fresh.read_table("rejects").num_rows == 0
+    assert fresh.chunks("videos") == ["r1-000000"]
 
 
 def test_newest_chunk_wins_and_older_rows_are_rewritten(tmp_path):
-    store = _store(tmp_path)
+    store = _store(tmp_path, "superseded")
     store.commit("r1-000000", {"videos": [accepted_row("aaaaaaaaaaa"), accepted_row("bbbbbbbbbbb", 1)]},
                  provenance=PROV)
     newer = accepted_row("aaaaaaaaaaa")
     newer["title"] = "second take"
     store.commit("r2-000000", {"videos": [newer]}, provenance={**PROV, "run_id": "r2"})
-    assert store.read_table("videos").num_rows == 3  # both versions visible until reconcile
+    # the older row is still in its file (what datasets would read) but the store skips it at once
+    assert pq.read_table(store.path("data", "videos", "r1-000000.parquet")).num_rows == 2
+    assert store.read_table("videos").num_rows == 2
+    assert DatasetStore(store.url).ledger()["aaaaaaaaaaa"].status == "accepted"  # a fresh reader skips it too
+    from pipeline.viewer.scan import iter_batches
+
+    assert sum(b.num_rows for b in iter_batches(DatasetStore(store.url), "videos", ["status"])) == 2  # the report too
     stats = store.reconcile()
     assert stats["stale_rows_removed"] == 1
     rows = {r["video_id"]: r for r in store.read_table("videos").to_pylist()}
     assert len(rows) == 2 and rows["aaaaaaaaaaa"]["title"] == "second take"
     assert rows["aaaaaaaaaaa"]["run_id"] == "r2"
+    names = sorted(os.listdir(store.shard_dir("videos")))
+    assert "r1-000000.parquet" not in names and len(names) == 2  # rewritten under a new name
+    write_card(store, "t")
+    loaded = datasets.load_dataset(store.root, "videos", split="train")
+    assert sorted(loaded["video_id"]) == ["aaaaaaaaaaa", "bbbbbbbbbbb"]
 
 
 def test_ledger_reads_ids_and_fingerprints(tmp_path):

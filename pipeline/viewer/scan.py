@@ -34,15 +34,22 @@ def iter_batches(store: DatasetStore, config: str, columns: list[str]) -> Iterat
     """Record batches of `columns` over every committed shard of `config`.
 
     A column a shard does not have (an older schema; `tokens` before it was written) is left
-    out of that shard's batches rather than failing the report."""
-    for path in store.shard_paths(config):
-        with store.fs.open(path, "rb") as fh:
+    out of that shard's batches rather than failing the report. Rows superseded by a newer
+    commit and not yet rewritten (after a crash, until the next run) are left out."""
+    for entry in store.state.of(config):
+        drop = store.pending_ids(entry)
+        with store.fs.open(store.path(entry.path), "rb") as fh:
             pf = pq.ParquetFile(fh)
             names = set(pf.schema_arrow.names)
             cols = [c for c in columns if c.split(".")[0] in names]
             if pf.metadata.num_rows == 0 or not cols:
                 continue
-            yield from pf.iter_batches(batch_size=BATCH_ROWS, columns=cols)
+            if drop is None:
+                yield from pf.iter_batches(batch_size=BATCH_ROWS, columns=cols)
+                continue
+            for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=list(dict.fromkeys([*cols, "video_id"]))):
+                batch = batch.filter(pc.invert(pc.is_in(batch.column("video_id"), value_set=drop)))
+                yield batch if "video_id" in cols else batch.drop_columns(["video_id"])
 
 
 class Values:
