@@ -69,6 +69,7 @@ def write_store(root: Path, ids, durations, offsets, t, h, shard_rows: int) -> D
                    ("motion", "static_share", "black_share", "blank_share", "letterbox", "pillarbox", "text_score")}
         signals = pa.StructArray.from_arrays([*scalars.values(), signature], names=[*scalars, "signature"])
         table = pa.table({"video_id": ids[a:b], "status": ["accepted"] * (b - a),
+                          "reject_reason": pa.nulls(b - a, pa.string()),  # what the store's ledger reads
                           "duration_s": durations[a:b], "signals": signals})
         pq.write_table(table, root / "data" / "videos" / f"c-{k:06d}.parquet", compression="zstd")
     return store

@@ -95,14 +95,17 @@ _SIGNATURE_COLUMNS = ["video_id", "status", "duration_s", "signals.signature"]
 
 def load_committed(index: SignatureIndex, store) -> int:
     """Add the signatures of the accepted videos committed in `store` (a `DatasetStore`) to
-    `index`, one `videos` shard at a time, as Arrow columns turned into numpy arrays (no Python
+    `index`, one record batch of the `videos` rows at a time, as Arrow columns turned into numpy arrays (no Python
     object per point; only the signature column of `signals` is read). A later row of a video
     replaces an earlier one; a later rejected row removes it. Returns the signatures read."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     read = 0
-    for path in store.shard_paths("videos"):
-        table = store._read(path, _SIGNATURE_COLUMNS)
+    # the store's batches leave out rows superseded by later commits (not yet rewritten)
+    for batch in store.iter_batches("videos", _SIGNATURE_COLUMNS):
+        table = pa.Table.from_batches([batch]).flatten()  # signals.signature -> its own column
+        table = table.rename_columns([name.split(".")[-1] for name in table.column_names])
         accepted = pc.equal(table["status"], "accepted").fill_null(False)
         for vid in table.filter(pc.invert(accepted))["video_id"].to_pylist():
             index.remove(vid)
