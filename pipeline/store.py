@@ -606,7 +606,8 @@ class DatasetStore:
 
     def _batches(self, rel: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         with self.fs.open(self.path(rel), "rb") as fh:
-            yield from pq.ParquetFile(fh).iter_batches(batch_size=BATCH_ROWS, columns=columns)
+            for batch in pq.ParquetFile(fh).iter_batches(batch_size=BATCH_ROWS, columns=columns):
+                yield _leaves(batch, columns)
 
     def iter_batches(self, config: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """Record batches of the committed rows of a config, superseded rows left out: one batch in memory."""
@@ -770,3 +771,15 @@ def _pid_alive(pid: int) -> bool:
     except (OSError, TypeError, ValueError):
         return False
     return True
+
+
+def _leaves(batch: pa.RecordBatch, columns: list[str] | None) -> pa.RecordBatch:
+    """A dotted column (`verification.decision`) as its own column named by its leaf, as
+    `pq.read_table(columns=...)` gives it (`ParquetFile.iter_batches` gives the parent struct)."""
+    if not columns or not any("." in c for c in columns):
+        return batch
+    table = pa.Table.from_batches([batch])
+    for _ in range(max(c.count(".") for c in columns)):
+        table = table.flatten()
+    return pa.RecordBatch.from_arrays([table.column(c).combine_chunks() for c in columns],
+                                      names=[c.rsplit(".", 1)[-1] for c in columns])

@@ -104,8 +104,7 @@ def load_committed(index: SignatureIndex, store) -> int:
     read = 0
     # the store's batches leave out rows superseded by later commits (not yet rewritten)
     for batch in store.iter_batches("videos", _SIGNATURE_COLUMNS):
-        table = pa.Table.from_batches([batch]).flatten()  # signals.signature -> its own column
-        table = table.rename_columns([name.split(".")[-1] for name in table.column_names])
+        table = pa.Table.from_batches([batch])
         accepted = pc.equal(table["status"], "accepted").fill_null(False)
         for vid in table.filter(pc.invert(accepted))["video_id"].to_pylist():
             index.remove(vid)
