@@ -215,7 +215,7 @@ def main() -> None:
     print(f"synthetic dataset ({args.videos} videos, {args.qa_rows} QA rows) written in {time.perf_counter() - t:.0f} s")
     measure(f"synthetic {args.videos} videos / {args.qa_rows} QA rows", synth, work / "synth-report")
     if not args.no_demo:  # the README's demo (no teacher: videos, rejects and runs only)
-        from tests.report_dataset import curate
+        from tests.helpers import curate
 
         run = curate("run", str(ROOT / "jobs" / "demo.yaml"), "--out", str(work / "demo_out"), "--set",
                      f"work_dir={work / 'demo_work'}", "--no-progress")

@@ -61,14 +61,15 @@ def _node_label() -> str:
 def runs_in_actors(stage: Stage) -> bool:
     """Whether a stage runs in an actor pool rather than as tasks on pooled workers.
 
-    A stage that holds a model or a GPU (a model stage's backends, TransNetV2 on a GPU) pays its
-    setup once per replica and must give the memory back when the plan ends: actors. Every
-    other stage is cheap to set up and runs as Ray tasks; a worker keeps the set-up stage in a
+    A stage that holds a model or a GPU (a model stage whose backend loads a model, TransNetV2
+    on a GPU) pays its setup once per replica and must give the memory back when the plan ends:
+    actors. Every other stage (the media step, a model stage that is a client of a served model)
+    is cheap to set up and runs as Ray tasks; a worker keeps the set-up stage in a
     small cache (`set_up_in_worker`), and Ray keeps its idle workers (`init_ray`), so a plan
     on a warm pool starts no process at all. Actor pools started a new process per replica per
     plan: a plan of two trivial stages over 8 videos took seconds, as tasks 0.1-0.4 s
     (bench/plan_overhead.py)."""
-    return stage.resources.gpus > 0 or stage.runs_rounds
+    return stage.resources.gpus > 0 or stage.holds_model()
 
 
 # per worker process: set-up objects by the hash of what they were made from (most recent last)

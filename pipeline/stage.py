@@ -79,6 +79,11 @@ class Stage:
     roles: Mapping[str, Any] = MappingProxyType({})  # model stages: role -> BackendConfig
     results: Any = None  # model stages: the dataset's store of paid-for answers (set by the job)
 
+    def holds_model(self) -> bool:
+        """Whether a replica holds a model in memory (a model stage whose backend loads one): the
+        runner gives it an actor pool, which pays setup once and frees the memory at plan end."""
+        return False
+
     def has_media(self, task: VideoTask) -> bool:
         """A media stage: whether processing `task` again needs no download (`curate plan`)."""
         return False

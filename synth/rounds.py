@@ -204,6 +204,13 @@ class ModelStage(Memoized, Stage):
     def rounds(self, tasks: Sequence[VideoTask]) -> Rounds:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def holds_model(self) -> bool:
+        """A role whose kind loads a model (`transformers`), or a backend a test injected; a
+        client of a served model (`openai`) is cheap to set up and runs in pooled tasks."""
+        from synth.backends.registry import kind_of
+
+        return bool(self.factories) or any(kind_of(cfg).loads_model for cfg in self.roles.values())
+
     def setup(self) -> None:
         self.backends: dict[str, ModelBackend] = {}
         for role, cfg in self.roles.items():

@@ -9,6 +9,7 @@ every Ray process on the machine).
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -22,6 +23,10 @@ from pathlib import Path
 
 RAY = str(Path(sys.executable).parent / "ray")
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+# The head declares a node dead after 3 failed health checks 1 s apart (Ray's default: 5, 3 s
+# apart: the node-kill test waited ~15 s for it). A check still fails only when the raylet does
+# not answer within Ray's 10 s timeout, so a slow node on a loaded machine is not declared dead.
+HEALTH = json.dumps({"health_check_period_ms": 1000, "health_check_failure_threshold": 3})
 
 
 def free_port() -> int:
@@ -51,7 +56,8 @@ class TwoNodeCluster:
     def start(self) -> "TwoNodeCluster":
         self.private_dir.mkdir(parents=True, exist_ok=True)
         head = [RAY, "start", "--head", f"--port={self.port}", f"--num-cpus={self.head_cpus}",
-                "--object-store-memory=200000000", "--include-dashboard=false", *self._common(self.head_dir)]
+                "--object-store-memory=200000000", "--include-dashboard=false", f"--system-config={HEALTH}",
+                *self._common(self.head_dir)]
         self.procs.append(subprocess.Popen(head, env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
                                            stderr=open(self.tmp / "head.log", "w")))
         self._wait_port()

@@ -21,3 +21,9 @@ def ray_local():
     init_ray(None, num_cpus=2, object_store_mb=512)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_address(ray_local) -> str:
+    """The session Ray's address, for `curate` subprocesses that join it (`tests.helpers.curate`)."""
+    return ray_local.get_runtime_context().gcs_address

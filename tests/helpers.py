@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,23 @@ REAL_VIDEOS = REPO.parent / "shared" / "real_videos"
 # them, a user's clone does not. Tests that read them say so and skip, naming the folder.
 needs_real_videos = pytest.mark.skipif(
     not REAL_VIDEOS.is_dir(), reason=f"needs the real clips in {REAL_VIDEOS} (a folder beside the clone; absent here)")
+
+CURATE = str(Path(sys.executable).parent / "curate")
+
+
+def curate(*args: str, address: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None,
+           timeout: int = 300) -> subprocess.CompletedProcess:
+    """The `curate` command as a user runs it, in its own process. With `address` (the session's
+    Ray, fixture `ray_address`) a run joins it as a second driver, as on a cluster, instead of
+    starting and stopping a local Ray of its own (4-8 s a run on a 2-core machine). A run that
+    tests the local start itself, or needs its workers to see its own environment (workers of a
+    joined Ray inherit the raylet's, not the driver's), passes no address."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})}
+    env.pop("RAY_ADDRESS", None)
+    if address:
+        env["RAY_ADDRESS"] = address
+    return subprocess.run([CURATE, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+
 
 PROV = {"config_hash": "0123456789abcdef", "pipeline_fingerprint": "fp1", "run_id": "r1",
         "processed_at": "2026-11-22T00:00:00Z"}

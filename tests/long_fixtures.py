@@ -4,7 +4,9 @@ Flat colour encodes fast (a 60-min 720p file in ~10 s at 2.5 fps, a few hundred 
 the frame count, rate and size the trainers budget from."""
 from __future__ import annotations
 
+import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -50,10 +52,11 @@ def long_dataset(media: Path, out: str, videos: dict[str, tuple[int, int, int, f
     store = DatasetStore(out)
     store.init()
     rows: dict[str, list] = {"videos": [], "sft": [], "rl": []}
+    if encode_media:  # the encodes side by side (ffmpeg processes; a core each)
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            list(pool.map(lambda item: encode(media / f"{item[0]}.mp4", *item[1][:3], item[1][3]), videos.items()))
     for index, (name, (seconds, w, h, fps)) in enumerate(videos.items()):
         path = media / f"{name}.mp4"
-        if encode_media:
-            encode(path, seconds, w, h, fps)
         task = _task(f"{name}_aaaaaaaaaaa"[:11], str(path), seconds, w, h, fps, index)
         published = publish_rows(task, VerifyPolicy())
         rows["videos"].append({**video_row(task), "stage_keys": [{"stage": "fetch", "part": "version", "value": "1"}]})

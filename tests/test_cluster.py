@@ -177,6 +177,7 @@ def test_worker_node_killed_mid_run_loses_nothing(cluster, origin):
         assert proc.poll() is None, "the run ended before the node could be killed"
         committed_before = len(list(shards.glob("2*.parquet")))
         assert c.kill_worker_node() == 1
+        slow.latency_s, slow.bandwidth_bps = 0.0, None  # slow until the kill; the rest need not be
         code = proc.wait(timeout=240)
         first = (tmp_path / "run1.log").read_text()
         rows = _videos(out)

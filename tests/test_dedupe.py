@@ -7,6 +7,8 @@ and checked by the dedupe stage against a registry holding the sources only.
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,18 +32,19 @@ def _task(path: Path, index: int = 0) -> VideoTask:
 
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory):
-    """3 distinct sources with 7 copies each, and 2 more distinct videos that are never indexed."""
+    """3 distinct sources with 7 copies each, and 2 more distinct videos that are never indexed.
+    Encodes (one-thread ffmpeg / PyAV) and decodes run one per core: 22 s -> ~12 s on 2 cores."""
     root = tmp_path_factory.mktemp("dups")
-    sources, others = [], []
-    for seed in range(300, 305):
-        spec = FootageSpec(seconds=10, seed=seed, width=320, height=180, mean_scene_s=3.0,
-                           encode=Encode("veryfast", 400, 600, 800))
-        (sources if seed < 303 else others).append(make_footage(root / f"src{seed}.mp4", spec))
-    copies = []
-    for src in sources:
-        for copy in COPIES:
-            copies.append((src.stem, derive_copy(src, root / f"{src.stem}-{copy.name}.mp4", copy, 10.0, 180)))
-    tasks = {p.stem: _task(p) for p in [*sources, *others, *(c for _, c in copies)]}
+    specs = {seed: FootageSpec(seconds=10, seed=seed, width=320, height=180, mean_scene_s=3.0,
+                               encode=Encode("veryfast", 400, 600, 800)) for seed in range(300, 305)}
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        made = dict(zip(specs, pool.map(lambda seed: make_footage(root / f"src{seed}.mp4", specs[seed]), specs)))
+        sources, others = [made[s] for s in specs if s < 303], [made[s] for s in specs if s >= 303]
+        pairs = [(src, copy) for src in sources for copy in COPIES]
+        copies = list(zip((src.stem for src, _ in pairs), pool.map(
+            lambda pair: derive_copy(pair[0], root / f"{pair[0].stem}-{pair[1].name}.mp4", pair[1], 10.0, 180), pairs)))
+        paths = [*sources, *others, *(c for _, c in copies)]
+        tasks = dict(zip((p.stem for p in paths), pool.map(_task, paths)))
     return sources, others, copies, tasks
 
 

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,15 +17,16 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.demo import prepare_demo_inputs
-from tests.helpers import REPO
+from tests import helpers
+from tests.helpers import CURATE, REPO
 
-CURATE = str(Path(sys.executable).parent / "curate")
 DEMO = str(REPO / "jobs" / "demo.yaml")
 
 
-def curate(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    return subprocess.run([CURATE, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+def curate(*args: str, address: str | None = None) -> subprocess.CompletedProcess:
+    """`curate` from the repository root, as the README runs it; the demo's first run starts its
+    own local Ray (the README's path), later runs join the session's (`address`)."""
+    return helpers.curate(*args, address=address, cwd=REPO)
 
 
 def video_shards(out: Path) -> list[Path]:
@@ -83,15 +83,15 @@ def test_status_and_validate(demo_run):
     assert bad.returncode == 1 and "$.fps" in bad.stdout
 
 
-def test_second_run_writes_nothing_and_added_ids_only_process_those(demo_run):
+def test_second_run_writes_nothing_and_added_ids_only_process_those(demo_run, ray_address):
     work, out, _ = demo_run
     before = sorted(p.name for p in video_shards(out))
-    again = curate("run", DEMO, "--out", str(out), "--set", f"work_dir={work}", "--no-progress")
+    again = curate("run", DEMO, "--out", str(out), "--set", f"work_dir={work}", "--no-progress", address=ray_address)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "7 already committed" in again.stderr and "0 to process" in again.stderr
     assert sorted(p.name for p in video_shards(out)) == before
     more = curate("run", DEMO, "--out", str(out), "--set", f"work_dir={work}", "--set", "demo.videos=6",
-                  "--no-progress")
+                  "--no-progress", address=ray_address)
     assert more.returncode == 0, more.stderr[-2000:]
     assert "2 to process" in more.stderr
     videos = datasets.load_dataset(str(out), "videos", split="train")
@@ -105,7 +105,7 @@ def test_bad_config_fails_before_any_work(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_sigkill_mid_run_then_rerun_completes_exactly(tmp_path):
+def test_sigkill_mid_run_then_rerun_completes_exactly(tmp_path, ray_address):
     work, out = tmp_path / "work", tmp_path / "out"
     # 10 videos of 10 s: the run is still going when 3 chunks are committed (one video each)
     sets = ["demo.videos=10", "demo.scene_seconds=[3.0,3.0,2.0,2.0]"]
@@ -129,7 +129,7 @@ def test_sigkill_mid_run_then_rerun_completes_exactly(tmp_path):
     # one video per shard; the card (what `datasets` reads) is rewritten right after each commit,
     # so a kill between the two leaves the newest shard unlisted until the next run
     assert committed - 1 <= len(partial) <= committed < 13 and len(set(partial["video_id"])) == len(partial)
-    rerun = curate(*args)
+    rerun = curate(*args, address=ray_address)  # the killed run's Ray died with it; the re-run joins the session's
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     videos = datasets.load_dataset(str(out), "videos", split="train")
     assert len(videos) == 13 and len(set(videos["video_id"])) == 13  # 10 samples + 3 bad inputs

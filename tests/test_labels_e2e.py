@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -22,12 +21,12 @@ import pytest
 import yaml
 
 from pipeline.samples import SampleSpec, make_video
+from tests.helpers import curate
 from tests.openai_server import Reply
 from tests.scripted_job import scripted_job
 from tests.teacher import TeacherServer
 from tests.verifier import VerifierServer
 
-CURATE = str(Path(sys.executable).parent / "curate")
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 K = 3
 STUBBORN = 21  # seconds: this video's QA reply is never JSON until the teacher is fixed
@@ -80,22 +79,18 @@ def media(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def curate(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([CURATE, *args], capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
-def labelled(media, tmp_path_factory):
+def labelled(media, tmp_path_factory, ray_address):
     tmp = tmp_path_factory.mktemp("labels")
     out = tmp / "out"
     with FlakyTeacher() as teacher, VerifierServer(K, teacher) as verifier:
         job = scripted_job("labels", str(tmp / "work"), [str(p) for p in media.values()], teacher.base_url,
                            verifier.base_url, K)
         (tmp / "job.yaml").write_text(yaml.safe_dump(job))
-        first = curate("run", str(tmp / "job.yaml"), "--out", str(out), "--no-progress")
+        first = curate("run", str(tmp / "job.yaml"), "--out", str(out), "--no-progress", address=ray_address)
         asked = Counter(teacher.asked)
         teacher.healed = True
-        second = curate("run", str(tmp / "job.yaml"), "--out", str(out), "--no-progress")
+        second = curate("run", str(tmp / "job.yaml"), "--out", str(out), "--no-progress", address=ray_address)
     assert first.returncode == 0, first.stderr[-3000:]
     assert second.returncode == 0, second.stderr[-3000:]
     return out, tmp, first, second, asked

@@ -18,14 +18,15 @@ from pathlib import Path
 import datasets
 import pytest
 
-from tests.report_dataset import build_dataset, curate
+from tests.helpers import curate
+from tests.report_dataset import build_dataset
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    return build_dataset(tmp_path_factory.mktemp("report"), runs=1)
+def dataset(tmp_path_factory, ray_address) -> Path:
+    return build_dataset(tmp_path_factory.mktemp("report"), runs=1, address=ray_address)
 
 
 @pytest.fixture(scope="module")
