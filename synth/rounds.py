@@ -6,7 +6,8 @@ writes its rounds once, as a generator that yields a `Round` (which model, which
 requests, for which videos) and receives the results in request order. Two executors
 drive the same generator:
 
-- in an actor (`ModelStage.process_batch`): each round is one `generate` call on the
+- in a replica (`ModelStage.process_batch`; an actor for a backend that loads a model, a
+  pooled task for a client of a served model): each round is one `generate` call on the
   replica's own backend (openai / transformers);
 - in passes (`pipeline.passes.run_waves`): each round of a wave of videos is one Ray
   Data pass, through a ray.data.llm vLLM processor or an actor pool of backends, so
@@ -191,7 +192,7 @@ class Memoized:
 
 
 class ModelStage(Memoized, Stage):
-    """A stage whose work is `rounds()`; in an actor, each role has its own backend.
+    """A stage whose work is `rounds()`; in a replica (actor or pooled task), each role has its own backend.
 
     Subclasses set `roles` (role -> BackendConfig) in `__init__` and may pass factories
     (tests inject backends). `process_batch` runs every round in this process.

@@ -138,7 +138,8 @@ def test_node_local_media_without_a_store_fails_before_any_work(cluster, origin)
 
 
 def test_node_local_media_when_allowed_works_and_says_where(cluster, origin, teacher):
-    """Actors: frames travel in the task from the media worker to the teacher's actor (any node)."""
+    """`actors` execution: frames travel in the task from the media worker to the teacher's replica
+    (a pooled task, the teacher being a served model), on any node."""
     c, tmp = cluster
     out = tmp / "out-local"
     cfg = job(tmp, origin, tmp / "work", media={"allow_node_local": True}, synth=teacher_cfg(teacher, "actors"))
