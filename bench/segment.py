@@ -19,7 +19,7 @@ fades and dissolves; libx264 at 640x360 with a VBV cap): 12 one-minute clips ove
 and a 10-minute 800 kb/s medium encode with ~100 cuts; matched within 0.5 s; raw cuts and the
 production config (min_scene_s 2); CPU seconds per video-minute beside the one-thread decode floor.
 Usage: python bench/segment.py [--quick] [--cache bench/.cache] [--no-real] [--only NAME ...]
-       [--repeat N] [--accuracy [--detectors NAME ...]]
+       [--repeat N] [--accuracy [--detectors NAME ...] [--transnet-max-s S]]
 """
 from __future__ import annotations
 
@@ -178,11 +178,14 @@ def main() -> None:
     ap.add_argument("--accuracy", action="store_true", help="cut accuracy on realistic encodes instead of speed")
     ap.add_argument("--detectors", nargs="+", metavar="NAME", help="--accuracy: only these detectors "
                     "(default: confirmed transnetv2 content adaptive histogram hash)")
+    ap.add_argument("--transnet-max-s", type=float, default=None, metavar="S",
+                    help="--accuracy: TransNetV2 only on encodes up to S seconds (unless cached)")
     args = ap.parse_args()
     if args.accuracy:
         from _accuracy import DETECTORS, run_accuracy
 
-        run_accuracy(Path(args.cache), quick=args.quick, detectors=tuple(args.detectors or DETECTORS))
+        run_accuracy(Path(args.cache), quick=args.quick, detectors=tuple(args.detectors or DETECTORS),
+                     transnet_max_s=args.transnet_max_s)
         return
     cfg = SegmentConfig(sample_fps=1.0)
     minutes = 2 if args.quick else 10
