@@ -16,7 +16,8 @@ its colour histogram hardly changes. Picture distance finds cuts to another shot
 place (same colours, new layout); histogram distance finds cuts in fast motion. Gradual
 transitions (fades, dissolves) are the same test at a longer span K on each side, centred on
 the transition (where a side's 2K-frame span holds a hard cut, its change over the K frames next
-to the transition, doubled, stands in). Every pair above is a distance between a frame and one a fixed lag before it,
+to the transition, doubled, stands in; the same for the after side in the last 2 s of a video that
+ends on a still picture, e.g. a fade out to black). Every pair above is a distance between a frame and one a fixed lag before it,
 so each frame costs seven distances of two thumbnails (thumbs.py); peaks are picked at the end.
 """
 from __future__ import annotations
