@@ -18,8 +18,21 @@ fades and dissolves; libx264 at 640x360 with a VBV cap): 12 one-minute clips ove
 3 presets x 600/800/1200 kb/s, two 40 s clips heavy in fades, dissolves and flashes at 600 kb/s,
 and a 10-minute 800 kb/s medium encode with ~100 cuts; matched within 0.5 s; raw cuts and the
 production config (min_scene_s 2); CPU seconds per video-minute beside the one-thread decode floor.
+Each detector runs once per encode (the min_scene_s scenes are merged from the same cuts, as
+segment_video merges them). TransNetV2 costs ~1 CPU s per second of video: its predictions are
+cached per encode (fill the cache ahead with `nice -n 10 python bench/_transnet_ref.py FILE...`);
+--transnet-max-s S leaves it out on uncached encodes longer than S seconds (its row says so).
+Measured (all 15 encodes, 265 cuts, one run on the shared 2-core machine, 2026-12-07):
+  detector     raw P / R       min_scene_s=2 P / R   CPU s/video-min  x one-thread floor
+  confirmed    0.996 / 0.996   1.000 / 0.947          1.41             1.20
+  transnetv2   0.983 / 0.879   1.000 / 0.834         59.19            50.47 (cached CPU runs)
+  content      0.851 / 0.902   0.942 / 0.853          1.88             1.60
+  adaptive     0.863 / 0.811   0.940 / 0.770          1.99             1.70
+  histogram    0.776 / 0.917   0.939 / 0.872          1.81             1.54
+  hash         0.414 / 0.947   0.841 / 0.860          1.91             1.63
+  (one-thread decode floor 1.17 CPU s per video-minute)
 Usage: python bench/segment.py [--quick] [--cache bench/.cache] [--no-real] [--only NAME ...]
-       [--repeat N] [--accuracy [--detectors NAME ...]]
+       [--repeat N] [--accuracy [--detectors NAME ...] [--transnet-max-s S]]
 """
 from __future__ import annotations
 
@@ -178,11 +191,14 @@ def main() -> None:
     ap.add_argument("--accuracy", action="store_true", help="cut accuracy on realistic encodes instead of speed")
     ap.add_argument("--detectors", nargs="+", metavar="NAME", help="--accuracy: only these detectors "
                     "(default: confirmed transnetv2 content adaptive histogram hash)")
+    ap.add_argument("--transnet-max-s", type=float, default=None, metavar="S",
+                    help="--accuracy: TransNetV2 only on encodes up to S seconds (unless cached)")
     args = ap.parse_args()
     if args.accuracy:
         from _accuracy import DETECTORS, run_accuracy
 
-        run_accuracy(Path(args.cache), quick=args.quick, detectors=tuple(args.detectors or DETECTORS))
+        run_accuracy(Path(args.cache), quick=args.quick, detectors=tuple(args.detectors or DETECTORS),
+                     transnet_max_s=args.transnet_max_s)
         return
     cfg = SegmentConfig(sample_fps=1.0)
     minutes = 2 if args.quick else 10

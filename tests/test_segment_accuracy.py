@@ -155,3 +155,12 @@ def test_frame_seconds_equal_fraction_arithmetic():
     for tb in (Fraction(1, 90000), Fraction(1001, 30000), Fraction(1, 15360), Fraction(7, 3)):
         for rel in (0, 1, 12345, 3003 * 99991, 2**40 + 17):
             assert rel * tb.numerator / tb.denominator == float(rel * tb)
+
+
+@needs_real_videos
+def test_confirmed_detector_finds_testvideo_fades():
+    # two hard cuts and five fades (TransNetV2's seven boundaries on this clip); the last fade,
+    # out to black 1.4 s before the end, needs the still-end stand-in (cuts.py END_STILL)
+    res = segment_video(str(REAL / "pyscenedetect" / "testvideo.mp4"), SegmentConfig(signals=False))
+    assert [c.kind for c in res.cuts] == ["cut", "cut"] + ["gradual"] * 5
+    assert within_one([c.frame for c in res.cuts], [30, 180, 224, 336, 416, 545, 675])

@@ -94,3 +94,35 @@ def test_a_fade_soon_after_a_hard_cut_is_found():
     found = det.finish()
     assert [(c.frame, c.kind) for c in found if c.kind == "cut"] == [(cut, "cut")]
     assert [c.kind for c in found] == ["cut", "gradual"] and abs(found[1].frame - fade) <= 2
+
+
+def _fade_out_clip(fade: bool, fps: int = 30, ramp: int = 120, black: int = 151, end: int = 178):
+    """Cuts of a still shot that (fade) fades to black over frames ramp..black and stays black
+    to the end (0.9 s), like testvideo.mp4's last second; without `fade` the shot just goes on."""
+    import av
+    import numpy as np
+
+    from pipeline.segment.cuts import ConfirmedCutDetector
+    from pipeline.segment.stages import cut_params
+    from pipeline.segment.thumbs import Thumbnailer
+
+    rng = np.random.default_rng(11)
+    shot = np.kron(np.clip(rng.normal(0, 1, (9, 16, 3)).cumsum(0).cumsum(1) * 4 + 120, 0, 255),
+                   np.ones((10, 10, 1)))
+    thumbs = Thumbnailer(160, 90)
+    det = ConfirmedCutDetector(float(fps), cut_params(SegmentConfig()))
+    for i in range(end):
+        gain = float(np.clip((black - i) / (black - ramp), 0.1, 1.0)) if fade else 1.0
+        img = shot * gain + rng.normal(0, 2, shot.shape)
+        frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")
+        det.push(thumbs(frame.reformat(format="yuv420p")), i, i / fps)
+    return det.finish()
+
+
+def test_a_fade_out_to_a_still_end_is_found():
+    # the fade's centre (frame ~135) is 1.4 s before the end: the after side's 2K span does not
+    # fit; before the fix no boundary was scored there (testvideo.mp4's last fade, which
+    # TransNetV2 marks)
+    found = _fade_out_clip(fade=True)
+    assert [c.kind for c in found] == ["gradual"] and abs(found[0].frame - 135) <= 8
+    assert _fade_out_clip(fade=False) == []

@@ -16,7 +16,8 @@ its colour histogram hardly changes. Picture distance finds cuts to another shot
 place (same colours, new layout); histogram distance finds cuts in fast motion. Gradual
 transitions (fades, dissolves) are the same test at a longer span K on each side, centred on
 the transition (where a side's 2K-frame span holds a hard cut, its change over the K frames next
-to the transition, doubled, stands in). Every pair above is a distance between a frame and one a fixed lag before it,
+to the transition, doubled, stands in; the same for the after side in the last 2 s of a video that
+ends on a still picture, e.g. a fade out to black). Every pair above is a distance between a frame and one a fixed lag before it,
 so each frame costs seven distances of two thumbnails (thumbs.py); peaks are picked at the end.
 """
 from __future__ import annotations
@@ -28,6 +29,10 @@ import cv2
 import numpy as np
 
 from pipeline.segment.thumbs import Thumb, distances
+
+# picture and histogram change over the last K frames below which a video ends on a still
+# picture (testvideo.mp4's black end: 0.7 / 1.1; the footage's moving ends: 7.8 and up)
+END_STILL = 3.0
 
 
 @dataclass
@@ -157,6 +162,15 @@ class ConfirmedCutDetector:
             before = np.where(cut_before[:, None], np.minimum(before, 2 * D[K][bb - K]), before)
             after = np.where(cut_after[:, None], np.minimum(after, 2 * D[K][bb + 2 * K]), after)
             grad[ok] = self._score(cross, [before, after])
+        # the last 2 s: the after side's 2K span runs past the end. A fade out to a still end
+        # (black, an end card: the last K frames barely change) is scored with twice the change
+        # over the K frames after the transition standing in; a moving end is left alone (the
+        # same stand-in there added false fades in fast motion)
+        ok = (b >= 2 * K) & (b + 3 * K >= n) & (b + 2 * K < n)
+        if ok.any() and np.all(D[K][n - 1] < END_STILL):
+            bb = b[ok]
+            cross = [D[2 * K][bb + K], D[2 * K + h][bb + K], D[2 * K + h][bb + K + h]]
+            grad[ok] = self._score(cross, [D[2 * K][bb - K], 2 * D[K][bb + 2 * K]])
         return hard, grad
 
     def motion(self) -> tuple[np.ndarray, np.ndarray]:
