@@ -155,6 +155,7 @@ def compact(out: str = typer.Argument(..., help="dataset directory (a local path
 @app.command()
 def validate(out: str = typer.Argument(..., help="dataset directory")) -> None:
     """Re-validate every row of every shard against its JSON Schema; exit 1 on any problem."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from pipeline.schema import CONFIGS, arrow_schema, validate_row
@@ -181,8 +182,8 @@ def validate(out: str = typer.Argument(..., help="dataset directory")) -> None:
                     first += batch.num_rows
                 rows += first
         typer.echo(f"{config}: {rows} rows in {len(store.shard_paths(config))} shard(s)")
-    ids = store.read_table("videos", ["video_id"]).column("video_id").to_pylist()
-    dupes = [v for v, n in Counter(ids).items() if n > 1]
+    counts = pc.value_counts(store.read_table("videos", ["video_id"]).column("video_id").combine_chunks())
+    dupes = counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist()  # Arrow, not a list
     if dupes:
         problems += len(dupes)
         typer.echo(f"videos: {len(dupes)} duplicated video_id(s), e.g. {dupes[:3]} (a run will reconcile them)")
@@ -290,14 +291,19 @@ _TOKENIZER_HELP = ("the model's tokenizer (a local path) for exact text counts; 
                    "(UTF-8 bytes), so no sample can pass the cap")
 
 
-def _echo_tokens(tokens: list[dict], cap: int) -> None:
-    from pipeline.budget import distribution
+def _echo_tokens(tokens: "list[dict] | TokenTally", cap: int) -> None:
+    from pipeline.budget import TokenTally, distribution
 
-    d = distribution(t["tokens"] for t in tokens)
+    if isinstance(tokens, TokenTally):
+        d, frames = tokens.distribution(), tokens.frames
+        smallest = [tokens.smallest.width, tokens.smallest.height] if tokens.smallest else None
+    else:
+        d = distribution(t["tokens"] for t in tokens)
+        frames = (min(t["frames"] for t in tokens), max(t["frames"] for t in tokens)) if tokens else None
+        smallest = min((t["frame_wh"] for t in tokens), key=lambda wh: wh[0] * wh[1]) if tokens else None
     if d:
         typer.echo(f"tokens per sample (cap {cap}): min {d['min']}, median {d['median']}, p95 {d['p95']}, "
-                   f"max {d['max']}; frames {min(t['frames'] for t in tokens)}-{max(t['frames'] for t in tokens)}, "
-                   f"smallest frame {min((t['frame_wh'] for t in tokens), key=lambda wh: wh[0] * wh[1])}")
+                   f"max {d['max']}; frames {frames[0]}-{frames[1]}, smallest frame {smallest}")
 
 
 @export_app.command("xtuner")
