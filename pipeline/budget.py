@@ -179,13 +179,24 @@ def xtuner_resize(frames: int, height: int, width: int, min_pixels: int, max_pix
 def xtuner_video(facts: VideoFacts, s: XtunerSettings) -> tuple[list[int], int, int, int]:
     """(frame indices, H, W, video tokens) for one video under settings `s`."""
     indices = xtuner_frame_indices(facts.frames, facts.fps, s.fps, s.video_min_frames, s.video_max_frames)
+    return (indices, *_sized(len(indices), facts, s))
+
+
+def _sized(frames: int, facts: VideoFacts, s: XtunerSettings) -> tuple[int, int, int]:
+    """(H, W, video tokens) of `frames` sampled frames of the video under settings `s`."""
     factor = s.patch_size * s.merge_size
     # image_wh is [W, H]; the fork unpacks it as (height, width), which the resize treats symmetrically
-    h, w = xtuner_resize(len(indices), facts.height, facts.width, s.video_min_total_pixels,
+    h, w = xtuner_resize(frames, facts.height, facts.width, s.video_min_total_pixels,
                          s.video_max_total_pixels, factor, s.temporal_patch_size)
-    grid_t = len(indices) // s.temporal_patch_size
-    tokens = grid_t * (h // s.patch_size) * (w // s.patch_size) // (s.merge_size ** 2)
-    return indices, h, w, tokens
+    grid_t = frames // s.temporal_patch_size
+    return h, w, grid_t * (h // s.patch_size) * (w // s.patch_size) // (s.merge_size ** 2)
+
+
+def xtuner_frame_count(total: int, origin_fps: float, fps: float, min_frames: int, max_frames: int) -> int:
+    """len(xtuner_frame_indices(...)) without building the list: the fit asks it per sample per step."""
+    n = int(total / origin_fps * fps)
+    n = max(min(max(n, min_frames), max_frames, total), min_frames)
+    return n + n % 2
 
 
 def _render_xtuner(messages: list[dict], pads: list[str]) -> str:
@@ -287,9 +298,12 @@ class XtunerSamples:
         def live() -> Iterator[int]:
             return (i for i in range(len(self)) if i not in errors)
 
+        frames = array("q", (xtuner_frame_count(self._cols["frames"][i], self._fps[i], base.fps, base.video_min_frames,
+                                                base.video_max_frames) for i in range(len(self))))
+
         def fits(limit: int) -> bool:
             s = replace(base, video_max_total_pixels=limit)
-            return all(xtuner_video(self.facts(i), s)[3] + reserves[i] <= cap for i in live())
+            return all(_sized(frames[i], self.facts(i), s)[2] + reserves[i] <= cap for i in live())
 
         if fits(base.video_max_total_pixels):
             return base
