@@ -291,19 +291,12 @@ _TOKENIZER_HELP = ("the model's tokenizer (a local path) for exact text counts; 
                    "(UTF-8 bytes), so no sample can pass the cap")
 
 
-def _echo_tokens(tokens: "list[dict] | TokenTally", cap: int) -> None:
-    from pipeline.budget import TokenTally, distribution
-
-    if isinstance(tokens, TokenTally):
-        d, frames = tokens.distribution(), tokens.frames
-        smallest = [tokens.smallest.width, tokens.smallest.height] if tokens.smallest else None
-    else:
-        d = distribution(t["tokens"] for t in tokens)
-        frames = (min(t["frames"] for t in tokens), max(t["frames"] for t in tokens)) if tokens else None
-        smallest = min((t["frame_wh"] for t in tokens), key=lambda wh: wh[0] * wh[1]) if tokens else None
+def _echo_tokens(tokens: "TokenTally", cap: int) -> None:
+    d = tokens.distribution()
     if d:
         typer.echo(f"tokens per sample (cap {cap}): min {d['min']}, median {d['median']}, p95 {d['p95']}, "
-                   f"max {d['max']}; frames {frames[0]}-{frames[1]}, smallest frame {smallest}")
+                   f"max {d['max']}; frames {tokens.frames[0]}-{tokens.frames[1]}, smallest frame "
+                   f"{[tokens.smallest.width, tokens.smallest.height]}")
 
 
 @export_app.command("xtuner")
@@ -393,7 +386,7 @@ def export_llamafactory_cmd(out: str = typer.Argument(..., help="dataset directo
 
 def _finish_qwen_like(report, dest: Path, cap: int) -> None:
     typer.echo(f"{report.written} samples -> {', '.join(report.files)}")
-    _echo_tokens(report.tokens, cap)
+    _echo_tokens(report.tally, cap)
     if report.rejected:
         typer.echo(f"{len(report.rejected)} sample(s) fit the cap at no size (see {dest / 'rejected.jsonl'})", err=True)
         raise typer.Exit(1)

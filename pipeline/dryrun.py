@@ -167,10 +167,12 @@ def _replay_rows(store: Any, tasks: dict[str, VideoTask]) -> Iterator[tuple[Vide
     wanted = pa.array(sorted(tasks), pa.string())
     columns = ["video_id", "duration_s", "scenes", "width", "height", "fps", "frame_count"]
     for batch in store.iter_batches("videos", columns):
-        for row in batch.filter(pc.is_in(batch.column("video_id"), value_set=wanted)).to_pylist():
-            task = tasks.pop(row["video_id"], None)
-            if task is not None:
-                yield task, row
+        batch = batch.filter(pc.is_in(batch.column("video_id"), value_set=wanted))
+        for start in range(0, batch.num_rows, 256):  # a row's scenes as objects are ~50 KB: 256 rows at a time
+            for row in batch.slice(start, 256).to_pylist():
+                task = tasks.pop(row["video_id"], None)
+                if task is not None:
+                    yield task, row
 
 
 def _by_stage(keys: list[dict[str, str]]) -> dict[str, dict[str, str]]:
