@@ -1,6 +1,6 @@
 """Peak driver memory of the commands that read the whole dataset, at recipe scale, beside main's code.
 
-    python bench/scale_memory.py                                  # new code up to 12K videos, main's up to 2K
+    python bench/scale_memory.py                                  # new code up to 24K videos, main's up to 2K
     python bench/scale_memory.py --sizes 1000 6000 --old-sizes 1000 --only "curate plan"   # a quick look
 
 The datasets are `bench/scale_store.py`'s synthetic committed datasets (real rows of every config,
@@ -10,8 +10,10 @@ same command with main's code (`git archive` of --base, on PYTHONPATH first) run
 dataset in the same run. A line fitted through the sizes (bytes a video + a fixed part) gives the
 peak at --videos (379K): the sizes that fit a loaded 2-core machine in minutes are small, so the
 379K column is extrapolated, and says so. The streamed code holds one record batch (4,096 rows) at
-a time, so below ~4K videos its peak still grows with the dataset: its line is fitted over the
-sizes past that (main's code holds everything, so any sizes do for it).
+a time, and the Parquet reader decodes one row group (the seed writes 8,192 videos at a time: ~100
+MB of `videos`; compaction's are ~64 MB) under it, so below ~8K videos its peak still grows with the
+dataset: its line is fitted over the sizes past that (main's code holds everything, so any sizes
+do for it).
 
 Commands: `curate plan` of the recipe job (jobs/internvideo3_long.yaml) with every committed video
 pending (its stage keys differ from the synthetic ones) plus 5 % new IDs; `curate check --no-decode`;
@@ -37,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 JOB = ROOT / "jobs" / "internvideo3_long.yaml"
-BATCH_VIDEOS = 4096  # pipeline.store.BATCH_ROWS: one record batch of `videos`
+BATCH_VIDEOS = 8192  # one row group of `videos` as the seed writes them (bench/scale_store.py `seed_new`)
 RUN_START = """
 import sys
 from pathlib import Path
@@ -143,7 +145,7 @@ def fit(xs: list[int], ys: list[float]) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=379_000, help="the size to extrapolate to")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000, 2_000, 6_000, 12_000], help="new code, measured")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000, 2_000, 12_000, 24_000], help="new code, measured")
     ap.add_argument("--old-sizes", type=int, nargs="*", default=[1_000, 2_000], help="main's code, measured")
     ap.add_argument("--base", default="main", help="git ref of the code to compare with")
     ap.add_argument("--only", nargs="*", default=None, help="command names to run (default: all)")
