@@ -8,9 +8,9 @@ teacher and verifier, `curate run`). The synthetic one is made from that dataset
 varied per video (durations, scenes, signals, categories, formats, decisions, rejects, runs),
 written as committed shards; its rows point at media that does not exist, so the sample browser
 shows its items without frames and says why (the plots need no media). Baseline, in the same
-run: the stats the card prints today (`pipeline.report.quality_report`, which reads the QA rows
-into Python objects), against the report's streaming scan over the same shards; each in its
-own process, with its peak RSS.
+run: the stats the card prints (`pipeline.report.quality_report`; it read the QA rows into Python
+objects until issue 27 streamed it too: bench/scale_memory.py compares it with that code), against
+the report's streaming scan over the same shards; each in its own process, with its peak RSS.
 """
 from __future__ import annotations
 

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 # the fork's `internvideo` template (xtuner/v1/data_proto/templates)
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
@@ -178,13 +179,24 @@ def xtuner_resize(frames: int, height: int, width: int, min_pixels: int, max_pix
 def xtuner_video(facts: VideoFacts, s: XtunerSettings) -> tuple[list[int], int, int, int]:
     """(frame indices, H, W, video tokens) for one video under settings `s`."""
     indices = xtuner_frame_indices(facts.frames, facts.fps, s.fps, s.video_min_frames, s.video_max_frames)
+    return (indices, *_sized(len(indices), facts, s))
+
+
+def _sized(frames: int, facts: VideoFacts, s: XtunerSettings) -> tuple[int, int, int]:
+    """(H, W, video tokens) of `frames` sampled frames of the video under settings `s`."""
     factor = s.patch_size * s.merge_size
     # image_wh is [W, H]; the fork unpacks it as (height, width), which the resize treats symmetrically
-    h, w = xtuner_resize(len(indices), facts.height, facts.width, s.video_min_total_pixels,
+    h, w = xtuner_resize(frames, facts.height, facts.width, s.video_min_total_pixels,
                          s.video_max_total_pixels, factor, s.temporal_patch_size)
-    grid_t = len(indices) // s.temporal_patch_size
-    tokens = grid_t * (h // s.patch_size) * (w // s.patch_size) // (s.merge_size ** 2)
-    return indices, h, w, tokens
+    grid_t = frames // s.temporal_patch_size
+    return h, w, grid_t * (h // s.patch_size) * (w // s.patch_size) // (s.merge_size ** 2)
+
+
+def xtuner_frame_count(total: int, origin_fps: float, fps: float, min_frames: int, max_frames: int) -> int:
+    """len(xtuner_frame_indices(...)) without building the list: the fit asks it per sample per step."""
+    n = int(total / origin_fps * fps)
+    n = max(min(max(n, min_frames), max_frames, total), min_frames)
+    return n + n % 2
 
 
 def _render_xtuner(messages: list[dict], pads: list[str]) -> str:
@@ -237,36 +249,85 @@ def _pad_bytes(facts: VideoFacts, s: XtunerSettings) -> int:
     return ByteBound()(_video_text([i / facts.fps for i in indices], s))
 
 
+class XtunerSamples:
+    """What `fit_xtuner` needs of each sample, columnar: its video's facts and the tokens around the
+    video (text, timestamps, vision tokens), which do not depend on the pixel limit. 32 bytes a
+    sample (plus the rare error's text), whatever the messages hold, so a meta.json dataset of
+    millions of samples is fitted without keeping their messages."""
+
+    def __init__(self, base: XtunerSettings, cap: int, text: TextCounter | None = None) -> None:
+        self.base, self.cap, self.text = replace(base, max_length=cap), cap, text or ByteBound()
+        self._cols = {k: array("q") for k in ("width", "height", "frames", "reserve")}
+        self._fps = array("d")
+        self.errors: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._fps)
+
+    def add(self, messages: list[dict]) -> Count:
+        """Count one sample under the base settings and keep what re-counting it needs."""
+        facts, c = _facts(messages), count_xtuner(messages, self.base, self.text)
+        if c.error is not None:
+            self.errors[len(self)] = c.error
+        for k, v in (("width", facts.width), ("height", facts.height), ("frames", facts.frames),
+                     ("reserve", c.total_tokens - c.video_tokens)):
+            self._cols[k].append(v)
+        self._fps.append(facts.fps)
+        return c
+
+    def facts(self, i: int) -> VideoFacts:
+        cols = self._cols
+        return VideoFacts(cols["width"][i], cols["height"][i], cols["frames"][i], self._fps[i])
+
+    def count(self, i: int, s: XtunerSettings) -> Count:
+        """Sample i under settings that differ from the base only in the pixel limit: what
+        `count_xtuner` gives (its text part is the same at every pixel limit)."""
+        if i in self.errors:
+            return Count(0, 0, 0, 0, 0, 0.0, 0.0, error=self.errors[i])
+        facts = self.facts(i)
+        indices, h, w, vtokens = xtuner_video(facts, s)
+        return Count(len(indices), w, h, vtokens, vtokens + self._cols["reserve"][i], indices[0] / facts.fps,
+                     indices[-1] / facts.fps)
+
+    def fit(self) -> XtunerSettings:
+        """The base with video_max_total_pixels lowered just enough that every sample fits the cap.
+        Frames are kept (the whole duration stays sampled at the same rate); frames get smaller. The
+        largest limit that fits is found by bisection."""
+        base, cap, reserves, errors = self.base, self.cap, self._cols["reserve"], self.errors
+
+        def live() -> Iterator[int]:
+            return (i for i in range(len(self)) if i not in errors)
+
+        frames = array("q", (xtuner_frame_count(self._cols["frames"][i], self._fps[i], base.fps, base.video_min_frames,
+                                                base.video_max_frames) for i in range(len(self))))
+
+        def fits(limit: int) -> bool:
+            s = replace(base, video_max_total_pixels=limit)
+            return all(_sized(frames[i], self.facts(i), s)[2] + reserves[i] <= cap for i in live())
+
+        if fits(base.video_max_total_pixels):
+            return base
+        lo, hi = 0, base.video_max_total_pixels  # fits(lo) assumed, not fits(hi)
+        per_token = base.temporal_patch_size * (base.patch_size * base.merge_size) ** 2
+        reserve = max((reserves[i] for i in live()), default=0)
+        guess = max(per_token, (cap - reserve) * per_token)
+        if fits(guess):
+            lo = guess
+        else:
+            hi = guess
+        while hi - lo > max(per_token, hi // 1000):
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        return replace(base, video_max_total_pixels=max(lo, 1))
+
+
 def fit_xtuner(samples: list[list[dict]], base: XtunerSettings, cap: int,
                text: TextCounter | None = None) -> tuple[XtunerSettings, list[Count]]:
-    """The settings for one meta.json dataset: `base` with video_max_total_pixels lowered just enough
-    that every sample fits `cap`. Frames are kept (the whole duration stays sampled at the same
-    rate); frames get smaller. The text around the video does not depend on the pixel limit, so it
-    is counted once per sample; the largest limit that fits is found by bisection."""
-    text = text or ByteBound()
-    base = replace(base, max_length=cap)
-    counts = [count_xtuner(m, base, text) for m in samples]
-    live = [(m, c.total_tokens - c.video_tokens) for m, c in zip(samples, counts) if c.error is None]
-
-    def fits(limit: int) -> bool:
-        s = replace(base, video_max_total_pixels=limit)
-        return all(xtuner_video(_facts(m), s)[3] + reserve <= cap for m, reserve in live)
-
-    if fits(base.video_max_total_pixels):
-        return base, counts
-    lo, hi = 0, base.video_max_total_pixels  # fits(lo) assumed, not fits(hi)
-    per_token = base.temporal_patch_size * (base.patch_size * base.merge_size) ** 2
-    reserve = max((r for _, r in live), default=0)
-    guess = max(per_token, (cap - reserve) * per_token)
-    if fits(guess):
-        lo = guess
-    else:
-        hi = guess
-    while hi - lo > max(per_token, hi // 1000):
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    s = replace(base, video_max_total_pixels=max(lo, 1))
-    return s, [count_xtuner(m, s, text) for m in samples]
+    """The settings for one meta.json dataset (`XtunerSamples.fit`) and every sample's count under them."""
+    kept = XtunerSamples(base, cap, text)
+    counts = [kept.add(m) for m in samples]
+    s = kept.fit()
+    return s, counts if s is kept.base else [kept.count(i, s) for i in range(len(kept))]
 
 
 def _facts(messages: list[dict]) -> VideoFacts:
@@ -383,38 +444,65 @@ def fit_qwen(facts: VideoFacts, base: QwenVideoSettings, cap: int, prompt_text: 
 
 
 def distribution(values: Iterable[int]) -> dict[str, int]:
-    """min / median / p95 / max of token counts (for summaries and the card)."""
-    v = sorted(values)
-    if not v:
+    """min / median / p95 / max of token counts (for summaries and the card); sorted as int64 numbers,
+    not as a list of Python ints (a few million samples)."""
+    import numpy as np
+
+    v = np.sort(np.fromiter(values, np.int64) if not isinstance(values, array) else np.frombuffer(values, np.int64))
+    if not len(v):
         return {}
-    pick = lambda q: v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]  # noqa: E731
-    return {"samples": len(v), "min": v[0], "median": pick(0.5), "p95": pick(0.95), "max": v[-1]}
+    pick = lambda q: int(v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))])  # noqa: E731
+    return {"samples": len(v), "min": int(v[0]), "median": pick(0.5), "p95": pick(0.95), "max": int(v[-1])}
 
 
-def xtuner_token_report(groups: dict[str, list[list[dict]]], cap: int = XtunerSettings().max_length,
-                        base: XtunerSettings = XtunerSettings(), text: TextCounter | None = None) -> dict[str, Any]:
+class TokenTally:
+    """Token counts of many samples kept as numbers (8 bytes a sample for the distribution), for the
+    summaries `distribution` prints."""
+
+    def __init__(self) -> None:
+        self.totals = array("q")
+        self.frames: tuple[int, int] | None = None
+        self.smallest: Count | None = None
+
+    def add(self, c: Count) -> None:
+        self.totals.append(c.total_tokens)
+        self.frames = (c.frames, c.frames) if self.frames is None else (min(self.frames[0], c.frames),
+                                                                       max(self.frames[1], c.frames))
+        if self.smallest is None or c.width * c.height < self.smallest.width * self.smallest.height:
+            self.smallest = c
+
+    def distribution(self) -> dict[str, int]:
+        return distribution(self.totals)
+
+
+def xtuner_token_report(groups: dict[str, XtunerSamples]) -> dict[str, Any]:
     """Tokens per sample as InternVideo3's trainer counts them: with the settings `curate export xtuner`
-    writes (one fit per meta.json dataset) and, for comparison, with the config's defaults (no budget)."""
-    text = text or ByteBound()
-    naive, fitted, frames, sizes = [], [], [], []
+    writes (one fit per meta.json dataset, each group's samples kept by `XtunerSamples` under the
+    config's settings and cap) and, for comparison, with those settings unfitted (no budget)."""
+    exported, kept, unbudgeted = array("q"), TokenTally(), array("q")
+    exported_over = unbudgeted_over = 0
+    cap, text = XtunerSettings().max_length, ByteBound()
     for samples in groups.values():
-        naive += [count_xtuner(m, base, text) for m in samples]
-        _, counts = fit_xtuner(samples, base, cap, text)
-        fitted += counts
-    for c in fitted:
-        if not c.over(cap):
-            frames.append(c.frames)
-            sizes.append(c.width * c.height)
-    if not fitted:
+        cap, text, s = samples.cap, samples.text, samples.fit()
+        for i in range(len(samples)):
+            n = samples.count(i, samples.base)
+            unbudgeted_over += n.over(cap)
+            if n.error is None:
+                unbudgeted.append(n.total_tokens)
+            c = n if s is samples.base else samples.count(i, s)
+            exported.append(c.total_tokens)
+            exported_over += c.over(cap)
+            if not c.over(cap):
+                kept.add(c)
+    if not len(exported):
         return {}
-    small = min((c for c in fitted if not c.over(cap)), key=lambda c: c.width * c.height, default=None)
     return {"cap": cap, "text": "exact" if getattr(text, "exact", False) else "upper bound (UTF-8 bytes)",
-            "exported": distribution(c.total_tokens for c in fitted),
-            "exported_over_cap": sum(c.over(cap) for c in fitted),
-            "unbudgeted": distribution(c.total_tokens for c in naive if c.error is None),
-            "unbudgeted_over_cap": sum(c.over(cap) for c in naive),
-            "frames": {"min": min(frames), "max": max(frames)} if frames else {},
-            "smallest_frame_wh": [small.width, small.height] if small else []}
+            "exported": distribution(exported),
+            "exported_over_cap": exported_over,
+            "unbudgeted": distribution(unbudgeted),
+            "unbudgeted_over_cap": unbudgeted_over,
+            "frames": {"min": kept.frames[0], "max": kept.frames[1]} if kept.frames else {},
+            "smallest_frame_wh": [kept.smallest.width, kept.smallest.height] if kept.smallest else []}
 
 
 def render_token_report(r: dict[str, Any]) -> str:

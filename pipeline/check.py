@@ -16,6 +16,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from pipeline.store import DatasetStore
 
 RULES = {
@@ -79,74 +83,179 @@ def _span_numbers(text: str) -> list[float]:
     return [float(x) for x in _NUMBER.findall(text or "")[:2]]
 
 
+_SFT_COLUMNS = ["id", "video_id", "category", "qa_type", "format", "question", "answer", "options", "evidence_start_s",
+                "evidence_end_s", "duration_s", "messages", "media_store", "media_uri", "verification.blind_answerable"]
+_CAPTIONED = ["id", "video_id", "qa_type", "format", "question", "answer", "options", "evidence_start_s",
+              "evidence_end_s"]  # what the ambiguity rule reads of an sft row
+
+
 def check_dataset(out: str, *, media_root: str | None = None, decode: bool = True,
                   max_videos: int | None = None, xtuner: str | None = None, verl: str | None = None,
                   max_tokens: int = 262144, max_prompt_length: int = 16384, patch_size: int = 14) -> CheckReport:
-    """Run every rule over the dataset at `out` (and over exports of it, where given)."""
-    from pipeline.export import check_xtuner, default_media_root, to_xtuner
+    """Run every rule over the dataset at `out` (and over exports of it, where given).
+
+    Streamed over the store's record batches; the rules that join (an RL row with its SFT row, a
+    grounding or time-order row with its video's captions) join a batch against a columnar lookup.
+    What grows with the dataset, in Arrow or typed arrays, never as rows: per sft row with an RL twin
+    ~50 bytes (id, answer span, blind flag), per grounding / time-order sft row its question and
+    options (~0.3 KB), per sft row 32 bytes for the token rule (`XtunerSamples`) and its id, per
+    video one decode result: ~2 KB a video at 10 sft rows a video."""
+    from pipeline.budget import XtunerSamples, XtunerSettings
+    from pipeline.export import check_xtuner, default_media_root, store_rows, to_xtuner
 
     store = DatasetStore(out)
     report = CheckReport()
-    videos = {r["video_id"]: r for r in store.read_table("videos").to_pylist() if r["status"] == "accepted"}
-    sft = store.read_table("sft").to_pylist()
-    rl = store.read_table("rl").to_pylist()
-    by_id = {r["id"]: r for r in sft}
-    root = media_root or (default_media_root(sft) if sft else "/")
+    has_sft = bool(store.shard_paths("sft"))
+    root = media_root or (default_media_root(store_rows(store, "sft", ["media_store", "video_path"]))
+                          if has_sft else "/")
+    rl_ids = pa.concat_arrays([b.column(0) for b in store.iter_batches("rl", ["extra_info.id"])] or
+                              [pa.array([], pa.string())])
+    twins: list[pa.Table] = []  # sft rows that have an RL row: id, answer span, blind flag
+    captioned: list[pa.Table] = []  # grounding and time-order rows, with their place in the sft stream
+    tokens: dict[str, XtunerSamples] = {}
+    token_ids: dict[str, list[pa.Array]] = {}
     decoded: dict[str, Any] = {}
-    for row in sft:
-        report.checked["xtuner_line"] += 1
-        line = to_xtuner(row, root)
-        problems = check_xtuner(line, root)  # format rules only; the media is decoded below
-        if problems:
-            report.fail("xtuner_line", f"{row['id']}: {problems[0]}")
-        _check_spans(report, row["id"], row["duration_s"], [(row["evidence_start_s"], row["evidence_end_s"])]
-                     + ([tuple(_span_numbers(row["answer"]))] if row["format"] == "grounding" else []))
-        _check_blind(report, row["id"], row.get("verification"))
-        if decode and (max_videos is None or len(decoded) < max_videos or row["video_id"] in decoded):
-            video = line["messages"][-2]["content"][0]["video_url"] if not problems else None
-            if video is not None:
-                key = video["url"]
-                if key not in decoded:
-                    decoded[key] = full_decode(os.path.join(root, key), row.get("media_uri"))
-                _check_decode(report, row["id"], video, decoded[key])
-        v = videos.get(row["video_id"])
-        if v is not None and row["format"] == "grounding":
-            _check_grounding_unique(report, row, v)
-        if v is not None and row["qa_type"] == "time_order" and row["format"] == "multiple_choice":
-            _check_order_unique(report, row, v)
-    for row in rl:
-        info = row["extra_info"]
-        prompt = row["prompt"][-1]["content"] if row["prompt"] else ""
-        report.checked["rl_prompt"] += 1
-        truth = row["reward_model"]["ground_truth"]
-        if info["reward_kind"] == "temporal_iou":
-            m = _GROUNDING.match(prompt)
-            if not m:
-                report.fail("rl_prompt", f"{info['id']}: not the evaluators' grounding template: {prompt[:120]!r}")
-            elif m[1] != f"{info['duration_s']:.1f}" or _SAYS_WHEN.search(m[2]):
-                report.fail("rl_prompt", f"{info['id']}: duration {m[1]} vs {info['duration_s']:.1f}, or the "
-                                         f"description says when: {m[2][:80]!r}")
-            span = json.loads(truth)
-            _check_spans(report, info["id"], info["duration_s"], [tuple(span)])
-            sft_row = by_id.get(info["id"])
-            report.checked["sft_rl_agree"] += 1
-            if sft_row is None or _span_numbers(sft_row["answer"]) != [float(x) for x in span]:
-                report.fail("sft_rl_agree", f"{info['id']}: RL {span} vs SFT "
-                                            f"{sft_row['answer'] if sft_row else '(no sft row)'!r}")
-        else:
-            m = _MC.match(prompt)
-            if not m or truth not in "ABCD" or len(truth) != 1:
-                report.fail("rl_prompt", f"{info['id']}: not a lettered 4-option prompt with the answer line, or "
-                                         f"ground truth {truth!r}")
-        sft_row = by_id.get(info["id"])
-        _check_blind(report, info["id"], sft_row.get("verification") if sft_row else None)
+    seen = 0
+    for batch in (store.iter_batches("sft", _SFT_COLUMNS) if has_sft else ()):
+        rows = batch.to_pylist()
+        for row in rows:
+            report.checked["xtuner_line"] += 1
+            line = to_xtuner(row, root)
+            problems = check_xtuner(line, root)  # format rules only; the media is decoded below
+            if problems:
+                report.fail("xtuner_line", f"{row['id']}: {problems[0]}")
+            _check_spans(report, row["id"], row["duration_s"], [(row["evidence_start_s"], row["evidence_end_s"])]
+                         + ([tuple(_span_numbers(row["answer"]))] if row["format"] == "grounding" else []))
+            _check_blind(report, row["id"], {"blind_answerable": row["blind_answerable"]})
+            if decode and (max_videos is None or len(decoded) < max_videos or row["video_id"] in decoded):
+                video = line["messages"][-2]["content"][0]["video_url"] if not problems else None
+                if video is not None:
+                    key = video["url"]
+                    if key not in decoded:
+                        decoded[key] = full_decode(os.path.join(root, key), row.get("media_uri"))
+                    _check_decode(report, row["id"], video, decoded[key])
+            if not xtuner:
+                if row["category"] not in tokens:
+                    tokens[row["category"]] = XtunerSamples(XtunerSettings(max_length=max_tokens), max_tokens)
+                    token_ids[row["category"]] = []
+                tokens[row["category"]].add(row["messages"])
+        if not xtuner:
+            for category in tokens:
+                token_ids[category].append(batch.column("id").filter(pc.equal(batch.column("category"), category)))
+        twin = pc.is_in(batch.column("id"), value_set=rl_ids)
+        spans = [_span_numbers(r["answer"]) for r, t in zip(rows, twin.to_pylist()) if t]
+        twins.append(pa.table({"id": batch.column("id").filter(twin), "span": pa.array(spans, pa.list_(pa.float64())),
+                               "blind": batch.column("blind_answerable").filter(twin)}))
+        fmt = batch.column("format")
+        time_order = pc.and_(pc.equal(batch.column("qa_type"), "time_order"), pc.equal(fmt, "multiple_choice"))
+        wanted = pc.or_(pc.equal(fmt, "grounding"), time_order)
+        part = pa.Table.from_batches([batch.select(_CAPTIONED)]).append_column(
+            "at", pa.array(np.arange(seen, seen + batch.num_rows)))
+        captioned.append(part.filter(wanted))
+        seen += batch.num_rows
+        del rows
+    _check_ambiguity(report, store, captioned)
+    del captioned
+    twin_table = pa.concat_tables(twins) if twins else pa.table({"id": pa.array([], pa.string())})
+    twin_table = twin_table.take(np.arange(len(twin_table) - 1, -1, -1))  # a repeated id: its last row, as a dict
+    del twins
+    answers: dict[str, list[int]] = {}  # sft id -> the sft_rl_agree examples that quote its answer
+    for batch in store.iter_batches("rl", ["extra_info", "prompt", "reward_model"]):
+        infos = batch.column("extra_info").to_pylist()
+        at = pc.index_in(pa.array([i["id"] for i in infos], pa.string()), value_set=twin_table["id"])
+        matched = twin_table.take(at).to_pylist() if len(twin_table) else [{"id": None}] * len(infos)
+        for info, prompt_turns, reward, sft_row in zip(infos, batch.column("prompt").to_pylist(),
+                                                       batch.column("reward_model").to_pylist(), matched):
+            sft_row = sft_row if sft_row["id"] is not None else None
+            _check_rl(report, info, prompt_turns, reward, sft_row, answers)
+    _fill_answers(report, store, answers)
     if xtuner:
         _check_xtuner_export(report, xtuner, max_tokens)
     else:
-        _check_tokens(report, sft, max_tokens)
+        for category, samples in tokens.items():
+            s = samples.fit()
+            for i, item in enumerate(pa.chunked_array(token_ids[category], pa.string()).to_pylist()):
+                _over(report, "token_budget", item, samples.count(i, s), max_tokens)
     if verl:
         _check_verl_export(report, verl, max_prompt_length, patch_size)
     return report
+
+
+def _check_rl(report: CheckReport, info: dict, prompt_turns: list, reward: dict, sft_row: dict | None,
+              answers: dict[str, list[int]]) -> None:
+    """One RL row; `sft_row` is its SFT twin's answer span and blind flag (None: no SFT row). An
+    example that quotes the SFT answer gets it later (`_fill_answers`): the answers are not kept."""
+    prompt = prompt_turns[-1]["content"] if prompt_turns else ""
+    report.checked["rl_prompt"] += 1
+    truth = reward["ground_truth"]
+    if info["reward_kind"] == "temporal_iou":
+        m = _GROUNDING.match(prompt)
+        if not m:
+            report.fail("rl_prompt", f"{info['id']}: not the evaluators' grounding template: {prompt[:120]!r}")
+        elif m[1] != f"{info['duration_s']:.1f}" or _SAYS_WHEN.search(m[2]):
+            report.fail("rl_prompt", f"{info['id']}: duration {m[1]} vs {info['duration_s']:.1f}, or the "
+                                     f"description says when: {m[2][:80]!r}")
+        span = json.loads(truth)
+        _check_spans(report, info["id"], info["duration_s"], [tuple(span)])
+        report.checked["sft_rl_agree"] += 1
+        if sft_row is None or sft_row["span"] != [float(x) for x in span]:
+            quoted = sft_row is not None and len(report.examples["sft_rl_agree"]) < 5
+            report.fail("sft_rl_agree", f"{info['id']}: RL {span} vs SFT " + ("" if sft_row else repr("(no sft row)")))
+            if quoted:
+                answers.setdefault(info["id"], []).append(len(report.examples["sft_rl_agree"]) - 1)
+    else:
+        m = _MC.match(prompt)
+        if not m or truth not in "ABCD" or len(truth) != 1:
+            report.fail("rl_prompt", f"{info['id']}: not a lettered 4-option prompt with the answer line, or "
+                                     f"ground truth {truth!r}")
+    _check_blind(report, info["id"], {"blind_answerable": sft_row["blind"]} if sft_row else None)
+
+
+def _check_ambiguity(report: CheckReport, store: DatasetStore, captioned: list[pa.Table]) -> None:
+    """The ambiguity rule, per `videos` record batch: its accepted videos' captions against the sft rows
+    that name them. Examples are the first five in sft order, as a row-by-row pass gives them."""
+    import heapq
+
+    rows = pa.concat_tables(captioned) if captioned else None
+    if rows is None or not rows.num_rows:
+        return
+    failed, first = 0, []  # first: (place in the sft stream, example) of the earliest five
+    for batch in store.iter_batches("videos", ["video_id", "status", "captions"]):
+        batch = batch.filter(pc.and_(pc.equal(batch.column("status"), "accepted"),
+                                     pc.is_in(batch.column("video_id"), value_set=rows["video_id"])))
+        if not batch.num_rows:
+            continue
+        at = pc.index_in(rows["video_id"], value_set=batch.column("video_id"))
+        mine = pc.is_valid(at)
+        captions = batch.column("captions").to_pylist()
+        for row, i in zip(rows.filter(mine).to_pylist(), at.filter(mine).to_pylist()):
+            one = CheckReport()
+            video = {"captions": captions[i]}
+            if row["format"] == "grounding":
+                _check_grounding_unique(one, row, video)
+            if row["qa_type"] == "time_order" and row["format"] == "multiple_choice":
+                _check_order_unique(one, row, video)
+            report.checked["ambiguous"] += one.checked["ambiguous"]
+            for example in one.examples.get("ambiguous", []):
+                failed += 1
+                heapq.heappush(first, (-row["at"], example))
+                if len(first) > 5:
+                    heapq.heappop(first)
+    report.violations["ambiguous"] += failed
+    report.examples["ambiguous"] += [example for _, example in sorted(first, reverse=True)]
+
+
+def _fill_answers(report: CheckReport, store: DatasetStore, answers: dict[str, list[int]]) -> None:
+    """Quote the SFT answers in the (at most five) sft_rl_agree examples that name one."""
+    if not answers:
+        return
+    examples, last = report.examples["sft_rl_agree"], {}
+    for batch in store.iter_batches("sft", ["id", "answer"]):
+        batch = batch.filter(pc.is_in(batch.column("id"), value_set=pa.array(list(answers), pa.string())))
+        last.update(zip(batch.column("id").to_pylist(), batch.column("answer").to_pylist()))
+    for item, places in answers.items():
+        for k in places:
+            examples[k] += repr(last[item])
 
 
 def _over(report: CheckReport, rule: str, item: str, count: Any, cap: int) -> None:
@@ -154,19 +263,6 @@ def _over(report: CheckReport, rule: str, item: str, count: Any, cap: int) -> No
     if count.over(cap):
         report.fail(rule, f"{item}: {count.error or f'{count.total_tokens} tokens > {cap}'} "
                           f"({count.frames} frames of {count.width}x{count.height})")
-
-
-def _check_tokens(report: CheckReport, sft: list[dict], cap: int) -> None:
-    """Rows as `curate export xtuner` would budget them: a row that fits at no frame size fails."""
-    from pipeline.budget import XtunerSettings, fit_xtuner
-
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for row in sft:
-        groups[row["category"]].append(row)
-    for rows in groups.values():
-        _, counts = fit_xtuner([r["messages"] for r in rows], XtunerSettings(max_length=cap), cap)
-        for row, c in zip(rows, counts):
-            _over(report, "token_budget", row["id"], c, cap)
 
 
 def _check_xtuner_export(report: CheckReport, dest: str, cap: int) -> None:

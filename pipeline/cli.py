@@ -155,6 +155,7 @@ def compact(out: str = typer.Argument(..., help="dataset directory (a local path
 @app.command()
 def validate(out: str = typer.Argument(..., help="dataset directory")) -> None:
     """Re-validate every row of every shard against its JSON Schema; exit 1 on any problem."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from pipeline.schema import CONFIGS, arrow_schema, validate_row
@@ -181,8 +182,8 @@ def validate(out: str = typer.Argument(..., help="dataset directory")) -> None:
                     first += batch.num_rows
                 rows += first
         typer.echo(f"{config}: {rows} rows in {len(store.shard_paths(config))} shard(s)")
-    ids = store.read_table("videos", ["video_id"]).column("video_id").to_pylist()
-    dupes = [v for v, n in Counter(ids).items() if n > 1]
+    counts = pc.value_counts(store.read_table("videos", ["video_id"]).column("video_id").combine_chunks())
+    dupes = counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist()  # Arrow, not a list
     if dupes:
         problems += len(dupes)
         typer.echo(f"videos: {len(dupes)} duplicated video_id(s), e.g. {dupes[:3]} (a run will reconcile them)")
@@ -290,14 +291,12 @@ _TOKENIZER_HELP = ("the model's tokenizer (a local path) for exact text counts; 
                    "(UTF-8 bytes), so no sample can pass the cap")
 
 
-def _echo_tokens(tokens: list[dict], cap: int) -> None:
-    from pipeline.budget import distribution
-
-    d = distribution(t["tokens"] for t in tokens)
+def _echo_tokens(tokens: "TokenTally", cap: int) -> None:
+    d = tokens.distribution()
     if d:
         typer.echo(f"tokens per sample (cap {cap}): min {d['min']}, median {d['median']}, p95 {d['p95']}, "
-                   f"max {d['max']}; frames {min(t['frames'] for t in tokens)}-{max(t['frames'] for t in tokens)}, "
-                   f"smallest frame {min((t['frame_wh'] for t in tokens), key=lambda wh: wh[0] * wh[1])}")
+                   f"max {d['max']}; frames {tokens.frames[0]}-{tokens.frames[1]}, smallest frame "
+                   f"{[tokens.smallest.width, tokens.smallest.height]}")
 
 
 @export_app.command("xtuner")
@@ -387,7 +386,7 @@ def export_llamafactory_cmd(out: str = typer.Argument(..., help="dataset directo
 
 def _finish_qwen_like(report, dest: Path, cap: int) -> None:
     typer.echo(f"{report.written} samples -> {', '.join(report.files)}")
-    _echo_tokens(report.tokens, cap)
+    _echo_tokens(report.tally, cap)
     if report.rejected:
         typer.echo(f"{len(report.rejected)} sample(s) fit the cap at no size (see {dest / 'rejected.jsonl'})", err=True)
         raise typer.Exit(1)

@@ -19,7 +19,7 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from pipeline.config import JobConfig
 from pipeline.records import TRANSIENT_REASONS, Cue, Frame, Reason, Scene, VideoTask
@@ -103,17 +103,20 @@ def plan_run(cfg: JobConfig, out: str, *, force: bool = False, stage_factory: An
     store = DatasetStore(out)
     ledger = store.ledger([t.video_id for t in tasks]) if store.fs.exists(store.path("data", "videos")) else {}
     pending, report.skipped = select_pending(tasks, ledger, pipeline_fingerprint(stages), force=force)
-    rows = _committed_rows(store, {t.video_id for t in pending if t.video_id in ledger}) if ledger else {}
     current = _by_stage(keys)
+    whys: dict[str, int] = {}  # each distinct answer of `_why`, once
+    seen = _committed_whys(store, {t.video_id for t in pending if t.video_id in ledger}, current, force,
+                           whys) if ledger else {}
+    reasons = [json.loads(w) for w in whys]
     flat = leaves(stages)
     fetch = next((s for s in flat if s.fetches_media), None)
-    replay: list[tuple[VideoTask, dict]] = []
+    replay: dict[str, VideoTask] = {}
     for task in pending:
-        row = rows.get(task.video_id)
+        got = seen.get(task.video_id)
         if task.rejected:
             report.pending["rejected at ingest"] += 1
             continue
-        why = _why(row, current, force)
+        why = reasons[got[0]] if got else _why(None, current, force)
         report.pending[why["kind"]] += 1
         for stage, reason in why["stages"].items():
             report.stages[stage][reason] += 1
@@ -122,13 +125,13 @@ def plan_run(cfg: JobConfig, out: str, *, force: bool = False, stage_factory: An
                 report.downloads_cached += 1
             else:
                 report.downloads += 1
-        if row is not None and row["status"] == "accepted":
-            replay.append((task, row))
+        if got and got[1]:
+            replay[task.video_id] = task
         else:
-            report.not_replayed["never accepted before" if row is None or row["status"] != "accepted"
-                                else "no stored requests"] += 1
+            report.not_replayed["never accepted before"] += 1
+    del seen
     model_stages = [s for s in flat if s.runs_rounds]
-    for task, row in replay:
+    for task, row in _replay_rows(store, replay):
         if _replay_video(task, row, model_stages, report, new_answers=False):
             report.replayed += 1
             _replay_video(task, row, model_stages, report, new_answers=True)
@@ -137,18 +140,39 @@ def plan_run(cfg: JobConfig, out: str, *, force: bool = False, stage_factory: An
     return report
 
 
-def _committed_rows(store: Any, ids: set[str]) -> dict[str, dict]:
-    columns = ["video_id", "status", "reject_reason", "stage_keys", "duration_s", "scenes", "captions", "width", "height", "fps",
-               "frame_count"]
+def _committed_whys(store: Any, ids: set[str], current: dict[str, dict[str, str]], force: bool,
+                    whys: dict[str, int]) -> dict[str, tuple[int, bool]]:
+    """video_id -> (its `_why`, as a number in `whys`; accepted) for the committed pending videos,
+    read a record batch at a time: ~100 bytes a pending video, not its row."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     wanted = pa.array(sorted(ids), pa.string())
-    out: dict[str, dict] = {}
-    for batch in store.iter_batches("videos", columns):  # only the pending videos' rows become objects
+    out: dict[str, tuple[int, bool]] = {}
+    for batch in store.iter_batches("videos", ["video_id", "status", "reject_reason", "stage_keys"]):
         for row in batch.filter(pc.is_in(batch.column("video_id"), value_set=wanted)).to_pylist():
-            out[row["video_id"]] = row
+            key = json.dumps(_why(row, current, force))
+            out[row["video_id"]] = (whys.setdefault(key, len(whys)), row["status"] == "accepted")
     return out
+
+
+def _replay_rows(store: Any, tasks: dict[str, VideoTask]) -> Iterator[tuple[VideoTask, dict]]:
+    """(task, its committed row) for the videos to replay, in the store's order, one record batch of
+    rows (scenes included) in memory at a time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not tasks:
+        return
+    wanted = pa.array(sorted(tasks), pa.string())
+    columns = ["video_id", "duration_s", "scenes", "width", "height", "fps", "frame_count"]
+    for batch in store.iter_batches("videos", columns):
+        batch = batch.filter(pc.is_in(batch.column("video_id"), value_set=wanted))
+        for start in range(0, batch.num_rows, 256):  # a row's scenes as objects are ~50 KB: 256 rows at a time
+            for row in batch.slice(start, 256).to_pylist():
+                task = tasks.pop(row["video_id"], None)
+                if task is not None:
+                    yield task, row
 
 
 def _by_stage(keys: list[dict[str, str]]) -> dict[str, dict[str, str]]:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.budget import ByteBound, HFTextCounter, XtunerSettings, fit_xtuner
+from pipeline.budget import ByteBound, HFTextCounter, TokenTally, XtunerSamples, XtunerSettings
 from pipeline.store import DatasetStore
 from pipeline.trainer_media import TrainerView, trainer_view
 
@@ -161,22 +161,35 @@ class ExportReport:
     rejected: int = 0
     problems: Counter = field(default_factory=Counter)
     files: list[str] = field(default_factory=list)
-    tokens: list[dict] = field(default_factory=list)  # per written sample: frames, frame size, tokens
+    tokens: TokenTally = field(default_factory=TokenTally)  # the written samples' tokens, frames, frame sizes
     exact_text: bool = False  # text counted with the model's tokenizer (else a byte upper bound)
 
 
-def default_media_root(rows: list[dict[str, Any]]) -> str:
+def default_media_root(rows: Iterable[dict[str, Any]]) -> str:
     """The shared store when every row has its copy there (and it is a path), else the common
-    parent of the local files."""
-    stores = {r.get("media_store") for r in rows}
+    parent of the local files. `rows` need only `media_store` and `video_path`, and are read once."""
+    stores: set = set()
+    common: str | None = None
+    for r in rows:
+        stores.add(r.get("media_store"))
+        parent = os.path.dirname(r["video_path"])
+        common = parent if common is None else os.path.commonpath([common, parent])
     if len(stores) == 1 and None not in stores:
         (store,) = stores
         if "://" in store and not store.startswith("file://"):
             raise ValueError(f"the videos are in {store}: pass --media-root, the path where the trainer's "
                              "nodes mount that store")
         return store.removeprefix("file://")
-    paths = [r["video_path"] for r in rows]
-    return os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else "/"
+    return os.path.commonpath([common]) if common is not None else "/"
+
+
+def store_rows(store: DatasetStore, config: str, columns: list[str]) -> Iterator[dict[str, Any]]:
+    """The committed rows of a config as dicts of `columns`, one record batch in memory at a time."""
+    for batch in store.iter_batches(config, columns):
+        yield from batch.to_pylist()
+
+
+_XTUNER_COLUMNS = ["id", "category", "messages", "media_store", "media_uri"]
 
 
 def export_xtuner(out: str, dest: str | Path, *, media_root: str | None = None, name: str = "longvideo",
@@ -187,61 +200,114 @@ def export_xtuner(out: str, dest: str | Path, *, media_root: str | None = None, 
     Each meta entry carries the fork's per-dataset settings (fps, frame limits, and a
     `video_max_total_pixels` lowered so that every sample of that file stays within `max_tokens`,
     counted the fork's way: `pipeline.budget`); `DEST/tokens.jsonl` says, per sample, the frames and
-    frame size the trainer will use and its tokens."""
+    frame size the trainer will use and its tokens.
+
+    Two passes over the store's record batches, lines written as they come: the first checks each
+    line and keeps what the fit needs (`XtunerSamples`), the second writes. What grows with the
+    dataset: 32 bytes a sample for the fit, 8 for the token summary, 1 for the checked mask (~0.4 KB
+    a video at 10 samples a video), plus the trainer's view of each video probed (`MediaFacts`, ~0.2 KB)."""
     store = DatasetStore(out)
-    table = store.read_table("sft")
-    rows = table.to_pylist()
     if media_root is None:
-        media_root = default_media_root(rows)
+        media_root = default_media_root(store_rows(store, "sft", ["media_store", "video_path"]))
     dest = Path(dest)
     (dest / "annotations").mkdir(parents=True, exist_ok=True)
     media = MediaFacts() if check_media else None
     report = ExportReport()
-    groups: dict[str, list[dict]] = defaultdict(list)
-    rejected = []
-    for row in rows:
-        obj = to_xtuner(row, media_root)
-        problems = check_xtuner(obj, media_root, media, uri=row.get("media_uri"))
-        if problems:
-            _reject(report, rejected, row["id"], problems)
-            continue
-        groups[f"{name}_{row['category']}" if split_by_category else name].append(obj)
     counter = HFTextCounter(tokenizer) if tokenizer else ByteBound()
     base = XtunerSettings(fps=fps, video_max_frames=max_frames, max_length=max_tokens)
-    meta, tokens = {}, []
-    for group, objs in sorted(groups.items()):
-        settings, counts = fit_xtuner([o["messages"] for o in objs], base, max_tokens, counter)
-        kept = []
-        for obj, c in zip(objs, counts):
-            if c.over(max_tokens):
-                _reject(report, rejected, obj["id"], [c.error or f"tokens: {c.total_tokens} > the trainer's cap "
-                                                      f"{max_tokens} even at the smallest frames"])
+    group_of = (lambda row: f"{name}_{row['category']}") if split_by_category else (lambda row: name)
+    groups: dict[str, XtunerSamples] = {}
+    good = bytearray()  # per sft row: passed the trainer's rules
+    with _Lines(dest / "rejected.jsonl") as rejected:
+        for row in store_rows(store, "sft", _XTUNER_COLUMNS):
+            obj = to_xtuner(row, media_root)
+            problems = check_xtuner(obj, media_root, media, uri=row.get("media_uri"))
+            good.append(not problems)
+            if problems:
+                _reject(report, rejected, row["id"], problems)
                 continue
-            kept.append(obj)
-            tokens.append({"id": obj["id"], "group": group, "frames": c.frames, "frame_wh": [c.width, c.height],
-                           "video_tokens": c.video_tokens, "tokens": c.total_tokens})
-        if not kept:
-            continue
-        path = dest / "annotations" / f"{group}.jsonl"
-        write_lines(path, kept)
-        report.written[group] = len(kept)
-        report.files.append(str(path))
-        meta[group] = {"annotation": str(path.resolve()), "media_root": media_root, "sample_ratio": 1.0,
-                       **settings.meta()}
+            group = group_of(row)
+            if group not in groups:
+                groups[group] = XtunerSamples(base, max_tokens, counter)
+            groups[group].add(obj["messages"])
+        settings = {group: samples.fit() for group, samples in groups.items()}
+        order = sorted(groups)
+        over = {group: _Lines(dest / f".rejected-{i}.jsonl") for i, group in enumerate(order)}
+        tokens = {group: _Lines(dest / f".tokens-{i}.jsonl") for i, group in enumerate(order)}
+        lines = {group: _Lines(dest / "annotations" / f"{group}.jsonl") for group in order}
+        seen: Counter = Counter()
+        for row, ok in zip(store_rows(store, "sft", _XTUNER_COLUMNS), good):
+            if not ok:
+                continue
+            group = group_of(row)
+            c = groups[group].count(seen[group], settings[group])
+            seen[group] += 1
+            if c.over(max_tokens):
+                _reject(report, over[group], row["id"], [c.error or f"tokens: {c.total_tokens} > the trainer's cap "
+                                                           f"{max_tokens} even at the smallest frames"])
+                continue
+            lines[group].write(to_xtuner(row, media_root))
+            report.tokens.add(c)
+            tokens[group].write({"id": row["id"], "group": group, "frames": c.frames, "frame_wh": [c.width, c.height],
+                                 "video_tokens": c.video_tokens, "tokens": c.total_tokens})
+        meta = {}
+        with _Lines(dest / "tokens.jsonl") as all_tokens:
+            for group in order:
+                rejected.append_file(over[group].close())
+                all_tokens.append_file(tokens[group].close())
+                path = lines[group].close()
+                if not lines[group].count:
+                    path.unlink()
+                    continue
+                report.written[group] = lines[group].count
+                report.files.append(str(path))
+                meta[group] = {"annotation": str(path.resolve()), "media_root": media_root, "sample_ratio": 1.0,
+                               **settings[group].meta()}
+    if not report.rejected:
+        (dest / "rejected.jsonl").unlink()
     (dest / "meta.json").write_text(json.dumps(meta, indent=2))
-    write_lines(dest / "tokens.jsonl", tokens)
-    report.tokens = tokens
     report.exact_text = counter.exact
-    if rejected:
-        write_lines(dest / "rejected.jsonl", rejected)
     return report
 
 
-def _reject(report: ExportReport, rejected: list, item: str, problems: list[str]) -> None:
+class _Lines:
+    """A JSONL file written a line at a time, moved into place when closed (as `write_lines`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.count = path, 0
+        self.tmp = path.with_suffix(path.suffix + ".tmp")
+        self.fh = open(self.tmp, "w")
+
+    def write(self, obj: dict[str, Any]) -> None:
+        self.fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.count += 1
+
+    def append_file(self, path: Path) -> None:
+        """Copy another `_Lines` file's lines here (and delete it)."""
+        with open(path) as fh:
+            for line in fh:
+                self.fh.write(line)
+                self.count += 1
+        path.unlink()
+
+    def close(self) -> Path:
+        if not self.fh.closed:
+            self.fh.close()
+            os.replace(self.tmp, self.path)
+        return self.path
+
+    def __enter__(self) -> "_Lines":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _reject(report: ExportReport, rejected: _Lines, item: str, problems: list[str]) -> None:
     report.rejected += 1
     report.problems.update(p.split(":")[-1].strip().split(" ")[0] if not p.startswith("tokens:") else "over_token_cap"
                            for p in problems)
-    rejected.append({"id": item, "problems": problems})
+    rejected.write({"id": item, "problems": problems})
 
 
 VERL_MAX_PROMPT_LENGTH = 16384  # what `curate export verl` budgets for (data.max_prompt_length)
@@ -253,33 +319,56 @@ def export_verl(out: str, dest: str | Path, *, max_prompt_length: int = VERL_MAX
 
     Each video entry carries qwen-vl-utils' limits (fps, frames, pixels per frame, total pixels),
     chosen so that the prompt verl tokenizes stays within `max_prompt_length` (`pipeline.budget`).
-    The video is the shared copy when there is one (verl reads it through its own IO)."""
+    The video is the shared copy when there is one (verl reads it through its own IO).
+
+    Streamed: each `rl` record batch is joined to its videos' facts and appended to the file. What
+    grows with the dataset: the facts lookup, five Arrow columns of `videos` (~40 bytes a video)."""
+    import pyarrow.compute as pc
+
     from pipeline.budget import QwenVideoSettings, VideoFacts, fit_qwen
     from pipeline.export_qwen import QWEN_SYSTEM
 
     store = DatasetStore(out)
-    table = store.read_table("rl")
-    facts = {r["video_id"]: r for r in store.read_table("videos", ["video_id", "width", "height", "frame_count",
-                                                                   "fps"]).to_pylist()}
+    facts = store.read_table("videos", list(_FACT_COLUMNS))
     counter = HFTextCounter(tokenizer) if tokenizer else ByteBound()
     base = QwenVideoSettings(fps=fps, max_frames=max_frames, patch_size=patch_size)
-    videos = []
-    for info, prompt in zip(table.column("extra_info").to_pylist(), table.column("prompt").to_pylist()):
-        v = facts.get(info["video_id"]) or {}
-        entry: dict[str, Any] = {"video": info.get("media_uri") or info["video_path"]}
-        if v.get("frame_count") and v.get("fps") and v.get("width") and v.get("height"):
-            text = QWEN_SYSTEM + "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in prompt)
-            settings, _ = fit_qwen(VideoFacts(v["width"], v["height"], v["frame_count"], v["fps"]), base,
-                                   max_prompt_length, text + "<|im_start|>assistant\n", counter)
-            entry.update(settings.entry())
-        else:
-            entry.update(base.entry())
-        videos.append([entry])
-    table = table.append_column("videos", pa.array(videos))
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, dest / "train.parquet")
-    return table.num_rows
+    rows, writer, kind = 0, None, None
+    try:
+        for batch in store.iter_batches("rl"):
+            if not batch.num_rows:
+                continue
+            infos, prompts = batch.column("extra_info").to_pylist(), batch.column("prompt").to_pylist()
+            at = pc.index_in(pa.array([i["video_id"] for i in infos], pa.string()), value_set=facts["video_id"])
+            videos = []
+            for info, prompt, v in zip(infos, prompts, facts.take(at).to_pylist()):
+                entry: dict[str, Any] = {"video": info.get("media_uri") or info["video_path"]}
+                if v.get("frame_count") and v.get("fps") and v.get("width") and v.get("height"):
+                    text = QWEN_SYSTEM + "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in prompt)
+                    settings, _ = fit_qwen(VideoFacts(v["width"], v["height"], v["frame_count"], v["fps"]), base,
+                                           max_prompt_length, text + "<|im_start|>assistant\n", counter)
+                    entry.update(settings.entry())
+                else:
+                    entry.update(base.entry())
+                videos.append([entry])
+            column = pa.array(videos, kind)
+            kind = column.type
+            table = pa.Table.from_batches([batch]).append_column("videos", column)
+            if writer is None:
+                writer = pq.ParquetWriter(dest / "train.parquet.tmp", table.schema)
+            writer.write_table(table)
+            rows += table.num_rows
+        if writer is None:  # no rows: the columns' types from the store, an empty `videos`
+            pq.write_table(store.read_table("rl").append_column("videos", pa.array([])), dest / "train.parquet.tmp")
+    finally:
+        if writer is not None:
+            writer.close()
+    os.replace(dest / "train.parquet.tmp", dest / "train.parquet")
+    return rows
+
+
+_FACT_COLUMNS = ("video_id", "width", "height", "frame_count", "fps")
 
 
 def write_lines(path: Path, objs: Iterable[dict]) -> None:

@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from pipeline.budget import (ByteBound, Count, HFTextCounter, QwenVideoSettings, VideoFacts, count_qwen,
+from pipeline.budget import (ByteBound, Count, HFTextCounter, QwenVideoSettings, TokenTally, VideoFacts, count_qwen,
                              fit_qwen)
-from pipeline.export import write_lines
+from pipeline.export import _Lines, store_rows, write_lines
 from pipeline.store import DatasetStore
 
 QWEN_SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
@@ -31,8 +31,20 @@ QWEN_SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 class QwenExportReport:
     written: int = 0
     rejected: list[dict] = field(default_factory=list)
-    tokens: list[dict] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    tally: TokenTally = field(default_factory=TokenTally)  # the written samples' tokens, frames and sizes
+    dest: Path | None = None
+
+    @property
+    def tokens(self) -> list[dict]:
+        """Per written sample its frames, frame size and tokens: DEST/tokens.jsonl, read when asked."""
+        if self.dest is None or not (self.dest / "tokens.jsonl").exists():
+            return []
+        with open(self.dest / "tokens.jsonl") as fh:
+            return [json.loads(line) for line in fh]
+
+
+_COLUMNS = ["id", "messages", "width", "height", "frame_count", "fps", "media_uri", "video_path"]
 
 
 def _facts(row: dict[str, Any]) -> VideoFacts:
@@ -68,27 +80,29 @@ def _count_row(row: dict[str, Any], s: QwenVideoSettings, text) -> Count:
 
 def export_qwen(out: str, dest: str | Path, *, max_tokens: int = 262144, fps: float = 2.0, max_frames: int = 768,
                 patch_size: int = 14, tokenizer: str | None = None) -> QwenExportReport:
-    """`DEST/qwen.jsonl`: Qwen-VL-style messages, each video item with the limits that fit `max_tokens`."""
-    rows = DatasetStore(out).read_table("sft").to_pylist()
+    """`DEST/qwen.jsonl`: Qwen-VL-style messages, each video item with the limits that fit `max_tokens`.
+    Streamed: one record batch of `sft` rows in memory, lines written as they come (what grows with
+    the dataset: 8 bytes a sample for the token summary, and the rejected samples' reasons)."""
     text = HFTextCounter(tokenizer) if tokenizer else ByteBound()
     base = QwenVideoSettings(fps=fps, max_frames=max_frames, patch_size=patch_size)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    report, lines = QwenExportReport(), []
-    for row in rows:
-        system, question, answer = _turns(row)
-        settings, c = fit_qwen(_facts(row), base, max_tokens, _chat_text(system, question, answer), text)
-        if c.over(max_tokens):
-            report.rejected.append({"id": row["id"], "problems": [c.error or f"tokens: {c.total_tokens} > {max_tokens}"]})
-            continue
-        video = {"type": "video", "video": _media(row), **settings.entry()}
-        messages = ([{"role": "system", "content": [{"type": "text", "text": system}]}] if system else [])
-        messages += [{"role": "user", "content": [video, {"type": "text", "text": question}]},
-                     {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
-        lines.append({"id": row["id"], "messages": messages})
-        report.tokens.append(_token_line(row["id"], c))
-    write_lines(dest / "qwen.jsonl", lines)
-    report.written, report.files = len(lines), [str(dest / "qwen.jsonl")]
+    report = QwenExportReport(dest=dest)
+    with _Lines(dest / "qwen.jsonl") as lines, _Lines(dest / "tokens.jsonl") as tokens:
+        for row in store_rows(DatasetStore(out), "sft", _COLUMNS):
+            system, question, answer = _turns(row)
+            settings, c = fit_qwen(_facts(row), base, max_tokens, _chat_text(system, question, answer), text)
+            if c.over(max_tokens):
+                report.rejected.append({"id": row["id"], "problems": [c.error or f"tokens: {c.total_tokens} > {max_tokens}"]})
+                continue
+            video = {"type": "video", "video": _media(row), **settings.entry()}
+            messages = ([{"role": "system", "content": [{"type": "text", "text": system}]}] if system else [])
+            messages += [{"role": "user", "content": [video, {"type": "text", "text": question}]},
+                         {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+            lines.write({"id": row["id"], "messages": messages})
+            tokens.write(_token_line(row["id"], c))
+            report.tally.add(c)
+    report.written, report.files = lines.count, [str(dest / "qwen.jsonl")]
     _finish(dest, report)
     return report
 
@@ -99,33 +113,36 @@ def export_llamafactory(out: str, dest: str | Path, *, max_tokens: int = 262144,
     """`DEST/<name>.jsonl` + `DEST/dataset_info.json` + `DEST/llamafactory_args.yaml` for LLaMA-Factory.
 
     Its video limits are per run, so the per-frame pixel limit is the one that fits the largest
-    sample; rows that fit at no size are rejected."""
-    rows = DatasetStore(out).read_table("sft").to_pylist()
+    sample; rows that fit at no size are rejected. Two passes over the `sft` record batches (the
+    limit, then the lines), nothing kept per sample but its token count (8 bytes)."""
+    store = DatasetStore(out)
     text = HFTextCounter(tokenizer) if tokenizer else ByteBound()
     base = QwenVideoSettings(fps=fps, max_frames=max_frames, patch_size=patch_size)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    report = QwenExportReport()
-    fitted = [fit_qwen(_facts(r), base, max_tokens, _chat_text(*_turns(r)), text) for r in rows]
-    limits = [s.max_pixels for s, c in fitted if not c.over(max_tokens) and s.max_pixels is not None]
+    report = QwenExportReport(dest=dest)
     f2 = base.factor ** 2
-    per_frame = min(limits + [768 * f2])
+    per_frame = 768 * f2
+    for r in store_rows(store, "sft", _COLUMNS):
+        s, c = fit_qwen(_facts(r), base, max_tokens, _chat_text(*_turns(r)), text)
+        if not c.over(max_tokens) and s.max_pixels is not None:
+            per_frame = min(per_frame, s.max_pixels)
     run = replace(base, max_pixels=per_frame, min_pixels=min(128 * f2, int(per_frame / 1.05)),
                   total_pixels=per_frame * base.max_frames)
-    lines = []
-    for row in rows:
-        c = _count_row(row, run, text)
-        if c.over(max_tokens):
-            report.rejected.append({"id": row["id"], "problems": [c.error or f"tokens: {c.total_tokens} > {max_tokens}"]})
-            continue
-        system, question, answer = _turns(row)
-        line = {"messages": [{"role": "user", "content": f"<video>{question}"},
-                             {"role": "assistant", "content": answer}], "videos": [_media(row)]}
-        if system:
-            line["system"] = system
-        lines.append(line)
-        report.tokens.append(_token_line(row["id"], c))
-    write_lines(dest / f"{name}.jsonl", lines)
+    with _Lines(dest / f"{name}.jsonl") as lines, _Lines(dest / "tokens.jsonl") as tokens:
+        for row in store_rows(store, "sft", _COLUMNS):
+            c = _count_row(row, run, text)
+            if c.over(max_tokens):
+                report.rejected.append({"id": row["id"], "problems": [c.error or f"tokens: {c.total_tokens} > {max_tokens}"]})
+                continue
+            system, question, answer = _turns(row)
+            line = {"messages": [{"role": "user", "content": f"<video>{question}"},
+                                 {"role": "assistant", "content": answer}], "videos": [_media(row)]}
+            if system:
+                line["system"] = system
+            lines.write(line)
+            tokens.write(_token_line(row["id"], c))
+            report.tally.add(c)
     columns = {"messages": "messages", "videos": "videos", "system": "system"}
     info = {name: {"file_name": f"{name}.jsonl", "formatting": "sharegpt", "columns": columns,
                    "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
@@ -135,7 +152,7 @@ def export_llamafactory(out: str, dest: str | Path, *, max_tokens: int = 262144,
             "video_maxlen": max_frames, "video_max_pixels": int(per_frame),
             "video_min_pixels": int(run.min_pixels or 0)}
     (dest / "llamafactory_args.yaml").write_text(yaml.safe_dump(args, sort_keys=False))
-    report.written, report.files = len(lines), [str(dest / f"{name}.jsonl")]
+    report.written, report.files = lines.count, [str(dest / f"{name}.jsonl")]
     _finish(dest, report)
     return report
 
@@ -146,6 +163,5 @@ def _token_line(item: str, c: Count) -> dict[str, Any]:
 
 
 def _finish(dest: Path, report: QwenExportReport) -> None:
-    write_lines(dest / "tokens.jsonl", report.tokens)
     if report.rejected:
         write_lines(dest / "rejected.jsonl", report.rejected)

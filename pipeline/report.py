@@ -7,9 +7,15 @@ the same whether printed after a run, by `curate status`, or in the dataset card
 """
 from __future__ import annotations
 
+import math
 import statistics
+from array import array
 from collections import Counter
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.store import DatasetStore
 
@@ -17,48 +23,79 @@ LETTERS = "ABCD"
 
 
 def quality_report(store: DatasetStore) -> dict[str, Any]:
-    sft = store.read_table("sft", ["category", "qa_type", "format", "options", "answer", "evidence_start_s",
-                                   "evidence_end_s"]).to_pylist()
-    # only two leaves of the verification record: its answers can be long, at 1M rows that matters
-    checks = (store.read_table("sft", ["verification.decision", "verification.pass_rate"]).to_pylist()
-              if store.shard_paths("sft") else [])
-    for row, check in zip(sft, checks):
-        row["verification"] = check if check.get("decision") is not None else None
-    rl = store.read_table("rl", ["extra_info"]).to_pylist()
-    rejects = store.read_table("rejects", ["target_config", "reason"]).to_pylist()
-    letters = Counter(LETTERS[r["options"].index(r["answer"])] for r in sft
-                      if r["format"] == "multiple_choice" and r["answer"] in r["options"])
-    spans = [r["evidence_end_s"] - r["evidence_start_s"] for r in sft if r["format"] != "description"]
-    verified = [r["verification"] for r in sft if r["verification"]]
-    by_format: dict[str, list[float]] = {}
-    for r in sft:
-        if r["verification"]:
-            by_format.setdefault(r["format"], []).append(r["verification"]["pass_rate"])
+    """Streamed over the store's record batches: counters and numbers, never the rows. What grows with
+    the dataset: 8 bytes per sft row (evidence spans, for the median), 8 per verified row (pass rates)
+    and the token report's (`token_report`): ~70 bytes an sft row held; bench/scale_memory.py measures
+    ~2.3 KB of RSS a video at 10 sft rows a video, allocator included."""
+    counts = {k: Counter() for k in ("category", "qa_type", "format", "decision", "reward_kind", "rejects")}
+    letters: Counter = Counter()
+    spans = array("d")
+    pass_rates: dict[str, array] = {}
+    rows = 0
+    columns = ["category", "qa_type", "format", "options", "answer", "evidence_start_s", "evidence_end_s",
+               "verification.decision", "verification.pass_rate"]
+    for batch in (store.iter_batches("sft", columns) if store.shard_paths("sft") else ()):
+        rows += batch.num_rows
+        for key in ("category", "qa_type", "format"):
+            _count(counts[key], batch.column(key))
+        fmt = batch.column("format")
+        mc = batch.filter(pc.equal(fmt, "multiple_choice"))
+        for options, answer in zip(mc.column("options").to_pylist(), mc.column("answer").to_pylist()):
+            if answer in options:
+                letters[LETTERS[options.index(answer)]] += 1
+        spanned = batch.filter(pc.not_equal(fmt, "description"))
+        spans.extend(pc.subtract(spanned.column("evidence_end_s"), spanned.column("evidence_start_s")).to_numpy(
+            zero_copy_only=False).tolist())
+        verified = batch.filter(pc.is_valid(batch.column("decision")))
+        _count(counts["decision"], verified.column("decision"))
+        for name, rate in zip(verified.column("format").to_pylist(), verified.column("pass_rate").to_pylist()):
+            pass_rates.setdefault(name, array("d")).append(rate)
+    for batch in store.iter_batches("rl", ["extra_info.reward_kind"]):
+        _count(counts["reward_kind"], batch.column(0))
+    for batch in store.iter_batches("rejects", ["target_config", "reason"]):
+        _count(counts["rejects"], pc.binary_join_element_wise(batch.column("target_config"), batch.column("reason"), ":"))
     return {
-        "sft_rows": len(sft),
-        "category": dict(Counter(r["category"] for r in sft).most_common()),
-        "type": dict(Counter(r["qa_type"] for r in sft).most_common()),
-        "format": dict(Counter(r["format"] for r in sft).most_common()),
+        "sft_rows": rows,
+        "category": dict(counts["category"].most_common()),
+        "type": dict(counts["qa_type"].most_common()),
+        "format": dict(counts["format"].most_common()),
         "answer_letters": {k: letters.get(k, 0) for k in LETTERS},
-        "evidence_span_s": ({"mean": round(statistics.fmean(spans), 2), "median": round(statistics.median(spans), 2),
+        "evidence_span_s": ({"mean": round(math.fsum(spans) / len(spans), 2), "median": round(_median(spans), 2),
                              "max": round(max(spans), 2)} if spans else {}),
-        "verified": len(verified),
-        "decisions": dict(Counter(v["decision"] for v in verified)),
-        "mean_pass_rate_by_format": {k: round(statistics.fmean(v), 3) for k, v in sorted(by_format.items())},
-        "rl_reward_kinds": dict(Counter(r["extra_info"]["reward_kind"] for r in rl)),
-        "rejects": dict(Counter(f"{r['target_config']}:{r['reason']}" for r in rejects).most_common()),
+        "verified": sum(counts["decision"].values()),
+        "decisions": dict(counts["decision"]),
+        "mean_pass_rate_by_format": {k: round(math.fsum(v) / len(v), 3) for k, v in sorted(pass_rates.items())},
+        "rl_reward_kinds": dict(counts["reward_kind"]),
+        "rejects": dict(counts["rejects"].most_common()),
         "tokens": token_report(store),
     }
 
 
-def token_report(store: DatasetStore) -> dict[str, Any]:
-    """Tokens per sft sample the SFT trainer's way (pipeline.budget), grouped as the xtuner export groups."""
-    from pipeline.budget import xtuner_token_report
+def _count(counter: Counter, column: pa.Array) -> None:
+    """Add a batch's values to `counter` in the order they first appear (as Counter(rows) would)."""
+    for item in pc.value_counts(column).to_pylist():
+        counter[item["values"]] += item["counts"]
 
-    rows = store.read_table("sft", ["category", "messages"]).to_pylist() if store.shard_paths("sft") else []
-    groups: dict[str, list] = {}
-    for r in rows:
-        groups.setdefault(r["category"], []).append(r["messages"])
+
+def _median(values: array) -> float:
+    """statistics.median of a typed array, sorted by numpy instead of as a list of Python floats."""
+    v = np.sort(np.frombuffer(values, np.float64))
+    n = len(v)
+    return float(v[n // 2]) if n % 2 else float((v[n // 2 - 1] + v[n // 2]) / 2)
+
+
+def token_report(store: DatasetStore) -> dict[str, Any]:
+    """Tokens per sft sample the SFT trainer's way (pipeline.budget), grouped as the xtuner export groups;
+    the messages are read a batch at a time and kept as `XtunerSamples` (32 bytes a sample)."""
+    from pipeline.budget import XtunerSamples, XtunerSettings, xtuner_token_report
+
+    groups: dict[str, XtunerSamples] = {}
+    base = XtunerSettings()
+    for batch in (store.iter_batches("sft", ["category", "messages"]) if store.shard_paths("sft") else ()):
+        for category, messages in zip(batch.column("category").to_pylist(), batch.column("messages").to_pylist()):
+            if category not in groups:
+                groups[category] = XtunerSamples(base, base.max_length)
+            groups[category].add(messages)
     return xtuner_token_report(groups)
 
 
@@ -111,15 +148,22 @@ SIGNALS = ("motion", "motion_p90", "static_share", "black_share", "blank_share",
 def signal_distributions(store: DatasetStore) -> dict[str, Any]:
     """Quantiles of every content signal over the committed videos that were segmented:
     accepted ones, and all of them (the rejected-by-filter ones included), so a curator can see
-    where a filter bound falls before setting it."""
-    rows = store.read_table("videos", ["status", "signals"]).to_pylist()
-    measured = [r for r in rows if r["signals"]]
-    out: dict[str, Any] = {"videos": len(measured),
-                           "accepted": sum(r["status"] == "accepted" for r in measured), "signals": {}}
+    where a filter bound falls before setting it. Read as leaf columns a batch at a time (the
+    signature points never leave Arrow): 8 bytes per video per signal (64 a video), then one
+    signal at a time as a list for `statistics`."""
+    columns = ["status", "signals.motion"] + [f"signals.{name}" for name in SIGNALS if name != "motion"]
+    every: dict[str, list[np.ndarray]] = {name: [] for name in SIGNALS}
+    accepted: list[np.ndarray] = []
+    for batch in store.iter_batches("videos", columns):
+        measured = batch.filter(pc.is_valid(batch.column("motion")))  # a null struct reads as null leaves
+        accepted.append(pc.equal(measured.column("status"), "accepted").to_numpy(zero_copy_only=False))
+        for name in SIGNALS:
+            every[name].append(pc.cast(measured.column(name), pa.float64()).to_numpy(zero_copy_only=False))
+    kept = np.concatenate(accepted) if accepted else np.zeros(0, bool)
+    out: dict[str, Any] = {"videos": len(kept), "accepted": int(kept.sum()), "signals": {}}
     for name in SIGNALS:
-        every = [float(r["signals"][name]) for r in measured]
-        kept = [float(r["signals"][name]) for r in measured if r["status"] == "accepted"]
-        out["signals"][name] = {"accepted": _quantiles(kept), "all": _quantiles(every)}
+        values = np.concatenate(every.pop(name)) if accepted else np.zeros(0)
+        out["signals"][name] = {"accepted": _quantiles(values[kept].tolist()), "all": _quantiles(values.tolist())}
     return out
 
 
