@@ -1,11 +1,17 @@
-"""The streamed commands (check, the exports, the quality report, signal distributions) give what the code before streaming gave, on a synthetic committed dataset read in many small
-record batches; and `XtunerSamples` counts a sample under fitted settings as `count_xtuner` does."""
+"""The streamed commands (check, the exports, the quality report, signal distributions) give the
+same outputs whether the store hands them a synthetic committed dataset in many small record
+batches (joins across their edges) or in one; and `XtunerSamples` counts a sample under fitted
+settings as `count_xtuner` does.
+
+When the commands were made to stream (issue 27), the same dump was compared with the code before
+(commit 310f770, whole tables in memory): identical files. `bench/scale_memory.py` keeps that
+comparison (`base_tree`) for memory; this test keeps the batch-edge half, which needs no history."""
 from __future__ import annotations
 
 import json
 import random
-import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -15,12 +21,11 @@ import pytest
 from pipeline.budget import XtunerSamples, XtunerSettings, count_xtuner
 
 REPO = Path(__file__).resolve().parents[1]
-BEFORE = "310f770"  # main before the commands streamed (issue 27)
 DUMP = r"""
 import json, sys
 from pathlib import Path
 import pipeline.store
-pipeline.store.BATCH_ROWS = 97  # many record batches, joins across their edges
+pipeline.store.BATCH_ROWS = int(sys.argv[3])
 from pipeline.check import check_dataset
 from pipeline.export import export_verl, export_xtuner
 from pipeline.report import quality_report, signal_distributions
@@ -49,10 +54,10 @@ t = pq.read_table(dest / "verl" / "train.parquet")
 """
 
 
-def _dump(tree: Path, out: str, dest: Path) -> dict[str, str]:
+def _dump(out: str, dest: Path, batch_rows: int) -> dict[str, str]:
     dest.mkdir(parents=True)
-    run = subprocess.run([sys.executable, "-c", DUMP, out, str(dest)], cwd=tree, capture_output=True, text=True,
-                         env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"}, timeout=600)
+    run = subprocess.run([sys.executable, "-c", DUMP, out, str(dest), str(batch_rows)], cwd=REPO, capture_output=True,
+                         text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     return {str(p.relative_to(dest)): p.read_text() for p in sorted(dest.rglob("*")) if p.is_file()}
 
@@ -73,15 +78,11 @@ def synthetic(tmp_path_factory) -> str:
     return out
 
 
-def test_streamed_outputs_are_the_ones_before(synthetic, tmp_path):
-    from bench.scale_memory import base_tree
-
-    tree = base_tree(BEFORE)
-    try:
-        before = _dump(tree, synthetic, tmp_path / "before")
-    finally:
-        shutil.rmtree(tree)
-    now = _dump(REPO, synthetic, tmp_path / "now")
+def test_streamed_outputs_do_not_depend_on_record_batches(synthetic, tmp_path):
+    with ThreadPoolExecutor(2) as pool:  # two processes, side by side
+        whole = pool.submit(_dump, synthetic, tmp_path / "one-batch", 1 << 30)  # each shard in one batch
+        now = _dump(synthetic, tmp_path / "small-batches", 97)  # many batches: joins across their edges
+        before = whole.result()
     assert sorted(now) == sorted(before)
     assert "fit/annotations/longvideo_perception.jsonl" in now and "over/rejected.jsonl" in now
     for name in before:
