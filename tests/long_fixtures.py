@@ -20,10 +20,31 @@ from synth.publish import publish_rows
 from tests.helpers import PROV
 
 
-def encode(path: Path, seconds: int, w: int, h: int, fps: float) -> Path:
+PIECE_S = 60  # a long file is one encoded minute repeated by stream copy
+
+
+def _encode_piece(path: Path, seconds: int, w: int, h: int, fps: float) -> Path:
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
                     f"color=c=0x336699:s={w}x{h}:r={fps}:d={seconds}", "-c:v", "libx264", "-preset", "ultrafast",
                     "-crf", "51", "-g", "600", "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
+
+
+def encode(path: Path, seconds: int, w: int, h: int, fps: float) -> Path:
+    """A flat-colour H.264 file of `seconds`: one minute encoded, then repeated with ffmpeg's concat
+    demuxer and stream copy (a 60-min 720p file in ~1 s instead of ~10 s; same frames, rate, size)."""
+    if seconds <= PIECE_S:
+        return _encode_piece(path, seconds, w, h, fps)
+    piece = _encode_piece(path.with_name(f"{path.stem}.piece.mp4"), PIECE_S, w, h, fps)
+    parts = [piece] * (seconds // PIECE_S)
+    if seconds % PIECE_S:
+        parts.append(_encode_piece(path.with_name(f"{path.stem}.rest.mp4"), seconds % PIECE_S, w, h, fps))
+    listing = path.with_name(f"{path.stem}.concat.txt")
+    listing.write_text("".join(f"file '{p.name}'\n" for p in parts))
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i",
+                    str(listing), "-c", "copy", str(path)], check=True)
+    for tmp in {*parts, listing}:
+        tmp.unlink()
     return path
 
 
