@@ -17,11 +17,12 @@ import pytest
 import yaml
 
 from pipeline.samples import SampleSpec, make_video
+from tests import helpers
 from tests.acquire_server import FAST_LIMITS, MediaServer, Route
 from tests.cluster import ENV, TwoNodeCluster
 from tests.teacher import TeacherServer
 
-CURATE = str(Path(sys.executable).parent / "curate")
+CURATE = helpers.CURATE
 GOOD = [f"goodclip{i:03d}" for i in range(8)]  # 4 media workers on 2 nodes: two rounds each
 ROWS = len(GOOD) + 1  # and the corrupt clip
 
@@ -54,9 +55,8 @@ def job(tmp: Path, origin: MediaServer, work: Path, **sections) -> Path:
     return path
 
 
-def curate(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([CURATE, *args, "--no-progress"], capture_output=True, text=True, timeout=timeout,
-                          env=ENV)
+def curate(*args: str) -> subprocess.CompletedProcess:
+    return helpers.curate(*args, "--no-progress", env=ENV, timeout=240)
 
 
 @pytest.fixture(scope="module")

@@ -79,23 +79,19 @@ def test_commit_retry_compact_and_load_back_from_s3(s3, monkeypatch):
 def test_curate_run_writes_to_s3_and_a_rerun_processes_nothing(s3, tmp_path, monkeypatch):
     """`curate run --out s3://...` end to end, credentials and endpoint from the environment as a
     deployment gives them; then `curate status` and the rows read back with datasets."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.helpers import REPO
+    from tests.helpers import REPO, curate
 
     endpoint = s3["client_kwargs"]["endpoint_url"]
-    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "RAY_AUTH_MODE": "disabled"}
-    curate = [os.path.join(os.path.dirname(sys.executable), "curate")]
+    # no `address`: the run starts its own local Ray, whose workers inherit these variables
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1"}
     args = ["run", str(REPO / "jobs" / "demo.yaml"), "--out", "s3://curation/demo", "--set", f"work_dir={tmp_path}",
             "--no-progress"]
-    first = subprocess.run(curate + args, env=env, capture_output=True, text=True, timeout=300)
+    first = curate(*args, env=env)
     assert first.returncode == 0, first.stderr[-2000:]
-    again = subprocess.run(curate + args, env=env, capture_output=True, text=True, timeout=300)
+    again = curate(*args, env=env)
     assert again.returncode == 0 and "7 already committed" in again.stderr and "0 to process" in again.stderr
-    status = subprocess.run(curate + ["status", "s3://curation/demo"], env=env, capture_output=True, text=True)
+    status = curate("status", "s3://curation/demo", env=env)
     assert status.returncode == 0 and "videos: accepted 4, rejected 3" in status.stdout
     import datasets
 
