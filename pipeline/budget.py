@@ -138,19 +138,18 @@ class XtunerSettings:
 
 def xtuner_frame_indices(total: int, origin_fps: float, fps: float, min_frames: int, max_frames: int) -> list[int]:
     """The fork's `sample_frames` (no num_frames given), then `calculate_timestamps`' padding to pairs."""
-    n = int(total / origin_fps * fps)
-    n = min(max(n, min_frames), max_frames, total)
-    n = max(n, min_frames)
-    indices = [int(round(x)) for x in _linspace(0, total - 1, n)]
+    indices = _linspace_ints(0, total - 1, _sampled(total, origin_fps, fps, min_frames, max_frames))
     if len(indices) % 2:
         indices.append(indices[-1])
     return indices
 
 
-def _linspace(a: float, b: float, n: int) -> list[float]:
-    import numpy as np  # numpy's rounding of linspace is what the fork gets
+def _linspace_ints(a: float, b: float, n: int) -> list[int]:
+    """numpy's linspace rounded half to even, as the fork gets it; in C, since `curate check` asks it
+    for every sample of the dataset (a 16-minute video samples ~2,000 frames)."""
+    import numpy as np
 
-    return np.linspace(a, b, n).round().tolist()
+    return np.linspace(a, b, n).round().astype(np.int64).tolist()
 
 
 def xtuner_resize(frames: int, height: int, width: int, min_pixels: int, max_pixels: int,
@@ -194,9 +193,22 @@ def _sized(frames: int, facts: VideoFacts, s: XtunerSettings) -> tuple[int, int,
 
 def xtuner_frame_count(total: int, origin_fps: float, fps: float, min_frames: int, max_frames: int) -> int:
     """len(xtuner_frame_indices(...)) without building the list: the fit asks it per sample per step."""
-    n = int(total / origin_fps * fps)
-    n = max(min(max(n, min_frames), max_frames, total), min_frames)
+    n = _sampled(total, origin_fps, fps, min_frames, max_frames)
     return n + n % 2
+
+
+def xtuner_frame_span(total: int, origin_fps: float, fps: float, min_frames: int, max_frames: int
+                      ) -> tuple[int, int, int]:
+    """(length, first, last) of xtuner_frame_indices(...) without building it: linspace starts at 0 and
+    ends exactly on total - 1 (one frame: just 0), and the padding repeats the last."""
+    n = _sampled(total, origin_fps, fps, min_frames, max_frames)
+    return n + n % 2, 0, total - 1 if n > 1 else 0
+
+
+def _sampled(total: int, origin_fps: float, fps: float, min_frames: int, max_frames: int) -> int:
+    """How many frames the fork's `sample_frames` takes, before the padding to pairs."""
+    n = int(total / origin_fps * fps)
+    return max(min(max(n, min_frames), max_frames, total), min_frames)
 
 
 def _render_xtuner(messages: list[dict], pads: list[str]) -> str:
@@ -223,16 +235,17 @@ def count_xtuner(messages: list[dict], s: XtunerSettings, text: TextCounter | No
     """Tokens of one xtuner line (its `messages`, video_url first in the user turn) under settings `s`."""
     text = text or ByteBound()
     facts = _facts(messages)
+    frames, first, last = xtuner_frame_span(facts.frames, facts.fps, s.fps, s.video_min_frames, s.video_max_frames)
     try:
-        indices, h, w, vtokens = xtuner_video(facts, s)
+        h, w, vtokens = _sized(frames, facts, s)
     except ValueError as exc:
         return Count(0, 0, 0, 0, 0, 0.0, 0.0, error=f"the trainer's resize refuses it: {exc}")
-    times = [i / facts.fps for i in indices]
     if isinstance(text, ByteBound):  # additive: the video's text is counted once per video and settings
         total = vtokens + _pad_bytes(facts, s) + text(_render_xtuner(messages, [""]))
     else:
-        total = vtokens + text(_render_xtuner(messages, [_video_text(times, s)]))
-    return Count(len(indices), w, h, vtokens, total, times[0], times[-1])
+        indices = xtuner_video(facts, s)[0]
+        total = vtokens + text(_render_xtuner(messages, [_video_text([i / facts.fps for i in indices], s)]))
+    return Count(frames, w, h, vtokens, total, first / facts.fps, last / facts.fps)
 
 
 def _video_text(times: list[float], s: XtunerSettings) -> str:
@@ -285,9 +298,9 @@ class XtunerSamples:
         if i in self.errors:
             return Count(0, 0, 0, 0, 0, 0.0, 0.0, error=self.errors[i])
         facts = self.facts(i)
-        indices, h, w, vtokens = xtuner_video(facts, s)
-        return Count(len(indices), w, h, vtokens, vtokens + self._cols["reserve"][i], indices[0] / facts.fps,
-                     indices[-1] / facts.fps)
+        frames, first, last = xtuner_frame_span(facts.frames, facts.fps, s.fps, s.video_min_frames, s.video_max_frames)
+        h, w, vtokens = _sized(frames, facts, s)
+        return Count(frames, w, h, vtokens, vtokens + self._cols["reserve"][i], first / facts.fps, last / facts.fps)
 
     def fit(self) -> XtunerSettings:
         """The base with video_max_total_pixels lowered just enough that every sample fits the cap.

@@ -14,6 +14,7 @@ import os
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable
 
 import numpy as np
@@ -70,8 +71,11 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _words(text: str) -> set[str]:
-    return {w for w in _WORDS.findall((text or "").lower()) if w not in _COMMON and len(w) > 1}
+@lru_cache(maxsize=8192)
+def _words(text: str) -> frozenset[str]:
+    """Content words, cached: a grounding row's description is held against each caption of its video,
+    and a video's captions against each of its rows."""
+    return frozenset(w for w in _WORDS.findall((text or "").lower()) if w not in _COMMON and len(w) > 1)
 
 
 def _coverage(query: str, caption: str) -> float:

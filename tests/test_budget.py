@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.budget import (ByteBound, HFTextCounter, QwenVideoSettings, VideoFacts, XtunerSettings, count_qwen,
-                             count_xtuner, fit_qwen, fit_xtuner, xtuner_frame_indices, xtuner_video)
+                             count_xtuner, fit_qwen, fit_xtuner, xtuner_frame_indices, xtuner_frame_span,
+                             xtuner_video)
 
 MEAN_S = 15.8 * 60  # the recipe's mean video length
 
@@ -35,6 +36,20 @@ def test_frame_sampler_follows_fps_and_limits():
     assert len(xtuner_frame_indices(25, 25.0, 4, 4, 2048)) == 4
     odd = xtuner_frame_indices(125, 25.0, 4.2, 4, 2048)  # int(21) frames -> 22, the last repeated
     assert len(odd) == 22 and odd[-1] == odd[-2] == 124
+
+
+def test_the_frame_span_is_the_sampled_lists_length_and_ends():
+    """`curate check` counts every sample by the span alone; it must be what the list gives, and the list
+    what the fork's `np.linspace(...).round()` gives (round half to even at .5 steps)."""
+    import numpy as np
+
+    for total in (0, 1, 2, 3, 7, 25, 124, 125, 1001, 28_440):
+        for fps, target, lo, hi in ((25.0, 4, 4, 2048), (29.97, 4.2, 1, 2048), (30.0, 0.01, 1, 24), (12.5, 2, 8, 9)):
+            indices = xtuner_frame_indices(total, fps, target, lo, hi)
+            n = max(min(max(int(total / fps * target), lo), hi, total), lo)
+            fork = [int(round(x)) for x in np.linspace(0, total - 1, n).round().tolist()]
+            assert indices == fork + fork[-1:] * (n % 2)
+            assert xtuner_frame_span(total, fps, target, lo, hi) == (len(indices), indices[0], indices[-1])
 
 
 def test_a_sample_over_the_cap_is_counted_with_its_text_and_the_fit_brings_it_under():
