@@ -5,7 +5,9 @@ that lookups cross several sorted runs and the unsorted tail."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from pipeline.filter import fingerprint
 from bench._legacy_index import LegacySignatureIndex
 from bench._signatures import committed_columns, dense_track, near_copy, signature_of
 from pipeline.filter.config import MatchConfig
@@ -38,7 +40,12 @@ def _queries(rng: np.random.Generator, tracks: dict[str, Query]) -> list[tuple[s
     return out
 
 
-def test_new_index_decides_exactly_as_the_old_one():
+@pytest.mark.parametrize("directory", [False, True], ids=["plain-runs", "directory-runs"])
+def test_new_index_decides_exactly_as_the_old_one(directory, monkeypatch):
+    """With `directory`, runs of 2,000 points and more are the big runs' kind (`_DirectoryRun`), as
+    the committed index's are at scale: merges between both kinds are crossed too."""
+    if directory:
+        monkeypatch.setattr(fingerprint, "_DIR_MIN", 2000)
     rng = np.random.default_rng(27)
     cfg = MatchConfig()
     sigs, tracks = _stored(rng)
@@ -50,6 +57,7 @@ def test_new_index_decides_exactly_as_the_old_one():
         old.add(sig)
         new.add(sig)
     assert len(new._runs) > 1 and new._t.n > new._indexed
+    assert any(isinstance(r, fingerprint._DirectoryRun) for r in new._runs) == directory
     found = 0
     for name, query in _queries(rng, tracks):
         a, b = old.best_match(query), new.best_match(query)
@@ -64,6 +72,26 @@ def test_new_index_decides_exactly_as_the_old_one():
             old.remove(name)
             new.remove(name)
     assert found >= 30  # the comparison covered many matches, not only misses
+
+
+def test_a_directory_run_finds_what_a_search_of_every_key_finds(monkeypatch):
+    """The directory's bucket search against numpy's searchsorted over the whole band, on biased
+    hashes (crowded buckets), keys absent and present, keys at the ends of the 32-bit range."""
+    rng = np.random.default_rng(3)
+    h = committed_columns(rng, 300)[4]
+    h = np.concatenate([h, np.array([0, 2**64 - 1, 2**64 - 1, 0x0000FFFF0000FFFF], np.uint64)])
+    plain = fingerprint._Run.of(10, h)
+    monkeypatch.setattr(fingerprint, "_DIR_MIN", 1)
+    run = fingerprint._Run.of(10, h)
+    assert isinstance(run, fingerprint._DirectoryRun) and type(plain) is fingerprint._Run
+    assert run.nbytes < plain.nbytes + run.starts.nbytes
+    probe = np.unique(np.concatenate([fingerprint._band_keys(h[::7]).ravel(), rng.integers(0, 2**32, 500, np.uint32),
+                                      np.array([0, 1, 2**32 - 1], np.uint32)]).astype(np.uint32))
+    for band in range(fingerprint._BANDS):
+        assert (run.band_keys(band) == plain.band_keys(band)).all()
+        got, want = run.lookup(band, probe), plain.lookup(band, probe)
+        assert len(want) > len(probe) // 10 and (np.sort(got) == np.sort(want)).all()
+    assert len(run.lookup(0, np.array([1], np.uint32))) == len(plain.lookup(0, np.array([1], np.uint32)))
 
 
 def test_near_pairs_equal_the_hamming_matrix():
