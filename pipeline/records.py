@@ -141,7 +141,7 @@ class Caption:
     text: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Cost:
     """What the model requests of one video cost (teacher or verifier): counted per request."""
 
@@ -238,9 +238,12 @@ class StageTiming:
     seconds: float
 
 
-@dataclass
+@dataclass(slots=True)
 class VideoTask:
     """Everything known about one input while it moves through the pipeline.
+
+    Slotted: run start and `curate plan` hold one per input (379K at the recipe's scale), and a
+    slotted task is ~1.2 KB where one with an attribute dict was ~2.7 KB.
 
     Fields that end up in the `videos` config are named exactly as in
     schemas/videos.json; transient fields (TRANSIENT_FIELDS) are never written.
