@@ -1,15 +1,20 @@
 """Peak driver memory of the commands that read the whole dataset, at recipe scale, beside main's code.
 
+    python bench/scale_memory.py --sizes 48000 379000 --old-sizes 12000 --base "1d50893^1"   # measured at 379K (~35 min)
     python bench/scale_memory.py                                  # new code up to 24K videos, main's up to 2K
     python bench/scale_memory.py --sizes 1000 6000 --old-sizes 1000 --only "curate plan"   # a quick look
+
+Measured at 379K (2026-12-08, shared 2-core machine), peak RSS in MB: run start 801, registry load
+1,517 (its actor), `curate plan` 1,106, `curate check --no-decode` 1,458, `export xtuner` 309,
+`export verl` 312, run-end reports 508; the code before streaming (`1d50893^1`) at 12K: 242, 321,
+1,367, 2,082, 1,231, 276, 750.
 
 The datasets are `bench/scale_store.py`'s synthetic committed datasets (real rows of every config,
 ~12 KB a `videos` row, 10 sft, 5 rl rows a video; the new layout as compaction leaves it). Each
 command runs as its own process and its peak RSS is the child's `ru_maxrss` (`os.wait4`); the
 same command with main's code (`git archive` of --base, on PYTHONPATH first) runs on the same
-dataset in the same run. A line fitted through the sizes (bytes a video + a fixed part) gives the
-peak at --videos (379K): the sizes that fit a loaded 2-core machine in minutes are small, so the
-379K column is extrapolated, and says so. The streamed code holds one record batch (4,096 rows) at
+dataset in the same run. Where --videos (379K) is one of the sizes, its peak is the measurement;
+else a line fitted through the sizes (bytes a video + a fixed part) extrapolates to it, and says so. The streamed code holds one record batch (4,096 rows) at
 a time, and the Parquet reader decodes one row group (the seed writes 8,192 videos at a time: ~100
 MB of `videos`; compaction's are ~64 MB) under it, so below ~8K videos its peak still grows with the
 dataset: its line is fitted over the sizes past that (main's code holds everything, so any sizes
@@ -176,8 +181,8 @@ def main() -> None:
                 print(f"  {name:<22} {label:<4} peak RSS {mb:8.0f} MB  {seconds:7.1f} s   {last}", flush=True)
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(base / f"dest-{n}", ignore_errors=True)
-    print(f"\npeak RSS (MB) measured, and a fitted line (MB + KB a video) evaluated at N={args.videos:,} "
-          "(extrapolated; times from a shared, loaded 2-core machine)")
+    print(f"\npeak RSS (MB) measured, and at N={args.videos:,}: measured where it was run, else a line (MB + KB a "
+          "video) fitted through the sizes (extrapolated; times from a shared, loaded 2-core machine)")
     print(f"{'command':<22} {'code':<5} " + " ".join(f"{'N=' + str(n):>9}" for n in sorted(set(args.sizes)
                                                                                         | set(args.old_sizes)))
           + f" {'fixed MB':>9} {'KB/video':>9} {'at N=' + format(args.videos, ','):>13} {'s/1K videos':>12}")
@@ -185,13 +190,18 @@ def main() -> None:
         xs = sorted(by_n)
         past = [x for x in xs if x > BATCH_VIDEOS]
         fitted = past if label == "new" and len(past) > 1 else xs
-        fixed, per = fit(fitted, [by_n[x] for x in fitted])
-        at = fixed + per * args.videos / 1024
         secs = times[name, label]
         rate = 1000 * secs[xs[-1]] / xs[-1]
-        print(f"{name:<22} {label:<5} " + " ".join(f"{by_n[n]:>9.0f}" if n in by_n else f"{'':>9}"
-                                                   for n in sorted(set(args.sizes) | set(args.old_sizes)))
-              + f" {fixed:>9.0f} {per:>9.2f} {at:>10.0f} MB {rate:>12.1f}")
+        sizes = " ".join(f"{by_n[n]:>9.0f}" if n in by_n else f"{'':>9}" for n in sorted(set(args.sizes)
+                                                                                       | set(args.old_sizes)))
+        if args.videos in by_n:  # measured at the target: no line needed
+            line, at = f"{'':>9} {'':>9}", f"{by_n[args.videos]:>7.0f} MB measured"
+        elif len(fitted) > 1:
+            fixed, per = fit(fitted, [by_n[x] for x in fitted])
+            line, at = f"{fixed:>9.0f} {per:>9.2f}", f"{fixed + per * args.videos / 1024:>10.0f} MB"
+        else:  # one size: nothing to draw a line through
+            line, at = f"{'':>9} {'':>9}", f"{'-':>13}"
+        print(f"{name:<22} {label:<5} {sizes} {line} {at} {rate:>12.1f}")
     if not args.dir:
         shutil.rmtree(base, ignore_errors=True)
     if old_tree is not None:
