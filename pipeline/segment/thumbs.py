@@ -52,25 +52,24 @@ _SOFT = [_soft_bins(b) for b in HIST_BINS]
 class SoftBins:
     """256-level Y/U/V counts -> the soft 64-bin histogram, each part divided by its pixels.
 
-    One small product per part with its own (256, bins) weights: the block-diagonal (768, 64)
-    matrix in one product is 196 KB read a frame (the decoder's data evicts it in between) and
-    is big enough for OpenBLAS to wake a second thread; the parts' 64 KB stay below that
-    (OpenBLAS threads a gemv from 9216 elements). The weights are multiples of 1/32, so the
-    sums are exact in float32 in any order and one division rounds each bin."""
+    Two small products (luma; U and V together, which share their weights): 48 KB of weights
+    read a frame instead of the 196 KB block-diagonal (768, 64) matrix, which the decoder's data
+    evicts between two frames. (One product for a chunk of 64 frames was tried: OpenBLAS threads
+    a product that size, and on 2 busy cores its threads cost more CPU than the product saved.)
+    The weights are multiples of 1/32, so the sums are exact in float32 in any order and one
+    division rounds each bin: the histogram no longer depends on the BLAS's summation order."""
 
     def __init__(self, pixels: tuple[float, float, float]):
         self.pixels = np.concatenate([np.full(b, n, np.float32) for b, n in zip(HIST_BINS, pixels)])
-        self._parts = []
-        col = 0
-        for k, soft in enumerate(_SOFT):
-            self._parts.append((slice(256 * k, 256 * (k + 1)), slice(col, col + soft.shape[1]), soft))
-            col += soft.shape[1]
+        assert HIST_BINS[1] == HIST_BINS[2]  # U and V: one product with the same weights
+        self._luma, self._chroma = _SOFT[0], _SOFT[1]
 
     def __call__(self, counts: np.ndarray) -> np.ndarray:
         """The (64,) soft histogram of (768,) float32 counts."""
         out = np.empty(self.pixels.size, np.float32)
-        for levels, bins, soft in self._parts:
-            np.dot(counts[levels], soft, out=out[bins])
+        nb = self._luma.shape[1]
+        np.dot(counts[:256], self._luma, out=out[:nb])
+        np.dot(counts[256:].reshape(2, 256), self._chroma, out=out[nb:].reshape(2, -1))
         out /= self.pixels
         return out
 
@@ -117,8 +116,9 @@ class Thumbnailer:
 
     4:2:0 planes: the luma is halved once to the chroma's size, then the three planes are
     halved as one stacked image (one INTER_AREA call a level where the halving is exact,
-    e.g. 640x360: five resize calls a frame instead of seven) into buffers reused across frames;
-    the thumbnail's planes are views of one new (3 x height, width) array."""
+    e.g. 640x360: five resize calls a frame instead of seven), all into buffers reused across
+    frames (worked out once per plane size, `_prepare`); each thumbnail is one copy of the final
+    (3 x height, width) stack, its planes views of it."""
 
     def __init__(self, width: int, height: int):
         self.size = thumb_size(width, height)
@@ -131,45 +131,42 @@ class Thumbnailer:
         self._counts = np.empty((3 * 256, 1), np.float32)  # calcHist's outputs, one after another
         self._shape: tuple[int, ...] | None = None
         self._steps: list[list[tuple[int, int]]] = []
-        self._plan: list[tuple[tuple[int, int], bool]] | None = None
-        self._bufs: list[np.ndarray] = []
+        # stacked path: (source: plane index or buffer, size, destination) per resize call
+        self._ops: list[tuple[int | np.ndarray, tuple[int, int], np.ndarray]] | None = None
+        self._stack: np.ndarray | None = None
 
     def _prepare(self, planes: list[np.ndarray]) -> None:
-        """Resize steps and stack buffers, worked out once per plane size."""
+        """Resize steps, and for the stacked path its calls and buffers, for this plane size."""
         self._shape = planes[0].shape
         self._steps = [_halvings(p.shape, self.size) for p in planes]
-        self._plan = _stack_plan([p.shape for p in planes], self.size)
-        self._bufs = []
-        if self._plan is not None:
-            cw, ch = self._steps[0][0]
-            self._bufs.append(np.empty((ch, cw), np.uint8))  # the luma at the chroma size
-            self._bufs += [np.empty((3 * h, w), np.uint8) for (w, h), _ in self._plan[:-1]]
-
-    def _stacked(self, planes: list[np.ndarray]) -> np.ndarray:
-        """(3 x height, width) Y/U/V thumbnail of 4:2:0 planes, see the class docstring."""
-        area = cv2.INTER_AREA
-        parts = [cv2.resize(planes[0], self._steps[0][0], dst=self._bufs[0], interpolation=area),
-                 planes[1], planes[2]]
+        plan = _stack_plan([p.shape for p in planes], self.size)
+        self._ops = None
+        if plan is None:
+            return
+        cw, ch = self._steps[0][0]
+        luma = np.empty((ch, cw), np.uint8)  # the luma at the chroma size
+        ops: list = [(0, (cw, ch), luma)]
+        parts: list = [luma, 1, 2]
         stack = None
-        last = len(self._plan) - 1
-        for i, ((w, h), exact) in enumerate(self._plan):
-            out = np.empty((3 * h, w), np.uint8) if i == last else self._bufs[i + 1]
+        for (w, h), exact in plan:
+            out = np.empty((3 * h, w), np.uint8)
             if exact and stack is not None:
-                cv2.resize(stack, (w, 3 * h), dst=out, interpolation=area)
+                ops.append((stack, (w, 3 * h), out))
             else:
-                for k in range(3):
-                    cv2.resize(parts[k], (w, h), dst=out[k * h:(k + 1) * h], interpolation=area)
+                ops += [(parts[k], (w, h), out[k * h:(k + 1) * h]) for k in range(3)]
             stack, parts = out, [out[k * h:(k + 1) * h] for k in range(3)]
-        return stack
+        self._ops, self._stack = ops, stack
 
     def __call__(self, frame) -> Thumb:
         if frame.format.name in _PLANAR_420:
             planes = yuv420_planes(frame)
             if planes[0].shape != self._shape:
                 self._prepare(planes)
-            if self._plan is not None:
-                h = self.size[1]
-                stack = self._stacked(planes)
+            if self._ops is not None:
+                for src, size, dst in self._ops:
+                    cv2.resize(planes[src] if src.__class__ is int else src, size, dst=dst,
+                               interpolation=cv2.INTER_AREA)
+                stack, h = self._stack.copy(), self.size[1]
                 ty, tu, tv = stack[:h], stack[h:2 * h], stack[2 * h:]
             else:
                 ty, tu, tv = planes
