@@ -24,14 +24,14 @@ cached per encode (fill the cache ahead with `nice -n 10 python bench/_transnet_
 --transnet-max-s S leaves it out on uncached encodes longer than S seconds (its row says so).
 Measured (all 15 encodes, 265 cuts, one run on the shared 2-core machine under load, 2026-12-08):
   detector     raw P / R       min_scene_s=2 P / R   CPU s/video-min  x one-thread floor
-  confirmed    0.996 / 0.996   1.000 / 0.947          1.57             1.20
-  transnetv2   0.983 / 0.879   1.000 / 0.834         59.19            45.18 (cached CPU runs)
-  content      0.851 / 0.902   0.942 / 0.853          2.05             1.56
-  adaptive     0.863 / 0.811   0.940 / 0.770          2.23             1.71
-  histogram    0.776 / 0.917   0.939 / 0.872          1.98             1.51
-  hash         0.414 / 0.947   0.841 / 0.860          2.17             1.66
-  (one-thread decode floor 1.31 CPU s per video-minute; the confirmed detector alone, twice more
-  that day: 1.21x, and 1.21x with stacked thumbnails, not kept: README; 2026-12-07: 1.20x)
+  confirmed    0.996 / 0.996   1.000 / 0.947          1.64             1.27
+  transnetv2   0.983 / 0.879   1.000 / 0.834         59.19            45.95 (cached CPU runs)
+  content      0.851 / 0.902   0.942 / 0.853          2.12             1.65
+  adaptive     0.863 / 0.811   0.940 / 0.770          2.28             1.77
+  histogram    0.776 / 0.917   0.939 / 0.872          2.03             1.57
+  hash         0.414 / 0.947   0.841 / 0.860          2.25             1.75
+  (one-thread decode floor 1.29 CPU s per video-minute; the confirmed detector measured 1.20-1.27x
+  in four runs that day, the spread of the machine's load: README "Cuts")
 In the speed bench, bs/c1 is the stage with signals off (the confirmed detector and frame
 sampling) over the one-thread floor; b/c1 adds the content signals (pHashes, text score).
 Usage: python bench/segment.py [--quick] [--cache bench/.cache] [--no-real] [--only NAME ...]
