@@ -22,15 +22,18 @@ Each detector runs once per encode (the min_scene_s scenes are merged from the s
 segment_video merges them). TransNetV2 costs ~1 CPU s per second of video: its predictions are
 cached per encode (fill the cache ahead with `nice -n 10 python bench/_transnet_ref.py FILE...`);
 --transnet-max-s S leaves it out on uncached encodes longer than S seconds (its row says so).
-Measured (all 15 encodes, 265 cuts, one run on the shared 2-core machine, 2026-12-07):
+Measured (all 15 encodes, 265 cuts, one run on the shared 2-core machine under load, 2026-12-08):
   detector     raw P / R       min_scene_s=2 P / R   CPU s/video-min  x one-thread floor
-  confirmed    0.996 / 0.996   1.000 / 0.947          1.41             1.20
-  transnetv2   0.983 / 0.879   1.000 / 0.834         59.19            50.47 (cached CPU runs)
-  content      0.851 / 0.902   0.942 / 0.853          1.88             1.60
-  adaptive     0.863 / 0.811   0.940 / 0.770          1.99             1.70
-  histogram    0.776 / 0.917   0.939 / 0.872          1.81             1.54
-  hash         0.414 / 0.947   0.841 / 0.860          1.91             1.63
-  (one-thread decode floor 1.17 CPU s per video-minute)
+  confirmed    0.996 / 0.996   1.000 / 0.947          1.64             1.27
+  transnetv2   0.983 / 0.879   1.000 / 0.834         59.19            45.95 (cached CPU runs)
+  content      0.851 / 0.902   0.942 / 0.853          2.12             1.65
+  adaptive     0.863 / 0.811   0.940 / 0.770          2.28             1.77
+  histogram    0.776 / 0.917   0.939 / 0.872          2.03             1.57
+  hash         0.414 / 0.947   0.841 / 0.860          2.25             1.75
+  (one-thread decode floor 1.29 CPU s per video-minute; the confirmed detector measured 1.20-1.27x
+  in four runs that day, the spread of the machine's load: README "Cuts")
+In the speed bench, bs/c1 is the stage with signals off (the confirmed detector and frame
+sampling) over the one-thread floor; b/c1 adds the content signals (pHashes, text score).
 Usage: python bench/segment.py [--quick] [--cache bench/.cache] [--no-real] [--only NAME ...]
        [--repeat N] [--accuracy [--detectors NAME ...] [--transnet-max-s S]]
 """
@@ -176,7 +179,8 @@ def bench(path: Path, cfg: SegmentConfig) -> None:
           f"b/c1 {b_cpu / c1_cpu:.2f} (one-thread floor)  b'/a {f_cpu / a_cpu:.2f}  b'/c {f_cpu / c_cpu:.2f}")
     print(f"  bt/a {o_cpu / a_cpu:.2f}  bt/c {o_cpu / c_cpu:.2f}  bt/c1 {o_cpu / c1_cpu:.2f}")
     print(f"  b/bp {b_cpu / p_cpu:.2f} (default with signals / PySceneDetect path without)  "
-          f"signals cost (b-bs)/c1 {(b_cpu - s_cpu) / c1_cpu:.3f}")
+          f"signals cost (b-bs)/c1 {(b_cpu - s_cpu) / c1_cpu:.3f}  "
+          f"bs/c1 {s_cpu / c1_cpu:.2f} (confirmed detector + frame sampling, signals off)")
 
 
 def main() -> None:

@@ -165,3 +165,51 @@ def test_other_pixel_formats_measure_the_same(videos, tmp_path, pix_fmt):
     assert [c.frame for c in got.cuts] == [c.frame for c in ref.cuts]
     assert all(hamming(int(a.phash, 16), int(b.phash, 16)) <= 8 for a, b in zip(got.scenes, ref.scenes))
     assert got.signals.motion == pytest.approx(ref.signals.motion, rel=0.3)
+
+
+@pytest.mark.parametrize("size", [(640, 360), (1920, 1080), (1280, 544), (362, 640), (170, 96), (641, 361)])
+def test_stacked_thumbnails_are_the_planes_halved_one_by_one(size):
+    # the Y/U/V planes are halved as one stacked image where a level's halving is exact (one
+    # resize call instead of three); every pixel must be what halving each plane alone gives,
+    # also where a level is not an exact halving (1080p: 135 -> 67 rows) or sides are odd
+    import av
+
+    from pipeline.segment.planes import yuv420_planes
+    from pipeline.segment.thumbs import _SOFT, Thumbnailer, _halvings
+
+    w, h = size
+    rng = np.random.default_rng(w * h)
+    rgb = np.clip(rng.normal(0, 1, (h, w, 3)).cumsum(0).cumsum(1) * 3 + 128 + rng.normal(0, 20, (h, w, 3)), 0, 255)
+    frame = av.VideoFrame.from_ndarray(rgb.astype(np.uint8), format="rgb24").reformat(format="yuv420p")
+    thumbs = Thumbnailer(w, h)
+    for _ in range(2):  # the second call reuses the buffers
+        got = thumbs(frame)
+    want = []
+    for plane in yuv420_planes(frame):
+        for step in _halvings(plane.shape, thumbs.size):
+            plane = cv2.resize(plane, step, interpolation=cv2.INTER_AREA)
+        want.append(plane)
+    for a, b in zip((got.y, got.u, got.v), want):
+        assert np.array_equal(a, b)
+    # the soft histogram: the 256-level counts through the block-diagonal weights, per part
+    # divided by its pixels (exact sums, one rounding)
+    weights = np.zeros((768, 64))
+    col = 0
+    for k, soft in enumerate(_SOFT):
+        weights[256 * k:256 * (k + 1), col:col + soft.shape[1]] = soft
+        col += soft.shape[1]
+    counts = np.concatenate([np.bincount(p.ravel(), minlength=256) for p in want]).astype(np.float64)
+    pixels = np.repeat([want[0].size, thumbs.chroma_size[0] * thumbs.chroma_size[1],
+                        thumbs.chroma_size[0] * thumbs.chroma_size[1]], [32, 16, 16])
+    assert np.array_equal(got.hist, ((counts @ weights).astype(np.float32) / pixels.astype(np.float32)))
+
+
+def test_phash_median_as_before():
+    # the hash of the previous implementation (partition, then ndarray.mean of positions 31-32)
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        gray = np.clip(rng.normal(0, 1, (45, 80)).cumsum(0).cumsum(1) * rng.uniform(1, 8) + 128, 0, 255).astype(np.uint8)
+        small = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA)
+        low = cv2.dct(small.astype(np.float32))[:8, :8].ravel()
+        before = int.from_bytes(np.packbits(low > np.partition(low, 31)[31:33].mean()).tobytes(), "big")
+        assert phash(gray) == before

@@ -49,6 +49,31 @@ def _soft_bins(bins: int) -> np.ndarray:
 _SOFT = [_soft_bins(b) for b in HIST_BINS]
 
 
+class SoftBins:
+    """256-level Y/U/V counts -> the soft 64-bin histogram, each part divided by its pixels.
+
+    Two small products (luma; U and V together, which share their weights): 48 KB of weights
+    read a frame instead of the 196 KB block-diagonal (768, 64) matrix, which the decoder's data
+    evicts between two frames. (One product for a chunk of 64 frames was tried: OpenBLAS threads
+    a product that size, and on 2 busy cores its threads cost more CPU than the product saved.)
+    The weights are multiples of 1/32, so the sums are exact in float32 in any order and one
+    division rounds each bin: the histogram no longer depends on the BLAS's summation order."""
+
+    def __init__(self, pixels: tuple[float, float, float]):
+        self.pixels = np.concatenate([np.full(b, n, np.float32) for b, n in zip(HIST_BINS, pixels)])
+        assert HIST_BINS[1] == HIST_BINS[2]  # U and V: one product with the same weights
+        self._luma, self._chroma = _SOFT[0], _SOFT[1]
+
+    def __call__(self, counts: np.ndarray) -> np.ndarray:
+        """The (64,) soft histogram of (768,) float32 counts."""
+        out = np.empty(self.pixels.size, np.float32)
+        nb = self._luma.shape[1]
+        np.dot(counts[:256], self._luma, out=out[:nb])
+        np.dot(counts[256:].reshape(2, 256), self._chroma, out=out[nb:].reshape(2, -1))
+        out /= self.pixels
+        return out
+
+
 def thumb_size(width: int, height: int) -> tuple[int, int]:
     """Luma thumbnail (width, height): halve until the width is below 128 (at least 64)."""
     w, h = width, height
@@ -71,14 +96,29 @@ def _halvings(shape: tuple[int, ...], size: tuple[int, int]) -> list[tuple[int, 
     return steps
 
 
-def _halve_to(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    for step in _halvings(plane.shape, size):
-        plane = cv2.resize(plane, step, interpolation=cv2.INTER_AREA)
-    return plane
+def _stack_plan(shapes: list[tuple[int, ...]], size: tuple[int, int]) -> list[tuple[tuple[int, int], bool]] | None:
+    """The chroma planes' resize steps, each with whether it is an exact 2x halving of even
+    sides (then the Y/U/V stack of that level is halved in one INTER_AREA call: its 2x2 blocks
+    never straddle two planes, so every pixel is the one the plane alone gives), or None where
+    the luma's first step does not land on the chroma size (odd sides) or no chroma step is left."""
+    ys, us, vs = (_halvings(s, size) for s in shapes)
+    if not us or us != vs or ys[1:] != us or ys[0] != (shapes[1][1], shapes[1][0]) or shapes[1] != shapes[2]:
+        return None
+    plan, (cw, ch) = [], ys[0]
+    for w, h in us:
+        plan.append(((w, h), (2 * w, 2 * h) == (cw, ch)))
+        cw, ch = w, h
+    return plan
 
 
 class Thumbnailer:
-    """Makes the `Thumb` of every decoded frame of one stream."""
+    """Makes the `Thumb` of every decoded frame of one stream.
+
+    4:2:0 planes: the luma is halved once to the chroma's size, then the three planes are
+    halved as one stacked image (one INTER_AREA call a level where the halving is exact,
+    e.g. 640x360: five resize calls a frame instead of seven), all into buffers reused across
+    frames (worked out once per plane size, `_prepare`); each thumbnail is one copy of the final
+    (3 x height, width) stack, its planes views of it."""
 
     def __init__(self, width: int, height: int):
         self.size = thumb_size(width, height)
@@ -87,40 +127,66 @@ class Thumbnailer:
         self._reformatter: VideoReformatter | None = None
         w, h = self.size
         ny, nc = float(w * h), float(self.chroma_size[0] * self.chroma_size[1])
-        self._soft = np.zeros((3 * 256, sum(HIST_BINS)), np.float32)
-        col = 0
-        for k, (soft, n) in enumerate(zip(_SOFT, (ny, nc, nc))):
-            self._soft[256 * k:256 * (k + 1), col:col + soft.shape[1]] = soft / n
-            col += soft.shape[1]
-        self._raw = np.empty((3 * 256, 1), np.float32)  # calcHist's outputs, one after another
+        self.bins = SoftBins((ny, nc, nc))
+        self._counts = np.empty((3 * 256, 1), np.float32)  # calcHist's outputs, one after another
         self._shape: tuple[int, ...] | None = None
         self._steps: list[list[tuple[int, int]]] = []
+        # stacked path: (source: plane index or buffer, size, destination) per resize call
+        self._ops: list[tuple[int | np.ndarray, tuple[int, int], np.ndarray]] | None = None
+        self._stack: np.ndarray | None = None
+
+    def _prepare(self, planes: list[np.ndarray]) -> None:
+        """Resize steps, and for the stacked path its calls and buffers, for this plane size."""
+        self._shape = planes[0].shape
+        self._steps = [_halvings(p.shape, self.size) for p in planes]
+        plan = _stack_plan([p.shape for p in planes], self.size)
+        self._ops = None
+        if plan is None:
+            return
+        cw, ch = self._steps[0][0]
+        luma = np.empty((ch, cw), np.uint8)  # the luma at the chroma size
+        ops: list = [(0, (cw, ch), luma)]
+        parts: list = [luma, 1, 2]
+        stack = None
+        for (w, h), exact in plan:
+            out = np.empty((3 * h, w), np.uint8)
+            if exact and stack is not None:
+                ops.append((stack, (w, 3 * h), out))
+            else:
+                ops += [(parts[k], (w, h), out[k * h:(k + 1) * h]) for k in range(3)]
+            stack, parts = out, [out[k * h:(k + 1) * h] for k in range(3)]
+        self._ops, self._stack = ops, stack
 
     def __call__(self, frame) -> Thumb:
         if frame.format.name in _PLANAR_420:
             planes = yuv420_planes(frame)
-            if planes[0].shape != self._shape:  # the resize steps, worked out once per plane size
-                self._shape = planes[0].shape
-                self._steps = [_halvings(p.shape, self.size) for p in planes]
-            ty, tu, tv = planes
-            for step in self._steps[0]:
-                ty = cv2.resize(ty, step, interpolation=cv2.INTER_AREA)
-            for step in self._steps[1]:
-                tu = cv2.resize(tu, step, interpolation=cv2.INTER_AREA)
-            for step in self._steps[2]:
-                tv = cv2.resize(tv, step, interpolation=cv2.INTER_AREA)
+            if planes[0].shape != self._shape:
+                self._prepare(planes)
+            if self._ops is not None:
+                for src, size, dst in self._ops:
+                    cv2.resize(planes[src] if src.__class__ is int else src, size, dst=dst,
+                               interpolation=cv2.INTER_AREA)
+                stack, h = self._stack.copy(), self.size[1]
+                ty, tu, tv = stack[:h], stack[h:2 * h], stack[2 * h:]
+            else:
+                ty, tu, tv = planes
+                for step in self._steps[0]:
+                    ty = cv2.resize(ty, step, interpolation=cv2.INTER_AREA)
+                for step in self._steps[1]:
+                    tu = cv2.resize(tu, step, interpolation=cv2.INTER_AREA)
+                for step in self._steps[2]:
+                    tv = cv2.resize(tv, step, interpolation=cv2.INTER_AREA)
         else:  # 10-bit, 4:2:2, 4:4:4, RGB, ...: swscale scales and converts in one pass
             if self._reformatter is None:
                 self._reformatter = VideoReformatter()
             small = self._reformatter.reformat(frame, width=self.size[0], height=self.size[1],
                                                format="yuv420p", interpolation="AREA", threads=1)
             ty, tu, tv = (np.ascontiguousarray(p) for p in yuv420_planes(small))
-        # three 256-level histograms side by side, then one product with the block-diagonal
-        # soft-binning matrix (which also normalises each part to sum 1)
-        raw = self._raw
+        # three 256-level histograms side by side, then soft-binned (SoftBins)
+        counts = self._counts
         for k, p in enumerate((ty, tu, tv)):
-            cv2.calcHist([p], [0], None, [256], [0, 256], hist=raw[256 * k:256 * (k + 1)])
-        return Thumb(ty, tu, tv, raw[:, 0] @ self._soft)
+            cv2.calcHist([p], [0], None, [256], [0, 256], hist=counts[256 * k:256 * (k + 1)])
+        return Thumb(ty, tu, tv, self.bins(counts[:, 0]))
 
 
 def distances(y: np.ndarray, y_prev: np.ndarray, hist: np.ndarray, hist_prev: np.ndarray) -> np.ndarray:
