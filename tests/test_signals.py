@@ -167,6 +167,26 @@ def test_other_pixel_formats_measure_the_same(videos, tmp_path, pix_fmt):
     assert got.signals.motion == pytest.approx(ref.signals.motion, rel=0.3)
 
 
+@pytest.mark.parametrize("pix_fmt", ["yuv444p", "yuv422p", "yuv420p10le", "rgb24"])
+def test_every_pixel_format_gives_whole_histograms(pix_fmt):
+    # Y, U and V each count every thumbnail pixel once (each part sums to 1), and the colours are
+    # the 4:2:0 frame's: through swscale the chroma was left at a quarter of the luma's pixels
+    import av
+
+    from pipeline.segment.thumbs import HIST_BINS, Thumbnailer
+
+    rng = np.random.default_rng(7)
+    rgb = np.clip(rng.normal(0, 1, (360, 640, 3)).cumsum(0).cumsum(1) * 2 + 128, 0, 255).astype(np.uint8)
+    rgb[:, 320:, 0] = 230  # a red half: colour the chroma histograms must see
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    ref = Thumbnailer(640, 360)(frame.reformat(format="yuv420p")).hist
+    got = Thumbnailer(640, 360)(frame if pix_fmt == "rgb24" else frame.reformat(format=pix_fmt)).hist
+    edges = np.cumsum([0, *HIST_BINS])
+    for a, b in zip(edges[:-1], edges[1:]):
+        assert got[a:b].sum() == pytest.approx(1.0, abs=1e-3) and ref[a:b].sum() == pytest.approx(1.0, abs=1e-3)
+    assert np.abs(got - ref).sum() < 0.15  # the same picture: histograms close (scaling differs)
+
+
 @pytest.mark.parametrize("size", [(640, 360), (1920, 1080), (1280, 544), (362, 640), (170, 96), (641, 361)])
 def test_stacked_thumbnails_are_the_planes_halved_one_by_one(size):
     # the Y/U/V planes are halved as one stacked image where a level's halving is exact (one

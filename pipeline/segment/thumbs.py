@@ -176,11 +176,13 @@ class Thumbnailer:
                     tu = cv2.resize(tu, step, interpolation=cv2.INTER_AREA)
                 for step in self._steps[2]:
                     tv = cv2.resize(tv, step, interpolation=cv2.INTER_AREA)
-        else:  # 10-bit, 4:2:2, 4:4:4, RGB, ...: swscale scales and converts in one pass
+        else:  # 10-bit, 4:2:2, 4:4:4, RGB, ...: swscale scales and converts in one pass, to 4:4:4
+            # so the chroma thumbnails are the luma's size, as the 4:2:0 path makes them (the
+            # histograms are divided by that many pixels: at 4:2:0 here colour counted a quarter)
             if self._reformatter is None:
                 self._reformatter = VideoReformatter()
             small = self._reformatter.reformat(frame, width=self.size[0], height=self.size[1],
-                                               format="yuv420p", interpolation="AREA", threads=1)
+                                               format="yuv444p", interpolation="AREA", threads=1)
             ty, tu, tv = (np.ascontiguousarray(p) for p in yuv420_planes(small))
         # three 256-level histograms side by side, then soft-binned (SoftBins)
         counts = self._counts
