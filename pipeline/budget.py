@@ -193,8 +193,7 @@ def _sized(frames: int, facts: VideoFacts, s: XtunerSettings) -> tuple[int, int,
 
 def xtuner_frame_count(total: int, origin_fps: float, fps: float, min_frames: int, max_frames: int) -> int:
     """len(xtuner_frame_indices(...)) without building the list: the fit asks it per sample per step."""
-    n = _sampled(total, origin_fps, fps, min_frames, max_frames)
-    return n + n % 2
+    return xtuner_frame_span(total, origin_fps, fps, min_frames, max_frames)[0]
 
 
 def xtuner_frame_span(total: int, origin_fps: float, fps: float, min_frames: int, max_frames: int
@@ -243,7 +242,7 @@ def count_xtuner(messages: list[dict], s: XtunerSettings, text: TextCounter | No
     if isinstance(text, ByteBound):  # additive: the video's text is counted once per video and settings
         total = vtokens + _pad_bytes(facts, s) + text(_render_xtuner(messages, [""]))
     else:
-        indices = xtuner_video(facts, s)[0]
+        indices = xtuner_frame_indices(facts.frames, facts.fps, s.fps, s.video_min_frames, s.video_max_frames)
         total = vtokens + text(_render_xtuner(messages, [_video_text([i / facts.fps for i in indices], s)]))
     return Count(frames, w, h, vtokens, total, first / facts.fps, last / facts.fps)
 
